@@ -1,0 +1,59 @@
+import Foundation
+import MPI
+
+/// A failure every rank has agreed on; its message has been printed once.
+struct AgreedFailure: Error {
+    let status: ExitStatus
+}
+
+/// Runs steps that may fail on some ranks only, and makes every rank agree on the
+/// outcome before the next collective, so that no rank is left waiting for a peer that
+/// gave up (which would hang the job).
+struct Agreement {
+    let world: Communicator
+
+    /// Runs `body`; then all ranks agree. On any failure the first failing rank prints
+    /// its message and every rank throws `AgreedFailure` with the worst status.
+    /// `quietly` waits without spinning (for steps where one rank works long alone).
+    /// Collective.
+    func stage<T>(quietly: Bool = false, _ body: () throws(NTKError) -> T) throws -> T {
+        var result: T? = nil
+        var failure: NTKError? = nil
+        do { result = try body() } catch { failure = error }
+        let status = failure?.status.rawValue ?? 0
+        let agreed = quietly ? try world.agreeQuietly(status: status) : try world.agree(status: status)
+        if agreed.status != 0 {
+            if agreed.firstFailingRank == world.rank, let failure { Report.error(failure.message) }
+            throw AgreedFailure(status: ExitStatus(rawValue: agreed.status) ?? .software)
+        }
+        return result!
+    }
+}
+
+/// What the tool prints.
+public enum Report {
+    /// One error line on stderr, written at once (unbuffered).
+    public static func error(_ message: String) {
+        FileHandle.standardError.write(Data("ntk: error: \(message)\n".utf8))
+    }
+
+    /// One warning line on stderr.
+    public static func warning(_ message: String) {
+        FileHandle.standardError.write(Data("ntk: warning: \(message)\n".utf8))
+    }
+
+    static func summary(_ s: GramSummary, directory: String) {
+        var lines: [String] = []
+        let shape = s.kernelShape.map(String.init).joined(separator: " x ")
+        lines.append("ntk gram: \(s.kernel) NTK, \(shape) (\(s.outputKernel) over k = \(s.outputs)), P = \(s.parameters) parameters, \(s.parameterization) parameterization")
+        lines.append(String(format: "  %d rank(s), %d tiles of %d, %@ method; %.2f s total (tiles %.2f s, gather %.2f s%@)",
+                            s.ranks, s.tiles, s.tileSize, s.method, s.seconds["total"] ?? 0, s.seconds["tiles"] ?? 0,
+                            s.seconds["gather"] ?? 0, s.seconds["eigen"].map { String(format: ", eigen %.2f s", $0) } ?? ""))
+        if let sp = s.spectrum {
+            let cond = sp.conditionNumber.map { String(format: "%.4g", $0) } ?? "inf (singular)"
+            lines.append(String(format: "  spectrum: min %.6g, max %.6g, trace %.6g, condition number %@", sp.min, sp.max, sp.trace, cond))
+        }
+        lines.append("  wrote \(s.files.joined(separator: ", ")) to \(directory)")
+        print(lines.joined(separator: "\n"))
+    }
+}

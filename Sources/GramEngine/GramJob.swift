@@ -1,0 +1,362 @@
+import Foundation
+import LinearAlgebra
+import MPI
+import Network
+import NumPyIO
+
+/// Where a job's network architecture comes from.
+public enum ModelSource: Sendable {
+    case file(String)
+    case spec(ModelSpec)
+}
+
+/// Where a job's network parameters come from.
+public enum ParameterSource: Sendable {
+    /// A .npz file of raw trainable arrays W0, b0, W1, ….
+    case file(String)
+    /// Drawn from the parameterization's distributions with this seed.
+    case seed(UInt64)
+}
+
+/// Everything `ntk gram` needs to know.
+public struct GramOptions: Sendable {
+    public var data: String
+    public var data2: String?
+    public var model: ModelSource
+    public var parameters: ParameterSource
+    public var output: String
+    public var outputKernel: OutputKernel = .mean
+    public var eigen: EigenOutput = .values
+    /// Samples per tile side; nil chooses `GramOptions.defaultTileSize`.
+    public var tileSize: Int?
+    public var method: GradientMethod = .structured
+    public var force = false
+    /// Progress lines on stderr: nil means only when stderr is a terminal.
+    public var progress: Bool?
+    /// Bound on the per-rank cache of per-sample quantities.
+    public var cacheMegabytes = 2048
+    /// No report on stdout.
+    public var quiet = false
+
+    public static let defaultTileSize = 256
+
+    public init(data: String, model: ModelSource, parameters: ParameterSource, output: String) {
+        self.data = data
+        self.model = model
+        self.parameters = parameters
+        self.output = output
+    }
+}
+
+/// The machine-readable record of a run, written as summary.json.
+public struct GramSummary: Codable, Sendable {
+    public struct Spectrum: Codable, Sendable {
+        public var min: Double
+        public var max: Double
+        public var trace: Double
+        public var conditionNumber: Double?
+        enum CodingKeys: String, CodingKey { case min, max, trace, conditionNumber = "condition_number" }
+    }
+    public var tool = "ntk"
+    public var kernel = "empirical"
+    public var method: String
+    public var outputKernel: String
+    public var n: Int
+    public var m: Int?
+    public var inputWidth: Int
+    public var outputs: Int
+    public var parameters: Int
+    public var parameterization: String
+    public var kernelShape: [Int]
+    public var ranks: Int
+    public var tileSize: Int
+    public var tiles: Int
+    public var blasCore: String
+    public var seconds: [String: Double]
+    public var spectrum: Spectrum?
+    public var files: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case tool, kernel, method, n, m, parameters, parameterization, ranks, tiles, seconds, spectrum, files
+        case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
+        case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core"
+    }
+}
+
+/// `ntk gram`: the distributed empirical NTK, end to end.
+public enum GramJob {
+    /// Runs the job. Every rank calls it; every rank returns the same status. Errors are
+    /// printed once (by the first rank that saw them) to stderr.
+    public static func run(_ options: GramOptions, world: Communicator) -> ExitStatus {
+        do {
+            try execute(options, world: world)
+            return .success
+        } catch let failure as AgreedFailure {
+            return failure.status
+        } catch {
+            Report.error("internal error: \(error)")
+            world.abort(code: ExitStatus.software.rawValue)
+        }
+    }
+
+    struct Loaded {
+        var data: DataSet
+        var data2: DataSet?
+        var network: Network
+    }
+
+    static func execute(_ options: GramOptions, world: Communicator) throws {
+        let agreement = Agreement(world: world)
+        let totalStart = Clock.now
+        BLASLibrary.setThreadCount(1)
+
+        // Inputs: every rank reads them; any rank's failure stops all.
+        let loadStart = Clock.now
+        let loaded: Loaded = try agreement.stage { () throws(NTKError) -> Loaded in try load(options) }
+        let loadSeconds = Clock.seconds(since: loadStart)
+        let network = loaded.network
+        let n = loaded.data.count
+        let m = loaded.data2?.count
+        let k = network.outputCount
+        let entry = options.outputKernel == .full ? k : 1
+        let tileSize = options.tileSize ?? GramOptions.defaultTileSize
+        try agreement.stage { () throws(NTKError) in
+            if tileSize < 1 { throw NTKError(.usage, "--tile must be at least 1") }
+            if tileSize * entry > 46_340 {
+                throw NTKError(.usage, "--tile \(tileSize) with \(k) outputs in full mode makes tiles over 2^31 values; use --tile \(46_340 / entry) or less")
+            }
+        }
+
+        // Output directory: rank 0 creates and checks it before any work.
+        let output: OutputDirectory? = try agreement.stage { () throws(NTKError) -> OutputDirectory? in
+            world.isRoot ? try OutputDirectory(path: options.output, force: options.force) : nil
+        }
+
+        // Tiles.
+        let plan = TilePlan(rows: n, columns: m ?? n, tileSize: tileSize, symmetric: m == nil, ranks: world.size)
+        let computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.method,
+                                    rowData: loaded.data.values, columnData: loaded.data2?.values,
+                                    cacheBytes: options.cacheMegabytes << 20)
+        let mine = plan.tileIndices(ofRank: world.rank)
+        let progress = Progress(enabled: world.isRoot && (options.progress ?? (isatty(2) != 0)),
+                                totalTiles: plan.tiles.count, myTiles: mine.count, ranks: world.size)
+        let tilesStart = Clock.now
+        var values: [Int: [Double]] = [:]
+        for (done, index) in mine.enumerated() {
+            values[index] = computer.compute(plan.tiles[index])
+            progress.update(done: done + 1)
+        }
+        if mine.isEmpty { progress.update(done: 0) }
+        let tileSeconds = Clock.seconds(since: tilesStart)
+        let gradientSeconds = try world.allreduce(computer.gradientSeconds, .max)
+        let productSeconds = try world.allreduce(computer.productSeconds, .max)
+        let tileWallSeconds = try world.allreduce(tileSeconds, .max)
+
+        // Gather to rank 0.
+        let gatherStart = Clock.now
+        let rowCount = n * entry
+        let columnCount = (m ?? n) * entry
+        var kernel: [Double] = world.isRoot ? [Double](repeating: 0, count: rowCount * columnCount) : []
+        try gather(plan: plan, entry: entry, values: &values, into: &kernel, columns: columnCount, world: world)
+        let gatherSeconds = Clock.seconds(since: gatherStart)
+
+        // Rank 0: finish, eigendecompose, write. The others wait quietly, leaving their
+        // cores to rank 0's BLAS threads.
+        let localRanks = (try? world.nodeLocal().size) ?? 1
+        let finished = try agreement.stage(quietly: true) { () throws(NTKError) -> Bool in
+            guard world.isRoot, let output else { return true }
+            try finish(options: options, loaded: loaded, plan: plan, kernel: &kernel, rows: rowCount, columns: columnCount,
+                       output: output, ranks: world.size, localRanks: localRanks,
+                       seconds: ["load": loadSeconds, "gradients": gradientSeconds, "tile_products": productSeconds,
+                                 "tiles": tileWallSeconds, "gather": gatherSeconds],
+                       totalStart: totalStart)
+            return true
+        }
+        _ = finished
+    }
+
+    static func load(_ options: GramOptions) throws(NTKError) -> Loaded {
+        let data = try Inputs.dataSet(options.data, role: "--data")
+        var data2: DataSet? = nil
+        if let path = options.data2 {
+            let second = try Inputs.dataSet(path, role: "--data2")
+            if second.width != data.width {
+                throw NTKError(.dataError, "--data2 file \(path) has \(second.width) features per sample but --data has \(data.width)")
+            }
+            data2 = second
+        }
+        let spec: ModelSpec
+        switch options.model {
+        case .file(let path): spec = try Inputs.model(path)
+        case .spec(let s):
+            do { try s.validate() } catch { throw NTKError(.usage, error.message) }
+            spec = s
+        }
+        let network: Network
+        switch options.parameters {
+        case .seed(let seed): network = Network.initialized(spec: spec, inputWidth: data.width, seed: seed)
+        case .file(let path):
+            do {
+                network = try Inputs.network(spec: spec, inputWidth: data.width, parametersPath: path)
+            } catch {
+                // Name the likely cause when the first layer's fan-in is what disagrees.
+                if error.message.contains("W0 has shape") {
+                    throw NTKError(error.status, error.message + " (the data has d = \(data.width) features per sample)")
+                }
+                throw error
+            }
+        }
+        return Loaded(data: data, data2: data2, network: network)
+    }
+
+    /// Moves every tile to rank 0 in chunks of row blocks. Collective.
+    static func gather(plan: TilePlan, entry: Int, values: inout [Int: [Double]], into kernel: inout [Double],
+                       columns: Int, world: Communicator) throws {
+        for chunk in plan.gatherChunks(entrySize: entry) {
+            var send: [Double] = []
+            for index in chunk where values[index] != nil {
+                send.append(contentsOf: values[index]!)
+                values[index] = nil
+            }
+            var counts = [Int](repeating: 0, count: world.size)
+            for index in chunk {
+                let tile = plan.tiles[index]
+                counts[plan.owner(ofTile: index)] += plan.rowRange(tile.row).count * plan.columnRange(tile.column).count * entry * entry
+            }
+            if world.isRoot {
+                var receive = [Double](repeating: 0, count: counts.reduce(0, +))
+                try send.withUnsafeBufferPointer { s in
+                    try receive.withUnsafeMutableBufferPointer { r in
+                        try world.gatherv(send: s, counts: counts, root: 0, receive: r)
+                    }
+                }
+                // Rank order, then tile order within a rank: the order of `chunk`.
+                var offset = 0
+                for index in chunk {
+                    let tile = plan.tiles[index]
+                    let rows = plan.rowRange(tile.row), cols = plan.columnRange(tile.column)
+                    let width = cols.count * entry
+                    for r in 0..<(rows.count * entry) {
+                        let destination = (rows.lowerBound * entry + r) * columns + cols.lowerBound * entry
+                        for c in 0..<width { kernel[destination + c] = receive[offset + r * width + c] }
+                    }
+                    offset += rows.count * entry * width
+                }
+            } else {
+                try send.withUnsafeBufferPointer { s in
+                    try world.gatherv(send: s, counts: counts, root: 0, receive: nil)
+                }
+            }
+        }
+    }
+
+    /// Rank 0's part after the gather: mirror, check, eigendecompose, write, report.
+    static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, kernel: inout [Double], rows: Int, columns: Int,
+                       output: OutputDirectory, ranks: Int, localRanks: Int, seconds: [String: Double],
+                       totalStart: UInt64) throws(NTKError) {
+        var seconds = seconds
+        let network = loaded.network
+        let k = network.outputCount
+        let entry = options.outputKernel == .full ? k : 1
+        if plan.symmetric {
+            for i in 0..<rows { for j in (i + 1)..<rows { kernel[j * rows + i] = kernel[i * rows + j] } }
+        }
+        if let bad = kernel.firstIndex(where: { !$0.isFinite }) {
+            throw NTKError(.dataError, "the kernel has a non-finite entry at (\(bad / columns), \(bad % columns)): the network overflows on this data; rescale the inputs or the parameters")
+        }
+
+        // Eigendecomposition with the cores of this node's idle ranks.
+        var eigen: SymmetricEigen? = nil
+        if plan.symmetric && options.eigen != .none {
+            let start = Clock.now
+            BLASLibrary.setThreadCount(localRanks)
+            defer { BLASLibrary.setThreadCount(1) }
+            do {
+                eigen = try SymmetricEigen.compute(matrix: kernel, n: rows, vectors: options.eigen == .vectors)
+            } catch {
+                throw NTKError(.software, "eigendecomposition: \(error)")
+            }
+            seconds["eigen"] = Clock.seconds(since: start)
+        }
+
+        let writeStart = Clock.now
+        let n = loaded.data.count
+        let m = loaded.data2?.count
+        let shape: [Int] = entry == 1 ? [n, m ?? n] : [n, m ?? n, k, k]
+        let kernelFile: [Double] = entry == 1 ? kernel : permuteFull(kernel, n: n, m: m ?? n, k: k)
+        var files: [String] = []
+        func stage(_ name: String, _ array: NPYArray) throws(NTKError) {
+            try output.stage(name, NPYFormat.encode(array))
+            files.append(name)
+        }
+        try stage("kernel.npy", NPYArray(shape: shape, doubles: kernelFile))
+        if let eigen {
+            try stage("eigenvalues.npy", NPYArray(shape: [eigen.n], doubles: eigen.values))
+            if let v = eigen.vectors { try stage("eigenvectors.npy", NPYArray(shape: [eigen.n, eigen.n], doubles: v)) }
+        }
+        try stage("outputs.npy", NPYArray(shape: [n, k], doubles: network.outputs(loaded.data.values, count: n)))
+        if let data2 = loaded.data2 {
+            try stage("outputs2.npy", NPYArray(shape: [data2.count, k], doubles: network.outputs(data2.values, count: data2.count)))
+        }
+        seconds["write"] = Clock.seconds(since: writeStart)
+        seconds["total"] = Clock.seconds(since: totalStart)
+
+        var spectrum: GramSummary.Spectrum? = nil
+        if let eigen, let lo = eigen.values.first, let hi = eigen.values.last {
+            spectrum = GramSummary.Spectrum(min: lo, max: hi, trace: eigen.values.reduce(0, +),
+                                            conditionNumber: lo > 0 ? hi / lo : nil)
+        }
+        let summary = GramSummary(method: options.method.rawValue, outputKernel: options.outputKernel.rawValue,
+                                  n: n, m: m, inputWidth: loaded.data.width, outputs: k,
+                                  parameters: network.parameterCount, parameterization: network.spec.parameterization.rawValue,
+                                  kernelShape: shape, ranks: ranks, tileSize: plan.tileSize, tiles: plan.tiles.count,
+                                  blasCore: BLASLibrary.coreName, seconds: seconds, spectrum: spectrum,
+                                  files: files + ["summary.json"])
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        let json: Data
+        do { json = try encoder.encode(summary) } catch { throw NTKError(.software, "cannot encode summary.json: \(error)") }
+        try output.stage("summary.json", json + Data("\n".utf8))
+        try output.commit()
+        if !options.quiet { Report.summary(summary, directory: output.path) }
+    }
+
+    /// (N·k, M·k) with row i·k + a, column j·k + b  →  (N, M, k, k) C order.
+    static func permuteFull(_ matrix: [Double], n: Int, m: Int, k: Int) -> [Double] {
+        var result = [Double](repeating: 0, count: matrix.count)
+        for i in 0..<n { for j in 0..<m { for a in 0..<k { for b in 0..<k {
+            result[((i * m + j) * k + a) * k + b] = matrix[(i * k + a) * (m * k) + j * k + b]
+        } } } }
+        return result
+    }
+}
+
+/// The empirical kernel computed in this process alone, by the same tiles as a
+/// distributed run (for library users and tests).
+public enum EmpiricalKernel {
+    /// Θ(X, X2) (or Θ(X, X) when `x2` is nil) as a row-major (N·k', M·k') matrix, k' = k
+    /// for the full kernel (row i·k + a, column j·k + b) and 1 otherwise. A symmetric
+    /// kernel is mirrored from its upper triangle, so it is exactly symmetric.
+    public static func compute(network: Network, x: DataSet, x2: DataSet? = nil, outputKernel: OutputKernel = .mean,
+                               method: GradientMethod = .structured, tileSize: Int = GramOptions.defaultTileSize) -> [Double] {
+        let plan = TilePlan(rows: x.count, columns: x2?.count ?? x.count, tileSize: tileSize, symmetric: x2 == nil, ranks: 1)
+        let computer = TileComputer(network: network, plan: plan, outputKernel: outputKernel, method: method,
+                                    rowData: x.values, columnData: x2?.values, cacheBytes: 1 << 30)
+        let entry = computer.entrySize == 1 ? 1 : network.outputCount
+        let rows = x.count * entry, columns = (x2?.count ?? x.count) * entry
+        var kernel = [Double](repeating: 0, count: rows * columns)
+        for tile in plan.tiles {
+            let values = computer.compute(tile)
+            let r = plan.rowRange(tile.row), c = plan.columnRange(tile.column)
+            let width = c.count * entry
+            for i in 0..<(r.count * entry) {
+                for j in 0..<width { kernel[(r.lowerBound * entry + i) * columns + c.lowerBound * entry + j] = values[i * width + j] }
+            }
+        }
+        if plan.symmetric {
+            for i in 0..<rows { for j in (i + 1)..<rows { kernel[j * rows + i] = kernel[i * rows + j] } }
+        }
+        return kernel
+    }
+}

@@ -1,0 +1,25 @@
+/// How the k outputs of a network enter the kernel.
+public enum OutputKernel: String, Sendable, CaseIterable {
+    /// (1/k) Σ_c ⟨∇f_c(x), ∇f_c(x')⟩: neural-tangents' default (trace_axes=(-1,)).
+    case mean
+    /// Σ_c ⟨∇f_c(x), ∇f_c(x')⟩, as torch.func's tutorial computes it.
+    case sum
+    /// ⟨∇f_a(x_i), ∇f_b(x_j)⟩ for all output pairs: shape (N, N, k, k).
+    case full
+}
+
+/// How per-sample gradients enter tile inner products.
+public enum GradientMethod: String, Sendable, CaseIterable {
+    /// Per dense layer, Σ_l (s_l² Z_I Z_Jᵀ + t_l²) ⊙ (D_I D_Jᵀ): never forms a gradient vector.
+    case structured
+    /// Full per-sample gradient vectors of length P, tile = G_I G_Jᵀ: the general path
+    /// and the cross-check.
+    case explicit
+}
+
+/// What the eigendecomposition writes.
+public enum EigenOutput: String, Sendable, CaseIterable {
+    case none
+    case values
+    case vectors
+}

@@ -1,0 +1,163 @@
+import Network
+import TileKernels
+
+/// Computes the values of single tiles of an empirical NTK on one rank.
+///
+/// Per-sample quantities (the structured factors, or explicit gradients) are computed
+/// per block of samples and kept in a cache bounded by `cacheBytes` (least recently
+/// used blocks are dropped and recomputed when needed again).
+final class TileComputer {
+    let network: Network
+    let plan: TilePlan
+    let outputKernel: OutputKernel
+    let method: GradientMethod
+    let rowData: [Double]
+    let columnData: [Double]?
+    let cacheBytes: Int
+
+    private struct Key: Hashable { let columnSet: Bool; let block: Int }
+    private final class Entry {
+        let factors: BatchFactors
+        let gradients: [Double]?
+        var lastUse: Int
+        let bytes: Int
+        init(factors: BatchFactors, gradients: [Double]?, lastUse: Int) {
+            self.factors = factors
+            self.gradients = gradients
+            self.lastUse = lastUse
+            self.bytes = factors.byteCount + 8 * (gradients?.count ?? 0)
+        }
+    }
+    private var cache: [Key: Entry] = [:]
+    private var cachedBytes = 0
+    private var clock = 0
+    /// Seconds spent on per-sample quantities and on tile products (for the summary).
+    private(set) var gradientSeconds = 0.0
+    private(set) var productSeconds = 0.0
+
+    init(network: Network, plan: TilePlan, outputKernel: OutputKernel, method: GradientMethod,
+         rowData: [Double], columnData: [Double]?, cacheBytes: Int) {
+        self.network = network
+        self.plan = plan
+        self.outputKernel = outputKernel
+        self.method = method
+        self.rowData = rowData
+        self.columnData = columnData
+        self.cacheBytes = cacheBytes
+    }
+
+    /// The number of doubles per sample pair: k² for the full kernel, else 1.
+    var entrySize: Int { outputKernel == .full ? network.outputCount * network.outputCount : 1 }
+
+    /// The values of one tile, row-major: (rows·k', columns·k') with k' = k for the full
+    /// kernel (row i·k + a, column j·k + b) and 1 otherwise.
+    func compute(_ tile: TilePlan.Tile) -> [Double] {
+        let rowsEntry = entry(Key(columnSet: false, block: tile.row))
+        let columnsEntry = entry(Key(columnSet: plan.symmetric ? false : true, block: tile.column))
+        let start = Clock.now
+        defer { productSeconds += Clock.seconds(since: start) }
+        let a = rowsEntry.factors, b = columnsEntry.factors
+        let k = network.outputCount
+        let kk = outputKernel == .full ? k : 1
+        let m = a.count, n = b.count
+        var tileValues = [Double](repeating: 0, count: m * kk * n * kk)
+        switch method {
+        case .explicit:
+            let p = network.parameterCount
+            rowsEntry.gradients!.withUnsafeBufferPointer { ga in
+                columnsEntry.gradients!.withUnsafeBufferPointer { gb in
+                    tileValues.withUnsafeMutableBufferPointer { c in
+                        if kk == 1 {
+                            InnerProducts.multiplyTransposed(m: m, n: n, k: k * p, a: ga.baseAddress!, lda: k * p,
+                                                             b: gb.baseAddress!, ldb: k * p, c: c.baseAddress!, ldc: n)
+                        } else {
+                            InnerProducts.multiplyTransposed(m: m * k, n: n * k, k: p, a: ga.baseAddress!, lda: p,
+                                                             b: gb.baseAddress!, ldb: p, c: c.baseAddress!, ldc: n * k)
+                        }
+                    }
+                }
+            }
+        case .structured:
+            var zz = [Double](repeating: 0, count: m * n)
+            var dd = [Double](repeating: 0, count: m * kk * n * kk)
+            for (l, g) in network.geometry.enumerated() {
+                let s2 = g.weightScale * g.weightScale
+                let t2 = g.biasScale * g.biasScale
+                a.inputs[l].withUnsafeBufferPointer { za in
+                    b.inputs[l].withUnsafeBufferPointer { zb in
+                        zz.withUnsafeMutableBufferPointer { c in
+                            InnerProducts.multiplyTransposed(m: m, n: n, k: g.fanIn, a: za.baseAddress!, lda: g.fanIn,
+                                                             b: zb.baseAddress!, ldb: g.fanIn, c: c.baseAddress!, ldc: n)
+                        }
+                    }
+                }
+                a.signals[l].withUnsafeBufferPointer { da in
+                    b.signals[l].withUnsafeBufferPointer { db in
+                        dd.withUnsafeMutableBufferPointer { c in
+                            if kk == 1 {
+                                InnerProducts.multiplyTransposed(m: m, n: n, k: k * g.fanOut, a: da.baseAddress!, lda: k * g.fanOut,
+                                                                 b: db.baseAddress!, ldb: k * g.fanOut, c: c.baseAddress!, ldc: n)
+                            } else {
+                                InnerProducts.multiplyTransposed(m: m * k, n: n * k, k: g.fanOut, a: da.baseAddress!, lda: g.fanOut,
+                                                                 b: db.baseAddress!, ldb: g.fanOut, c: c.baseAddress!, ldc: n * k)
+                            }
+                        }
+                    }
+                }
+                if kk == 1 {
+                    for e in 0..<(m * n) { tileValues[e] += (s2 * zz[e] + t2) * dd[e] }
+                } else {
+                    let width = n * k
+                    for i in 0..<m {
+                        for j in 0..<n {
+                            let w = s2 * zz[i * n + j] + t2
+                            for ai in 0..<k {
+                                let row = (i * k + ai) * width + j * k
+                                for bi in 0..<k { tileValues[row + bi] += w * dd[row + bi] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if outputKernel == .mean && k > 1 {
+            let kd = Double(k)
+            for e in 0..<tileValues.count { tileValues[e] /= kd }
+        }
+        return tileValues
+    }
+
+    private func entry(_ key: Key) -> Entry {
+        clock += 1
+        if let hit = cache[key] {
+            hit.lastUse = clock
+            return hit
+        }
+        let start = Clock.now
+        let range = key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block)
+        let data = key.columnSet ? columnData! : rowData
+        let d = network.inputWidth
+        let x = Array(data[(range.lowerBound * d)..<(range.upperBound * d)])
+        let factors = network.factors(x, count: range.count)
+        let gradients = method == .explicit ? network.gradients(from: factors) : nil
+        let made = Entry(factors: factors, gradients: gradients, lastUse: clock)
+        gradientSeconds += Clock.seconds(since: start)
+        // Evict least recently used entries, but always keep room for the current pair.
+        while cachedBytes + made.bytes > cacheBytes && cache.count > 1 {
+            let oldest = cache.min { $0.value.lastUse < $1.value.lastUse }!
+            cachedBytes -= oldest.value.bytes
+            cache.removeValue(forKey: oldest.key)
+        }
+        cache[key] = made
+        cachedBytes += made.bytes
+        return made
+    }
+}
+
+/// Monotonic wall-clock timing.
+enum Clock {
+    static var now: UInt64 { DispatchTime.now().uptimeNanoseconds }
+    static func seconds(since start: UInt64) -> Double { Double(now - start) / 1e9 }
+}
+
+import Dispatch

@@ -1,0 +1,53 @@
+import CLAPACK
+
+/// Facts about, and settings of, the BLAS library in use (OpenBLAS).
+public enum BLASLibrary {
+    /// The name of the compute kernel OpenBLAS chose for this CPU (e.g. "SkylakeX",
+    /// "Haswell", or the slow generic "Prescott").
+    public static var coreName: String {
+        guard let name = ntk_openblas_corename() else { return "unknown" }
+        return String(cString: name)
+    }
+
+    /// True when OpenBLAS runs a generic fallback kernel (several times slower than the
+    /// CPU allows; set OPENBLAS_CORETYPE to the CPU's family to fix it).
+    public static var isGenericFallback: Bool {
+        let name = coreName.lowercased()
+        return name == "prescott" || name == "core2" || name == "generic" || name == "unknown"
+    }
+
+    /// The number of threads BLAS calls may use.
+    public static var threadCount: Int {
+        get { Int(ntk_openblas_get_num_threads()) }
+    }
+
+    /// Sets the number of threads BLAS calls may use (one per MPI rank is the default
+    /// policy of the engine).
+    public static func setThreadCount(_ count: Int) {
+        ntk_openblas_set_num_threads(Int32(max(1, count)))
+    }
+}
+
+/// Row-major dense matrix products through BLAS.
+public enum GEMM {
+    /// C (m x n) = alpha * A (m x k) * B (n x k)^T + beta * C; row-major with leading
+    /// dimensions lda, ldb, ldc.
+    public static func multiplyTransposed(m: Int, n: Int, k: Int, alpha: Double = 1,
+                                          a: UnsafePointer<Double>, lda: Int,
+                                          b: UnsafePointer<Double>, ldb: Int,
+                                          beta: Double = 0,
+                                          c: UnsafeMutablePointer<Double>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        ntk_dgemm_nt(Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// C (m x n) = alpha * A (m x k) * B (k x n) + beta * C; row-major.
+    public static func multiply(m: Int, n: Int, k: Int, alpha: Double = 1,
+                                a: UnsafePointer<Double>, lda: Int,
+                                b: UnsafePointer<Double>, ldb: Int,
+                                beta: Double = 0,
+                                c: UnsafeMutablePointer<Double>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        ntk_dgemm_nn(Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}

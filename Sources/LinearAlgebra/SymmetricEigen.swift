@@ -1,0 +1,152 @@
+import CLAPACK
+
+/// Failures of the symmetric eigensolver.
+public enum EigenError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// The matrix holds NaN or infinity at (row, column): LAPACK would hang or return
+    /// plausible nonsense on it, so it is refused beforehand.
+    case nonFinite(row: Int, column: Int)
+    /// LAPACK reported a failure (its info code).
+    case lapack(info: Int32)
+    /// The result failed the residual check (the measured value and the threshold).
+    case residual(name: String, value: Double, threshold: Double)
+    /// The matrix is too large for LAPACK's 32-bit integers.
+    case tooLarge(n: Int)
+
+    public var description: String {
+        switch self {
+        case .nonFinite(let row, let column):
+            return "the kernel has a non-finite entry at (\(row), \(column)); refusing to eigendecompose it"
+        case .lapack(let info):
+            return "LAPACK dsyevd failed (info = \(info))"
+        case .residual(let name, let value, let threshold):
+            return "the eigendecomposition failed its check: \(name) = \(value) exceeds \(threshold)"
+        case .tooLarge(let n):
+            return "a \(n) x \(n) matrix is too large for LAPACK's 32-bit indices"
+        }
+    }
+}
+
+/// The eigendecomposition of a real symmetric matrix, A = V diag(values) V^T.
+public struct SymmetricEigen: Sendable {
+    /// Eigenvalues in ascending order.
+    public var values: [Double]
+    /// Eigenvectors, row-major n x n: column j (elements [i * n + j]) belongs to
+    /// values[j], as numpy.linalg.eigh returns them. Nil when only values were asked for.
+    public var vectors: [Double]?
+    /// The order n.
+    public var n: Int { values.count }
+
+    /// LAPACK's test threshold for the scaled residuals (xSYT21 in LAPACK's test suite).
+    public static let residualThreshold = 60.0
+
+    /// Eigendecomposes the symmetric n x n row-major `matrix` with LAPACK dsyevd.
+    ///
+    /// Checks that every entry is finite first (throws `.nonFinite`), and checks the
+    /// result after: with vectors, the scaled residual ||A V - V Λ|| / (n ||A|| ε) and
+    /// ||I - V^T V|| / (n ε) on a sample of columns; without, the trace against the
+    /// eigenvalue sum. Only the upper triangle of `matrix` is read.
+    public static func compute(matrix: [Double], n: Int, vectors wantVectors: Bool) throws(EigenError) -> SymmetricEigen {
+        precondition(matrix.count == n * n, "matrix must be n x n")
+        if n > Int(Int32.max) / 8 || n * n > Int(Int32.max) * 8 { throw .tooLarge(n: n) }
+        for i in 0..<n {
+            for j in i..<n where !matrix[i * n + j].isFinite {
+                throw .nonFinite(row: i, column: j)
+            }
+        }
+        if n == 0 { return SymmetricEigen(values: [], vectors: wantVectors ? [] : nil) }
+
+        // Row-major upper triangle == column-major lower triangle of the same symmetric
+        // matrix; LAPACK is called column-major on the transpose view, reading 'U' of the
+        // column-major array = our lower triangle. Mirror first so either is valid.
+        var a = matrix
+        for i in 0..<n { for j in (i + 1)..<n { a[j * n + i] = a[i * n + j] } }
+        var w = [Double](repeating: 0, count: n)
+        let info = a.withUnsafeMutableBufferPointer { ap in
+            w.withUnsafeMutableBufferPointer { wp in
+                ntk_dsyevd(CChar(bitPattern: wantVectors ? UInt8(ascii: "V") : UInt8(ascii: "N")), Int32(n), ap.baseAddress, Int32(n), wp.baseAddress)
+            }
+        }
+        if info != 0 { throw .lapack(info: info) }
+        for value in w where !value.isFinite { throw .lapack(info: -1000) }
+
+        var result = SymmetricEigen(values: w, vectors: nil)
+        if wantVectors {
+            // Column-major V: column j is contiguous at a[j * n ..< (j+1) * n]. Transpose to
+            // row-major so that column j of the row-major array is eigenvector j.
+            for i in 0..<n { for j in (i + 1)..<n { a.swapAt(i * n + j, j * n + i) } }
+            result.vectors = a
+            try result.checkResidual(matrix: matrix, sampleColumns: 16)
+        } else {
+            try result.checkTrace(matrix: matrix)
+        }
+        return result
+    }
+
+    /// The scaled residuals ||A V_S - V_S Λ_S||_1 / (n ||A||_1 ε) and
+    /// ||I - V_S^T V_S||_1 / (n ε) over a deterministic sample S of columns (all columns
+    /// when `sampleColumns` >= n), as LAPACK's xSYT21 measures them.
+    public func scaledResiduals(matrix: [Double], sampleColumns: Int) -> (decomposition: Double, orthogonality: Double) {
+        guard let v = vectors, n > 0 else { return (0, 0) }
+        let columns: [Int]
+        if sampleColumns >= n {
+            columns = Array(0..<n)
+        } else {
+            // Extremes plus an even spread: where failures show first.
+            var set = Set([0, n - 1])
+            for s in 0..<sampleColumns { set.insert(s * (n - 1) / max(1, sampleColumns - 1)) }
+            columns = set.sorted()
+        }
+        let eps = Double.ulpOfOne / 2
+        var normA = 0.0
+        for j in 0..<n {
+            var s = 0.0
+            for i in 0..<n { s += abs(matrix[min(i, j) * n + max(i, j)]) }
+            normA = max(normA, s)
+        }
+        var maxResidual = 0.0
+        var column = [Double](repeating: 0, count: n)
+        for j in columns {
+            for i in 0..<n { column[i] = v[i * n + j] }
+            var s = 0.0
+            for i in 0..<n {
+                var acc = 0.0
+                for l in 0..<n { acc += matrix[min(i, l) * n + max(i, l)] * column[l] }
+                s += abs(acc - values[j] * column[i])
+            }
+            maxResidual = max(maxResidual, s)
+        }
+        var maxOrth = 0.0
+        for a in columns {
+            var s = 0.0
+            for b in columns {
+                var dot = 0.0
+                for i in 0..<n { dot += v[i * n + a] * v[i * n + b] }
+                s += abs((a == b ? 1 : 0) - dot)
+            }
+            maxOrth = max(maxOrth, s)
+        }
+        let decomposition = normA > 0 ? maxResidual / (Double(n) * normA * eps) : maxResidual / (Double(n) * eps)
+        return (decomposition, maxOrth / (Double(n) * eps))
+    }
+
+    func checkResidual(matrix: [Double], sampleColumns: Int) throws(EigenError) {
+        let (decomposition, orthogonality) = scaledResiduals(matrix: matrix, sampleColumns: sampleColumns)
+        let limit = Self.residualThreshold
+        if !(decomposition <= limit) { throw .residual(name: "||A V - V L|| / (n ||A|| eps)", value: decomposition, threshold: limit) }
+        if !(orthogonality <= limit) { throw .residual(name: "||I - V^T V|| / (n eps)", value: orthogonality, threshold: limit) }
+    }
+
+    func checkTrace(matrix: [Double]) throws(EigenError) {
+        var trace = 0.0
+        var normA = 0.0
+        for i in 0..<n {
+            trace += matrix[i * n + i]
+            for j in i..<n { normA = max(normA, abs(matrix[i * n + j])) }
+        }
+        let sum = values.reduce(0, +)
+        let scaled = abs(trace - sum) / (Double(n) * max(normA, .leastNormalMagnitude) * Double.ulpOfOne * Double(n))
+        if !(scaled <= Self.residualThreshold) {
+            throw .residual(name: "|trace - sum(eigenvalues)| / (n^2 max|A| eps)", value: scaled, threshold: Self.residualThreshold)
+        }
+    }
+}

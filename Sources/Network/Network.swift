@@ -1,0 +1,238 @@
+import Foundation
+
+/// The shape and scale factors of one dense layer in an instantiated network.
+public struct DenseGeometry: Sendable, Equatable {
+    /// Fan-in n_in and fan-out n_out.
+    public let fanIn: Int
+    public let fanOut: Int
+    /// The factor s multiplying z W: W_std / √n_in (ntk) or 1 (standard).
+    public let weightScale: Double
+    /// The factor t multiplying b: b_std (ntk), 1 (standard), 0 without a bias.
+    public let biasScale: Double
+    public let hasBias: Bool
+    /// The model's W_std and b_std (used by initialization and the analytic kernels).
+    public let weightStd: Double
+    public let biasStd: Double?
+
+    /// Trainable parameters of this layer: n_in n_out (+ n_out).
+    public var parameterCount: Int { fanIn * fanOut + (hasBias ? fanOut : 0) }
+}
+
+/// The trainable arrays of one dense layer, raw (as the parameterization declares them).
+public struct DenseParameters: Sendable, Equatable {
+    /// W, row-major (n_in, n_out): the layer computes z W.
+    public var weights: [Double]
+    /// b (n_out), nil when the layer has no bias.
+    public var bias: [Double]?
+
+    public init(weights: [Double], bias: [Double]?) {
+        self.weights = weights
+        self.bias = bias
+    }
+}
+
+/// Failures matching parameter arrays to a model.
+public struct ParameterError: Error, Equatable, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A fully connected network with concrete input width and parameters: f(x) for x in R^d.
+public struct Network: Sendable {
+    public let spec: ModelSpec
+    public let inputWidth: Int
+    /// One entry per dense layer, in order.
+    public let geometry: [DenseGeometry]
+    /// One entry per dense layer, in order.
+    public private(set) var parameters: [DenseParameters]
+
+    /// The number of outputs k.
+    public var outputCount: Int { geometry.last!.fanOut }
+    /// P, the number of trainable parameters.
+    public var parameterCount: Int { geometry.reduce(0) { $0 + $1.parameterCount } }
+
+    /// The geometry of `spec` on inputs of width `inputWidth`.
+    public static func geometry(of spec: ModelSpec, inputWidth: Int) -> [DenseGeometry] {
+        var fanIn = inputWidth
+        var result: [DenseGeometry] = []
+        for case .dense(let d) in spec.layers {
+            let hasBias = d.biasStd != nil
+            let s: Double, t: Double
+            switch spec.parameterization {
+            case .ntk:
+                s = d.weightStd / Double(fanIn).squareRoot()
+                t = d.biasStd ?? 0
+            case .standard:
+                s = 1
+                t = hasBias ? 1 : 0
+            }
+            result.append(DenseGeometry(fanIn: fanIn, fanOut: d.width, weightScale: s, biasScale: t,
+                                        hasBias: hasBias, weightStd: d.weightStd, biasStd: d.biasStd))
+            fanIn = d.width
+        }
+        return result
+    }
+
+    /// A network from given parameters; throws if their shapes do not fit the model.
+    public init(spec: ModelSpec, inputWidth: Int, parameters: [DenseParameters]) throws(ParameterError) {
+        let geometry = Self.geometry(of: spec, inputWidth: inputWidth)
+        guard parameters.count == geometry.count else {
+            throw ParameterError("the model has \(geometry.count) dense layers but \(parameters.count) were given")
+        }
+        for (l, (g, p)) in zip(geometry, parameters).enumerated() {
+            if p.weights.count != g.fanIn * g.fanOut {
+                throw ParameterError("W\(l) must have shape (\(g.fanIn), \(g.fanOut))")
+            }
+            if g.hasBias != (p.bias != nil) {
+                throw ParameterError(g.hasBias ? "b\(l) is missing (the model gives dense layer \(l) a bias)"
+                                               : "b\(l) was given but dense layer \(l) has no bias (b_std is null)")
+            }
+            if let b = p.bias, b.count != g.fanOut { throw ParameterError("b\(l) must have shape (\(g.fanOut),)") }
+        }
+        self.spec = spec
+        self.inputWidth = inputWidth
+        self.geometry = geometry
+        self.parameters = parameters
+    }
+
+    /// A network from named arrays as stored in a parameter file: `W0, b0, W1, b1, …`
+    /// over the dense layers, `W{l}` of shape (n_in, n_out) and `b{l}` of shape (n_out,).
+    /// Refuses missing, extra, misshapen or non-finite arrays.
+    public init(spec: ModelSpec, inputWidth: Int, named arrays: [String: (shape: [Int], values: [Double])]) throws(ParameterError) {
+        let geometry = Self.geometry(of: spec, inputWidth: inputWidth)
+        var expected = Set<String>()
+        var parameters: [DenseParameters] = []
+        for (l, g) in geometry.enumerated() {
+            let wName = "W\(l)", bName = "b\(l)"
+            expected.insert(wName)
+            guard let w = arrays[wName] else { throw ParameterError("the array \(wName) is missing (dense layer \(l), shape (\(g.fanIn), \(g.fanOut)))") }
+            guard w.shape == [g.fanIn, g.fanOut] else {
+                throw ParameterError("\(wName) has shape \(Self.format(w.shape)) but dense layer \(l) needs (\(g.fanIn), \(g.fanOut))")
+            }
+            var bias: [Double]? = nil
+            if g.hasBias {
+                expected.insert(bName)
+                guard let b = arrays[bName] else { throw ParameterError("the array \(bName) is missing (dense layer \(l) has a bias of shape (\(g.fanOut),))") }
+                guard b.shape == [g.fanOut] else {
+                    throw ParameterError("\(bName) has shape \(Self.format(b.shape)) but dense layer \(l) needs (\(g.fanOut),)")
+                }
+                bias = b.values
+            }
+            parameters.append(DenseParameters(weights: w.values, bias: bias))
+        }
+        if let extra = arrays.keys.sorted().first(where: { !expected.contains($0) }) {
+            let hint = extra.hasPrefix("b") && expected.contains("W" + extra.dropFirst()) ? " (that layer has no bias: b_std is null)" : ""
+            throw ParameterError("unexpected array \(extra) in the parameters\(hint); expected exactly \(expected.sorted().joined(separator: ", "))")
+        }
+        for (l, p) in parameters.enumerated() {
+            if let i = p.weights.firstIndex(where: { !$0.isFinite }) { throw ParameterError("W\(l) holds a non-finite value at flat index \(i)") }
+            if let i = p.bias?.firstIndex(where: { !$0.isFinite }) { throw ParameterError("b\(l) holds a non-finite value at index \(i)") }
+        }
+        try self.init(spec: spec, inputWidth: inputWidth, parameters: parameters)
+    }
+
+    /// A network with parameters drawn as neural-tangents draws them: ntk: W, b ~ N(0, 1);
+    /// standard: W ~ N(0, W_std² / n_in), b ~ N(0, b_std²). Deterministic in `seed`;
+    /// arrays are drawn in file order W0, b0, W1, b1, ….
+    public static func initialized(spec: ModelSpec, inputWidth: Int, seed: UInt64) -> Network {
+        var rng = NormalGenerator(seed: seed)
+        var parameters: [DenseParameters] = []
+        for g in geometry(of: spec, inputWidth: inputWidth) {
+            let wScale: Double, bScale: Double
+            switch spec.parameterization {
+            case .ntk: wScale = 1; bScale = 1
+            case .standard: wScale = g.weightStd / Double(g.fanIn).squareRoot(); bScale = g.biasStd ?? 0
+            }
+            let w = (0..<(g.fanIn * g.fanOut)).map { _ in wScale * rng.next() }
+            let b = g.hasBias ? (0..<g.fanOut).map { _ in bScale * rng.next() } : nil
+            parameters.append(DenseParameters(weights: w, bias: b))
+        }
+        // Shapes match by construction.
+        return try! Network(spec: spec, inputWidth: inputWidth, parameters: parameters)
+    }
+
+    /// The parameters as named arrays in file order (W0, b0, W1, …).
+    public var namedArrays: [(name: String, shape: [Int], values: [Double])] {
+        var result: [(name: String, shape: [Int], values: [Double])] = []
+        for (l, (g, p)) in zip(geometry, parameters).enumerated() {
+            result.append(("W\(l)", [g.fanIn, g.fanOut], p.weights))
+            if let b = p.bias { result.append(("b\(l)", [g.fanOut], b)) }
+        }
+        return result
+    }
+
+    /// All parameters flattened in file order: the coordinate system of per-sample gradients.
+    public var flatParameters: [Double] {
+        parameters.flatMap { $0.weights + ($0.bias ?? []) }
+    }
+
+    /// A copy with parameters replaced by `flat` (in `flatParameters` order).
+    public func replacing(flatParameters flat: [Double]) -> Network {
+        precondition(flat.count == parameterCount)
+        var copy = self
+        var offset = 0
+        for l in 0..<geometry.count {
+            let g = geometry[l]
+            copy.parameters[l].weights = Array(flat[offset..<(offset + g.fanIn * g.fanOut)])
+            offset += g.fanIn * g.fanOut
+            if g.hasBias {
+                copy.parameters[l].bias = Array(flat[offset..<(offset + g.fanOut)])
+                offset += g.fanOut
+            }
+        }
+        return copy
+    }
+
+    static func format(_ shape: [Int]) -> String {
+        shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+    }
+}
+
+/// Standard normal draws from a seeded xoshiro256** generator (Marsaglia's polar method).
+/// Reproducible across platforms and runs; not the same stream as JAX's.
+public struct NormalGenerator: Sendable {
+    private var state: (UInt64, UInt64, UInt64, UInt64)
+    private var spare: Double?
+
+    public init(seed: UInt64) {
+        var z = seed
+        func splitmix() -> UInt64 {
+            z &+= 0x9E37_79B9_7F4A_7C15
+            var x = z
+            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+            return x ^ (x >> 31)
+        }
+        state = (splitmix(), splitmix(), splitmix(), splitmix())
+    }
+
+    /// A uniform double in [0, 1).
+    public mutating func uniform() -> Double {
+        let result = rotl(state.1 &* 5, 7) &* 9
+        let t = state.1 << 17
+        state.2 ^= state.0
+        state.3 ^= state.1
+        state.1 ^= state.2
+        state.0 ^= state.3
+        state.2 ^= t
+        state.3 = rotl(state.3, 45)
+        return Double(result >> 11) * 0x1.0p-53
+    }
+
+    /// A standard normal draw.
+    public mutating func next() -> Double {
+        if let s = spare { spare = nil; return s }
+        while true {
+            let u = 2 * uniform() - 1, v = 2 * uniform() - 1
+            let s = u * u + v * v
+            if s > 0 && s < 1 {
+                let f = (-2 * Foundation.log(s) / s).squareRoot()
+                spare = v * f
+                return u * f
+            }
+        }
+    }
+
+    private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import GramEngine
+import MPI
+
+/// `ntk gram`: compute the kernel, gather it on rank 0, eigendecompose, write files.
+struct Gram: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compute the empirical NTK Gram matrix of a data set and its eigendecomposition.",
+        discussion: """
+            Writes into --out: kernel.npy (float64), eigenvalues.npy (ascending), eigenvectors.npy \
+            (with --eigen vectors; column j belongs to eigenvalue j), outputs.npy (f(X), shape (N, k)), \
+            outputs2.npy (with --data2) and summary.json. Run under mpirun for several ranks.
+            """)
+
+    @Option(help: "The data set: a 2-D .npy file (N, d), float64 or float32.")
+    var data: String
+
+    @Option(help: "A second data set (M, d) for the cross kernel Θ(X, X2) of shape (N, M); no eigendecomposition then.")
+    var data2: String?
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var parameterOptions: ParameterOptions
+
+    @Option(help: "The output directory (created if missing).")
+    var out: String
+
+    @Option(name: .customLong("output-kernel"), help: "For k > 1 outputs: mean (neural-tangents' default), sum (torch.func's tutorial) or full (N, N, k, k).")
+    var outputKernel: OutputKernel = .mean
+
+    @Option(help: "Eigendecomposition: none, values, or vectors (values and vectors).")
+    var eigen: EigenOutput = .values
+
+    @Option(help: "Samples per tile side (default \(GramOptions.defaultTileSize)).")
+    var tile: Int?
+
+    @Option(help: "structured (per-layer factors, the fast path) or explicit (full per-sample gradient vectors).")
+    var method: GradientMethod = .structured
+
+    @Option(name: .customLong("cache-mb"), help: "Per-rank bound, in MiB, on cached per-sample quantities (default 2048).")
+    var cacheMegabytes: Int = 2048
+
+    @Flag(help: "Replace a result already in --out.")
+    var force = false
+
+    @Flag(inversion: .prefixedNo, help: "Show progress on stderr (default: only when stderr is a terminal).")
+    var progress: Bool?
+
+    @Flag(help: "Print nothing on stdout.")
+    var quiet = false
+
+    func validate() throws {
+        if let tile, tile < 1 { throw ValidationError("--tile must be at least 1, got \(tile)") }
+        if cacheMegabytes < 1 { throw ValidationError("--cache-mb must be at least 1") }
+        if data2 != nil && eigen != .values && eigen != .none {
+            throw ValidationError("--eigen \(eigen.rawValue) needs a symmetric kernel; drop --data2 or use --eigen none")
+        }
+    }
+
+    func run() throws {
+        var options = GramOptions(data: data, model: modelOptions.source, parameters: parameterOptions.source, output: out)
+        options.data2 = data2
+        options.outputKernel = outputKernel
+        options.eigen = data2 == nil ? eigen : .none
+        options.tileSize = tile
+        options.method = method
+        options.force = force
+        options.progress = progress
+        options.cacheMegabytes = cacheMegabytes
+        options.quiet = quiet
+        let status: ExitStatus
+        do {
+            status = try MPIEnvironment.run { world in GramJob.run(options, world: world) }
+        } catch {
+            Report.error("MPI failed: \(error)")
+            throw ExitCode(ExitStatus.software.rawValue)
+        }
+        if status != .success { throw ExitCode(status.rawValue) }
+    }
+}

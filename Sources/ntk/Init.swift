@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import GramEngine
+import Network
+import NumPyIO
+
+/// `ntk init`: draw parameters and write them as .npz, for Python users to load.
+struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Draw a network's parameters with a seed and write them as .npz (W0, b0, W1, …).",
+        discussion: "The arrays are the raw trainable arrays of the parameterization, exactly what `ntk gram --seed S` uses.")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "The seed (default 0).")
+    var seed: UInt64 = 0
+
+    @Option(name: .customLong("input-width"), help: "The input width d. Excludes --data.")
+    var inputWidth: Int?
+
+    @Option(help: "Take the input width d from this data set (.npy, (N, d)).")
+    var data: String?
+
+    @Option(help: "The .npz file to write.")
+    var out: String
+
+    @Flag(help: "Replace an existing --out file.")
+    var force = false
+
+    func validate() throws {
+        if (inputWidth == nil) == (data == nil) { throw ValidationError("give exactly one of --input-width and --data") }
+        if let inputWidth, inputWidth < 1 { throw ValidationError("--input-width must be at least 1") }
+    }
+
+    func run() throws {
+        do {
+            let width = try inputWidth ?? Inputs.dataSet(data!, role: "--data").width
+            let spec: ModelSpec
+            switch modelOptions.source {
+            case .file(let path): spec = try Inputs.model(path)
+            case .spec(let s): spec = s
+            }
+            let network = Network.initialized(spec: spec, inputWidth: width, seed: seed)
+            let arrays = network.namedArrays.map { (name: $0.name, array: NPYArray(shape: $0.shape, doubles: $0.values)) }
+            let bytes: Data
+            do { bytes = try NPZFormat.encode(arrays) } catch { throw NTKError(.software, "cannot encode the parameters: \(error)") }
+            try OutputDirectory.writeFile(out, bytes, force: force)
+            print("ntk init: wrote \(arrays.map(\.name).joined(separator: ", ")) (P = \(network.parameterCount)) to \(out)")
+        } catch let error as NTKError {
+            Report.error(error.message)
+            throw ExitCode(error.status.rawValue)
+        }
+    }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import GramEngine
+
+/// The `ntk` command: the root of the subcommands.
+struct NTK: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ntk",
+        abstract: "The empirical Neural Tangent Kernel of fully connected networks, split across MPI ranks.",
+        discussion: """
+            Run one process, or many with `mpirun -np K ntk gram ...`. Exit statuses: 0 success, \
+            64 bad flags, 65 malformed or inconsistent input, 66 missing or unreadable input, \
+            70 internal error, 73 cannot create output, 74 I/O error while writing, 75 interrupted.
+            """,
+        subcommands: [Gram.self, Init.self])
+}
+
+/// The rank this process will have under mpirun, known before MPI starts (so that usage
+/// errors are printed by one rank only).
+let launcherRank: Int = {
+    let environment = ProcessInfo.processInfo.environment
+    for key in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"] {
+        if let value = environment[key], let rank = Int(value) { return rank }
+    }
+    return 0
+}()
+
+@main
+enum Main {
+    static func main() {
+        do {
+            var command = try NTK.parseAsRoot()
+            try command.run()
+        } catch {
+            if launcherRank == 0 { NTK.exit(withError: error) }
+            Foundation.exit(NTK.exitCode(for: error).rawValue)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import NumPyIO
+
+/// Runs the built `ntk` binary, alone or under mpirun, always bounded in time.
+enum Launcher {
+    /// The ntk executable next to the test bundle (or NTK_BINARY).
+    static let binary: String = {
+        if let explicit = ProcessInfo.processInfo.environment["NTK_BINARY"] { return explicit }
+        var candidates: [URL] = []
+        let argument0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        candidates.append(argument0.deletingLastPathComponent().appendingPathComponent("ntk"))
+        candidates.append(argument0.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("ntk"))
+        for bundle in Bundle.allBundles {
+            candidates.append(bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("ntk"))
+        }
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        candidates.append(packageRoot.appendingPathComponent(".build/debug/ntk"))
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }?.path ?? candidates.last!.path
+    }()
+
+    struct Result {
+        let status: Int32
+        let stdout: String
+        let stderr: String
+        let seconds: Double
+        let timedOut: Bool
+    }
+
+    /// Runs `ntk arguments` on `ranks` ranks (nil: without mpirun), killed after
+    /// `timeout` seconds. mpirun gets its own --timeout too, so no rank outlives a test.
+    static func run(_ arguments: [String], ranks: Int? = nil, timeout: Double = 120, environment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        if let ranks {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["mpirun", "--oversubscribe", "--bind-to", "none", "--timeout", String(Int(timeout)),
+                                 "-np", String(ranks), binary] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = arguments
+        }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        let start = Date()
+        try process.run()
+        // Drain the pipes while waiting, so a chatty child cannot block on a full pipe.
+        let group = DispatchGroup()
+        nonisolated(unsafe) var outData = Data(), errData = Data()
+        group.enter()
+        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        var timedOut = false
+        while process.isRunning {
+            if Date().timeIntervalSince(start) > timeout + 10 {
+                timedOut = true
+                process.terminate()
+                usleep(500_000)
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+                break
+            }
+            usleep(20_000)
+        }
+        process.waitUntilExit()
+        group.wait()
+        return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self), seconds: Date().timeIntervalSince(start), timedOut: timedOut)
+    }
+
+    /// A fresh temporary directory.
+    static func temporaryDirectory(_ label: String) -> String {
+        let path = NSTemporaryDirectory() + "ntk-test-\(label)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    static func writeNPY(_ path: String, shape: [Int], values: [Double]) throws {
+        try NPYFormat.encode(NPYArray(shape: shape, doubles: values)).write(to: URL(fileURLWithPath: path))
+    }
+
+    static func readNPY(_ path: String) throws -> NPYArray {
+        try NPYFormat.decode(Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// Deterministic pseudo-random values in [-1, 1].
+    static func values(_ count: Int, seed: UInt64) -> [Double] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 11) * 0x1.0p-53 * 2 - 1
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import Testing
+import TileKernels
+
+func lcgMatrix(_ count: Int, seed: UInt64) -> [Double] {
+    var state = seed
+    return (0..<count).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Double(state >> 11) * 0x1.0p-53 * 2 - 1
+    }
+}
+
+@Suite struct InnerProductsTests {
+    @Test("A Bᵀ equals a naive double loop to 1e-14 relative for odd and even shapes",
+          arguments: [(1, 1, 1), (2, 2, 4), (3, 5, 7), (8, 9, 33), (17, 4, 64), (5, 5, 0)])
+    func againstNaive(shape: (Int, Int, Int)) {
+        let (m, n, k) = shape
+        let a = lcgMatrix(m * k, seed: 1), b = lcgMatrix(n * k, seed: 2)
+        var c = [Double](repeating: .nan, count: m * n)
+        InnerProducts.multiplyTransposed(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &c, ldc: n)
+        for i in 0..<m { for j in 0..<n {
+            var s = 0.0, scale = 0.0
+            for p in 0..<k { s += a[i * k + p] * b[j * k + p]; scale += abs(a[i * k + p] * b[j * k + p]) }
+            #expect(abs(c[i * n + j] - s) <= 1e-14 * max(scale, 1))
+        } }
+    }
+
+    @Test("every entry is bitwise the same whatever block of the product computes it")
+    func blockIndependence() {
+        let n = 13, k = 19
+        let x = lcgMatrix(n * k, seed: 5)
+        var whole = [Double](repeating: 0, count: n * n)
+        InnerProducts.multiplyTransposed(m: n, n: n, k: k, a: x, lda: k, b: x, ldb: k, c: &whole, ldc: n)
+        for i0 in stride(from: 0, to: n, by: 3) {
+            for j0 in stride(from: 0, to: n, by: 5) {
+                let mi = min(3, n - i0), nj = min(5, n - j0)
+                var part = [Double](repeating: 0, count: mi * nj)
+                x.withUnsafeBufferPointer { p in
+                    InnerProducts.multiplyTransposed(m: mi, n: nj, k: k, a: p.baseAddress! + i0 * k, lda: k,
+                                                     b: p.baseAddress! + j0 * k, ldb: k, c: &part, ldc: nj)
+                }
+                for i in 0..<mi { for j in 0..<nj { #expect(part[i * nj + j] == whole[(i0 + i) * n + j0 + j]) } }
+            }
+        }
+        for i in 0..<n { for j in 0..<n { #expect(whole[i * n + j] == whole[j * n + i]) } }
+    }
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the system packages ntk needs (Debian/Ubuntu), if any is missing.
+# Usage: scripts/setup.sh        (uses sudo when not root)
+set -euo pipefail
+packages=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev zlib1g-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6.0 or later is needed)" >&2; exit 1; }
