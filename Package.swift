@@ -43,7 +43,7 @@ let package = Package(
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "TileKernelsTests", dependencies: ["TileKernels"]),
         // Tests read the committed reference fixtures in Tests/Fixtures by path.
-        .testTarget(name: "NetworkTests", dependencies: ["Network"]),
+        .testTarget(name: "NetworkTests", dependencies: ["Network", "NumPyIO"]),
         .testTarget(name: "GramEngineTests", dependencies: ["GramEngine", "Network", "NumPyIO", "LinearAlgebra"]),
         .testTarget(name: "CLITests", dependencies: ["NumPyIO"]),
     ]

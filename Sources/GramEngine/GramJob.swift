@@ -109,6 +109,9 @@ public enum GramJob {
         let agreement = Agreement(world: world)
         let totalStart = Clock.now
         BLASLibrary.setThreadCount(1)
+        if world.isRoot && BLASLibrary.isGenericFallback {
+            Report.warning("OpenBLAS runs its generic '\(BLASLibrary.coreName)' kernel, several times slower than this CPU allows; set OPENBLAS_CORETYPE (e.g. Haswell or SkylakeX) before starting ntk")
+        }
 
         // Inputs: every rank reads them; any rank's failure stops all.
         let loadStart = Clock.now
