@@ -37,6 +37,15 @@ public struct GramOptions: Sendable {
     public var cacheMegabytes = 2048
     /// No report on stdout.
     public var quiet = false
+    /// Save finished tiles (default on).
+    public var checkpointing = true
+    /// Where finished tiles go; nil means `<output>/checkpoint`.
+    public var checkpointDirectory: String?
+    /// Reuse verified tiles of an earlier, interrupted run with the same inputs.
+    public var resume = false
+
+    /// The checkpoint directory in use.
+    public var effectiveCheckpointDirectory: String { checkpointDirectory ?? output + "/checkpoint" }
 
     public static let defaultTileSize = 256
 
@@ -71,6 +80,8 @@ public struct GramSummary: Codable, Sendable {
     public var ranks: Int
     public var tileSize: Int
     public var tiles: Int
+    /// Tiles taken from a checkpoint instead of computed (with --resume).
+    public var tilesReused: Int
     public var blasCore: String
     public var seconds: [String: Double]
     public var spectrum: Spectrum?
@@ -79,7 +90,7 @@ public struct GramSummary: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case tool, kernel, method, n, m, parameters, parameterization, ranks, tiles, seconds, spectrum, files
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
-        case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core"
+        case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
     }
 }
 
@@ -130,26 +141,67 @@ public enum GramJob {
             }
         }
 
-        // Output directory: rank 0 creates and checks it before any work.
-        let output: OutputDirectory? = try agreement.stage { () throws(NTKError) -> OutputDirectory? in
-            world.isRoot ? try OutputDirectory(path: options.output, force: options.force) : nil
-        }
-
-        // Tiles.
+        // Output directory and checkpoint: rank 0 creates and checks them before any work.
         let plan = TilePlan(rows: n, columns: m ?? n, tileSize: tileSize, symmetric: m == nil, ranks: world.size)
+        let manifest = Checkpoint.Manifest(
+            n: n, m: m, inputWidth: loaded.data.width, tileSize: tileSize, tiles: plan.tiles.count,
+            outputKernel: options.outputKernel.rawValue, method: options.method.rawValue,
+            dataHash: Checkpoint.fingerprint(loaded.data.values), data2Hash: loaded.data2.map { Checkpoint.fingerprint($0.values) },
+            modelHash: Checkpoint.fingerprint(network.spec.encodeJSON()), parametersHash: Checkpoint.fingerprint(network.flatParameters))
+        let (output, reusable): (OutputDirectory?, Bool) = try agreement.stage { () throws(NTKError) -> (OutputDirectory?, Bool) in
+            guard world.isRoot else { return (nil, false) }
+            let output = try OutputDirectory(path: options.output, force: options.force)
+            var reusable = false
+            if options.checkpointing {
+                reusable = try Checkpoint.prepare(directory: options.effectiveCheckpointDirectory, manifest: manifest, resume: options.resume)
+                if options.resume && !reusable { Report.warning("no checkpoint to resume in \(options.effectiveCheckpointDirectory); starting from the beginning") }
+            }
+            return (output, reusable)
+        }
+        let reuse = try world.allreduce(Int32(reusable ? 1 : 0), .max) == 1
+        let checkpoint = options.checkpointing ? Checkpoint(directory: options.effectiveCheckpointDirectory) : nil
+
+        // Tiles: each saved as soon as it is done; a stop request ends the loop at a tile
+        // boundary.
         let computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.method,
                                     rowData: loaded.data.values, columnData: loaded.data2?.values,
                                     cacheBytes: options.cacheMegabytes << 20)
         let mine = plan.tileIndices(ofRank: world.rank)
         let progress = Progress(enabled: world.isRoot && (options.progress ?? (isatty(2) != 0)),
                                 totalTiles: plan.tiles.count, myTiles: mine.count, ranks: world.size)
+        let delay = ProcessInfo.processInfo.environment["NTK_TILE_DELAY_MS"].flatMap { UInt32($0) } ?? 0
         let tilesStart = Clock.now
         var values: [Int: [Double]] = [:]
+        var reused = 0
+        var stopSignal: Int32? = nil
+        var saveError: NTKError? = nil
         for (done, index) in mine.enumerated() {
-            values[index] = computer.compute(plan.tiles[index])
+            if let signal = Interruption.requested { stopSignal = signal; break }
+            let tile = plan.tiles[index]
+            let count = plan.rowRange(tile.row).count * plan.columnRange(tile.column).count * entry * entry
+            if reuse, let saved = checkpoint?.load(index: index, tile: tile, count: count) {
+                values[index] = saved
+                reused += 1
+            } else {
+                let computed = computer.compute(tile)
+                if delay > 0 { usleep(delay * 1000) }
+                do { try checkpoint?.save(index: index, tile: tile, values: computed) } catch { saveError = error; break }
+                values[index] = computed
+            }
             progress.update(done: done + 1)
         }
         if mine.isEmpty { progress.update(done: 0) }
+        let doneCount = values.count
+        try agreement.stage(quietly: true) { () throws(NTKError) in
+            if let saveError { throw saveError }
+            if let stopSignal {
+                let saved = checkpoint == nil
+                    ? "nothing was saved (checkpointing is off)"
+                    : "the finished tiles are saved in \(options.effectiveCheckpointDirectory): rerun the same command with --resume to continue"
+                throw NTKError(.interrupted, "stopped by \(Interruption.name(stopSignal)) after \(doneCount) of this rank's \(mine.count) tiles; \(saved)")
+            }
+        }
+        let reusedTotal = try world.allreduce(Int64(reused), .sum)
         let tileSeconds = Clock.seconds(since: tilesStart)
         let gradientSeconds = try world.allreduce(computer.gradientSeconds, .max)
         let productSeconds = try world.allreduce(computer.productSeconds, .max)
@@ -169,7 +221,7 @@ public enum GramJob {
         let finished = try agreement.stage(quietly: true) { () throws(NTKError) -> Bool in
             guard world.isRoot, let output else { return true }
             try finish(options: options, loaded: loaded, plan: plan, kernel: &kernel, rows: rowCount, columns: columnCount,
-                       output: output, ranks: world.size, localRanks: localRanks,
+                       output: output, ranks: world.size, localRanks: localRanks, tilesReused: Int(reusedTotal),
                        seconds: ["load": loadSeconds, "gradients": gradientSeconds, "tile_products": productSeconds,
                                  "tiles": tileWallSeconds, "gather": gatherSeconds],
                        totalStart: totalStart)
@@ -255,7 +307,7 @@ public enum GramJob {
 
     /// Rank 0's part after the gather: mirror, check, eigendecompose, write, report.
     static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, kernel: inout [Double], rows: Int, columns: Int,
-                       output: OutputDirectory, ranks: Int, localRanks: Int, seconds: [String: Double],
+                       output: OutputDirectory, ranks: Int, localRanks: Int, tilesReused: Int, seconds: [String: Double],
                        totalStart: UInt64) throws(NTKError) {
         var seconds = seconds
         let network = loaded.network
@@ -312,7 +364,7 @@ public enum GramJob {
         let summary = GramSummary(method: options.method.rawValue, outputKernel: options.outputKernel.rawValue,
                                   n: n, m: m, inputWidth: loaded.data.width, outputs: k,
                                   parameters: network.parameterCount, parameterization: network.spec.parameterization.rawValue,
-                                  kernelShape: shape, ranks: ranks, tileSize: plan.tileSize, tiles: plan.tiles.count,
+                                  kernelShape: shape, ranks: ranks, tileSize: plan.tileSize, tiles: plan.tiles.count, tilesReused: tilesReused,
                                   blasCore: BLASLibrary.coreName, seconds: seconds, spectrum: spectrum,
                                   files: files + ["summary.json"])
         let encoder = JSONEncoder()
@@ -322,6 +374,9 @@ public enum GramJob {
         do { json = try encoder.encode(summary) } catch { throw NTKError(.software, "cannot encode summary.json: \(error)") }
         try output.stage("summary.json", json + Data("\n".utf8))
         try output.commit()
+        if options.checkpointing {
+            Checkpoint(directory: options.effectiveCheckpointDirectory).remove(directoryToo: options.checkpointDirectory == nil)
+        }
         if !options.quiet { Report.summary(summary, directory: output.path) }
     }
 

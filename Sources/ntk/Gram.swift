@@ -40,6 +40,15 @@ struct Gram: ParsableCommand {
     @Option(name: .customLong("cache-mb"), help: "Per-rank bound, in MiB, on cached per-sample quantities (default 2048).")
     var cacheMegabytes: Int = 2048
 
+    @Option(help: "Where finished tiles are saved as they complete (default: DIR/checkpoint inside --out; removed after success).")
+    var checkpoint: String?
+
+    @Flag(name: .customLong("no-checkpoint"), help: "Do not save finished tiles (a stopped job then starts over).")
+    var noCheckpoint = false
+
+    @Flag(help: "Reuse the verified tiles of an interrupted run of the same command (any rank count).")
+    var resume = false
+
     @Flag(help: "Replace a result already in --out.")
     var force = false
 
@@ -52,6 +61,9 @@ struct Gram: ParsableCommand {
     func validate() throws {
         if let tile, tile < 1 { throw ValidationError("--tile must be at least 1, got \(tile)") }
         if cacheMegabytes < 1 { throw ValidationError("--cache-mb must be at least 1") }
+        if noCheckpoint && (resume || checkpoint != nil) {
+            throw ValidationError("--no-checkpoint excludes --resume and --checkpoint")
+        }
         if data2 != nil && eigen != .values && eigen != .none {
             throw ValidationError("--eigen \(eigen.rawValue) needs a symmetric kernel; drop --data2 or use --eigen none")
         }
@@ -68,6 +80,10 @@ struct Gram: ParsableCommand {
         options.progress = progress
         options.cacheMegabytes = cacheMegabytes
         options.quiet = quiet
+        options.checkpointing = !noCheckpoint
+        options.checkpointDirectory = checkpoint
+        options.resume = resume
+        Interruption.install()
         let status: ExitStatus
         do {
             status = try MPIEnvironment.run { world in GramJob.run(options, world: world) }
