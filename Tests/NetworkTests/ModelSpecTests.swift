@@ -71,3 +71,34 @@ import Testing
         }
     }
 }
+
+@Suite struct ModelSpecFuzzTests {
+    @Test("3000 random byte mutations and truncations of a model file decode or throw ModelError, never crash")
+    func mutations() {
+        let valid = Array(#"{"parameterization": "standard", "layers": [{"type": "dense", "width": 8, "W_std": 1.5, "b_std": 0.1}, {"type": "leaky_relu", "alpha": 0.2}, {"type": "dense", "width": 2, "b_std": null}]}"#.utf8)
+        var state: UInt64 = 42
+        func next(_ bound: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        let alphabet = Array(#"{}[]",:0123456789.-eE truefalsnul"#.utf8) + [0, 0xff, 0x80]
+        var accepted = 0
+        for iteration in 0..<3000 {
+            var bytes = valid
+            if iteration % 10 == 0 {
+                bytes = Array(bytes.prefix(next(bytes.count)))
+            } else {
+                for _ in 0..<(1 + next(4)) { bytes[next(bytes.count)] = alphabet[next(alphabet.count)] }
+            }
+            do {
+                let spec = try ModelSpec.decode(json: Data(bytes))
+                // Whatever is accepted must satisfy the model rules.
+                #expect(throws: Never.self) { try spec.validate() }
+                accepted += 1
+            } catch {
+                #expect(!error.message.isEmpty)
+            }
+        }
+        #expect(accepted < 3000)
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import Testing
+import NumPyIO
+
+/// Hand-made .npy bytes: any header, any payload.
+func npyBytes(descr: String = "<f8", fortran: Bool = false, shape: String, payload: Data,
+              major: UInt8 = 1, magic: String = "\u{93}NUMPY") -> Data {
+    var header = "{'descr': '\(descr)', 'fortran_order': \(fortran ? "True" : "False"), 'shape': \(shape), }"
+    while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+    header += "\n"
+    var data = Data(magic.unicodeScalars.map { UInt8($0.value) })
+    data += [major, 0]
+    let length = header.utf8.count
+    if major == 1 { data += [UInt8(length & 0xff), UInt8(length >> 8)] } else { data += [UInt8(length & 0xff), UInt8((length >> 8) & 0xff), 0, 0] }
+    data += Data(header.utf8)
+    return data + payload
+}
+
+func doublesData(_ values: [Double]) -> Data { values.withUnsafeBytes { Data($0) } }
+
+/// Every bad input of the reliability issue, at 1 and 3 ranks: the documented status,
+/// one message naming the problem, no hang, and no result written.
+@Suite(.serialized) struct BadInputTests {
+    struct Case: CustomStringConvertible, Sendable {
+        let name: String
+        let arguments: [String]
+        let status: Int32
+        let message: String
+        var description: String { name }
+    }
+
+    static let dir: String = {
+        let dir = Launcher.temporaryDirectory("bad")
+        let n = 5, d = 3
+        let values = Launcher.values(n * d, seed: 5)
+        func write(_ name: String, _ data: Data) { try! data.write(to: URL(fileURLWithPath: dir + "/" + name)) }
+        write("good.npy", npyBytes(shape: "(\(n), \(d))", payload: doublesData(values)))
+        write("magic.npy", npyBytes(shape: "(\(n), \(d))", payload: doublesData(values), magic: "\u{93}NUMPZ"))
+        write("header-cut.npy", npyBytes(shape: "(\(n), \(d))", payload: doublesData(values)).prefix(20))
+        write("version.npy", npyBytes(shape: "(\(n), \(d))", payload: doublesData(values), major: 9))
+        var huge = Data([0x93] + Array("NUMPY".utf8) + [2, 0, 0xff, 0xff, 0xff, 0x7f])
+        huge += Data(repeating: 0x20, count: 100)
+        write("huge-header.npy", huge)
+        write("data-cut.npy", npyBytes(shape: "(\(n), \(d))", payload: doublesData(values)).dropLast(9))
+        write("trailing.npy", npyBytes(shape: "(\(n), \(d))", payload: doublesData(values) + Data([1, 2, 3])))
+        write("complex.npy", npyBytes(descr: "<c16", shape: "(\(n), \(d))", payload: doublesData(values + values)))
+        write("strings.npy", npyBytes(descr: "<U3", shape: "(\(n), \(d))", payload: Data(count: n * d * 12)))
+        var nan = values; nan[4] = .nan
+        write("nan.npy", npyBytes(shape: "(\(n), \(d))", payload: doublesData(nan)))
+        var inf = values; inf[7] = -.infinity
+        write("inf.npy", npyBytes(shape: "(\(n), \(d))", payload: doublesData(inf)))
+        write("empty.npy", npyBytes(shape: "(0, \(d))", payload: Data()))
+        write("vector.npy", npyBytes(shape: "(\(n * d),)", payload: doublesData(values)))
+        write("wide.npy", npyBytes(shape: "(\(n), 4)", payload: doublesData(values + Launcher.values(n, seed: 9))))
+        // The same matrix stored column-major.
+        var transposed = [Double](repeating: 0, count: n * d)
+        for i in 0..<n { for j in 0..<d { transposed[j * n + i] = values[i * d + j] } }
+        write("fortran.npy", npyBytes(fortran: true, shape: "(\(n), \(d))", payload: doublesData(transposed)))
+
+        let model = #"{"layers": [{"type": "dense", "width": 4, "b_std": 0.1}, {"type": "tanh"}, {"type": "dense", "width": 1, "b_std": 0.1}]}"#
+        write("model.json", Data(model.utf8))
+        write("swish.json", Data(#"{"layers": [{"type": "dense", "width": 4}, {"type": "swish"}, {"type": "dense", "width": 1}]}"#.utf8))
+        write("zero.json", Data(#"{"layers": [{"type": "dense", "width": 0}]}"#.utf8))
+        write("negative.json", Data(#"{"layers": [{"type": "dense", "width": -2}]}"#.utf8))
+        write("broken.json", Data(#"{"layers": [{"type": "dense", "width": 4"#.utf8))
+
+        func npz(_ name: String, _ arrays: [(String, [Int], [Double])]) {
+            write(name, try! NPZFormat.encode(arrays.map { (name: $0.0, array: NPYArray(shape: $0.1, doubles: $0.2)) }))
+        }
+        let w0 = Launcher.values(12, seed: 1), b0 = Launcher.values(4, seed: 2), w1 = Launcher.values(4, seed: 3), b1 = [0.5]
+        npz("params.npz", [("W0", [3, 4], w0), ("b0", [4], b0), ("W1", [4, 1], w1), ("b1", [1], b1)])
+        npz("missing.npz", [("W0", [3, 4], w0), ("b0", [4], b0), ("W1", [4, 1], w1)])
+        npz("extra.npz", [("W0", [3, 4], w0), ("b0", [4], b0), ("W1", [4, 1], w1), ("b1", [1], b1), ("W2", [1, 1], [1])])
+        npz("shape.npz", [("W0", [4, 3], w0), ("b0", [4], b0), ("W1", [4, 1], w1), ("b1", [1], b1)])
+        npz("fanin.npz", [("W0", [4, 4], w0 + w1), ("b0", [4], b0), ("W1", [4, 1], w1), ("b1", [1], b1)])
+        var wnan = w1; wnan[2] = .nan
+        npz("nan.npz", [("W0", [3, 4], w0), ("b0", [4], b0), ("W1", [4, 1], wnan), ("b1", [1], b1)])
+        write("notzip.npz", Data("PK but not really".utf8))
+        try! FileManager.default.createDirectory(atPath: dir + "/folder.npy", withIntermediateDirectories: true)
+        try! Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/a-file"))
+        return dir
+    }()
+
+    static func gram(_ data: String, model: String = "model.json", params: String? = "params.npz", extra: [String] = []) -> [String] {
+        var args = ["gram", "--data", dir + "/" + data, "--model", dir + "/" + model]
+        if let params { args += ["--params", dir + "/" + params] }
+        return args + extra
+    }
+
+    static let cases: [Case] = [
+        Case(name: "wrong magic", arguments: gram("magic.npy"), status: 65, message: "not a valid .npy"),
+        Case(name: "truncated header", arguments: gram("header-cut.npy"), status: 65, message: "not a valid .npy"),
+        Case(name: "unsupported version", arguments: gram("version.npy"), status: 65, message: "version"),
+        Case(name: "oversized header", arguments: gram("huge-header.npy"), status: 65, message: "not a valid .npy"),
+        Case(name: "truncated data", arguments: gram("data-cut.npy"), status: 65, message: "not a valid .npy"),
+        Case(name: "trailing bytes", arguments: gram("trailing.npy"), status: 65, message: "not a valid .npy"),
+        Case(name: "complex dtype", arguments: gram("complex.npy"), status: 65, message: "c16"),
+        Case(name: "string dtype", arguments: gram("strings.npy"), status: 65, message: "U3"),
+        Case(name: "NaN in data", arguments: gram("nan.npy"), status: 65, message: "non-finite value (nan) at row 1, column 1"),
+        Case(name: "-Inf in data", arguments: gram("inf.npy"), status: 65, message: "non-finite value (-inf) at row 2, column 1"),
+        Case(name: "empty data set", arguments: gram("empty.npy"), status: 65, message: "empty data set"),
+        Case(name: "1-D data", arguments: gram("vector.npy"), status: 65, message: "2-D array"),
+        Case(name: "input width does not match the parameters", arguments: gram("wide.npy"), status: 65, message: "d = 4"),
+        Case(name: "fan-in of W0 wrong", arguments: gram("good.npy", params: "fanin.npz"), status: 65, message: "W0 has shape (4, 4)"),
+        Case(name: "missing parameter array", arguments: gram("good.npy", params: "missing.npz"), status: 65, message: "b1 is missing"),
+        Case(name: "extra parameter array", arguments: gram("good.npy", params: "extra.npz"), status: 65, message: "unexpected array W2"),
+        Case(name: "misshapen parameter array", arguments: gram("good.npy", params: "shape.npz"), status: 65, message: "W0 has shape (4, 3)"),
+        Case(name: "NaN in parameters", arguments: gram("good.npy", params: "nan.npz"), status: 65, message: "W1 holds a non-finite value"),
+        Case(name: "parameters not a zip", arguments: gram("good.npy", params: "notzip.npz"), status: 65, message: "not a valid .npz"),
+        Case(name: "unknown activation", arguments: gram("good.npy", model: "swish.json", params: nil), status: 65, message: "unknown layer type \"swish\""),
+        Case(name: "zero width", arguments: gram("good.npy", model: "zero.json", params: nil), status: 65, message: "positive integer, got 0"),
+        Case(name: "negative width", arguments: gram("good.npy", model: "negative.json", params: nil), status: 65, message: "positive integer, got -2"),
+        Case(name: "broken JSON", arguments: gram("good.npy", model: "broken.json", params: nil), status: 65, message: "not valid JSON"),
+        Case(name: "missing data file", arguments: gram("nowhere.npy"), status: 66, message: "does not exist"),
+        Case(name: "missing model file", arguments: gram("good.npy", model: "nowhere.json"), status: 66, message: "does not exist"),
+        Case(name: "missing parameter file", arguments: gram("good.npy", params: "nowhere.npz"), status: 66, message: "does not exist"),
+        Case(name: "a directory where a file is expected", arguments: gram("folder.npy"), status: 66, message: "is a directory"),
+        Case(name: "output under a regular file", arguments: gram("good.npy", extra: ["--out", dir + "/a-file/out"]), status: 73, message: "cannot create the output directory"),
+        Case(name: "output is a regular file", arguments: gram("good.npy", extra: ["--out", dir + "/a-file"]), status: 73, message: "not a directory"),
+        Case(name: "unknown flag", arguments: gram("good.npy", extra: ["--wdith", "3"]), status: 64, message: "Unknown option '--wdith'"),
+        Case(name: "params and seed together", arguments: gram("good.npy", extra: ["--seed", "3"]), status: 64, message: "exclude each other"),
+        Case(name: "bad output mode", arguments: gram("good.npy", extra: ["--output-kernel", "trace"]), status: 64, message: "trace"),
+    ]
+
+    @Test("bad inputs fail fast with the documented status and one message", arguments: [1, 3], cases)
+    func refused(ranks: Int, bad: Case) throws {
+        var arguments = bad.arguments
+        let out = Self.dir + "/out-\(UUID().uuidString.prefix(6))"
+        if !arguments.contains("--out") { arguments += ["--out", out] }
+        let result = try Launcher.run(arguments, ranks: ranks, timeout: 30)
+        #expect(!result.timedOut, "hung")
+        #expect(result.seconds < 20)
+        #expect(result.status == bad.status, "\(result.stderr)")
+        #expect(result.stderr.contains(bad.message), "\(result.stderr)")
+        let lines = result.stderr.split(separator: "\n").filter { $0.contains("ntk: error:") || $0.hasPrefix("Error:") }
+        #expect(lines.count == 1, "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out + "/kernel.npy"))
+    }
+
+    @Test("a Fortran-order data file is read correctly: the same kernel as C order")
+    func fortranOrder() throws {
+        var kernels: [[Double]] = []
+        for file in ["good.npy", "fortran.npy"] {
+            let out = Self.dir + "/order-\(file)"
+            let result = try Launcher.run(Self.gram(file, extra: ["--out", out, "--force"]), ranks: 2, timeout: 30)
+            try #require(result.status == 0, "\(result.stderr)")
+            kernels.append(try Launcher.readNPY(out + "/kernel.npy").doubles())
+        }
+        #expect(kernels[0] == kernels[1])
+    }
+
+    @Test("an output directory the user cannot write fails with 73 (run as nobody)")
+    func notWritable() throws {
+        guard getuid() == 0 else {
+            print("notWritable: skipped, needs root to switch to the nobody user")
+            return
+        }
+        let protected = Self.dir + "/protected"
+        try FileManager.default.createDirectory(atPath: protected, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        // Readable inputs for nobody.
+        _ = try Launcher.runTool("/bin/chmod", ["-R", "a+rX", Self.dir])
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", Launcher.binary] + Self.gram("good.npy") + ["--out", protected + "/out"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationStatus == 73, "\(message)")
+        #expect(message.contains("cannot create the output directory"), "\(message)")
+    }
+}
