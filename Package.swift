@@ -29,6 +29,7 @@ let package = Package(
         .target(name: "LinearAlgebra", dependencies: ["CLAPACK"]),
         .target(name: "TileKernels"),
         .target(name: "Network", dependencies: ["LinearAlgebra"]),
+        .target(name: "LearningDynamics", dependencies: ["LinearAlgebra"]),
 
         // The distributed Gram engine: tile plan, per-rank compute, gather, eigensolve, outputs.
         .target(name: "GramEngine", dependencies: ["MPI", "NumPyIO", "LinearAlgebra", "TileKernels", "Network"]),
@@ -46,5 +47,6 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["Network", "NumPyIO"]),
         .testTarget(name: "GramEngineTests", dependencies: ["GramEngine", "Network", "NumPyIO", "LinearAlgebra"]),
         .testTarget(name: "CLITests", dependencies: ["NumPyIO"]),
+        .testTarget(name: "LearningDynamicsTests", dependencies: ["LearningDynamics", "LinearAlgebra", "NumPyIO"]),
     ]
 )

@@ -45,7 +45,9 @@ public enum Report {
     static func summary(_ s: GramSummary, directory: String) {
         var lines: [String] = []
         let shape = s.kernelShape.map(String.init).joined(separator: " x ")
-        lines.append("ntk gram: \(s.kernel) NTK, \(shape) (\(s.outputKernel) over k = \(s.outputs)), P = \(s.parameters) parameters, \(s.parameterization) parameterization")
+        let name = s.kernel == "empirical" ? "empirical NTK" : s.kernel == "nngp" ? "infinite-width NNGP kernel" : "infinite-width NTK"
+        let size = s.kernel == "empirical" ? ", P = \(s.parameters) parameters" : ""
+        lines.append("ntk gram: \(name), \(shape) (\(s.outputKernel) over k = \(s.outputs))\(size), \(s.parameterization) parameterization")
         lines.append(String(format: "  %d rank(s), %d tiles of %d, %@ method; %.2f s total (tiles %.2f s, gather %.2f s%@)",
                             s.ranks, s.tiles, s.tileSize, s.method, s.seconds["total"] ?? 0, s.seconds["tiles"] ?? 0,
                             s.seconds["gather"] ?? 0, s.seconds["eigen"].map { String(format: ", eigen %.2f s", $0) } ?? ""))

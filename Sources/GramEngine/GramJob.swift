@@ -26,6 +26,8 @@ public struct GramOptions: Sendable {
     public var parameters: ParameterSource
     public var output: String
     public var outputKernel: OutputKernel = .mean
+    /// Empirical (default), or an infinite-width kernel of the same architecture.
+    public var kernel: KernelKind = .empirical
     public var eigen: EigenOutput = .values
     /// Samples per tile side; nil chooses `GramOptions.defaultTileSize`.
     public var tileSize: Int?
@@ -113,7 +115,11 @@ public enum GramJob {
     struct Loaded {
         var data: DataSet
         var data2: DataSet?
-        var network: Network
+        var spec: ModelSpec
+        /// The finite network (empirical kernels only).
+        var network: Network?
+        /// The infinite-width kernel (analytic and nngp only).
+        var infinite: InfiniteWidthKernel?
     }
 
     static func execute(_ options: GramOptions, world: Communicator) throws {
@@ -131,7 +137,7 @@ public enum GramJob {
         let network = loaded.network
         let n = loaded.data.count
         let m = loaded.data2?.count
-        let k = network.outputCount
+        let k = loaded.spec.outputCount
         let entry = options.outputKernel == .full ? k : 1
         let tileSize = options.tileSize ?? GramOptions.defaultTileSize
         try agreement.stage { () throws(NTKError) in
@@ -145,9 +151,10 @@ public enum GramJob {
         let plan = TilePlan(rows: n, columns: m ?? n, tileSize: tileSize, symmetric: m == nil, ranks: world.size)
         let manifest = Checkpoint.Manifest(
             n: n, m: m, inputWidth: loaded.data.width, tileSize: tileSize, tiles: plan.tiles.count,
-            outputKernel: options.outputKernel.rawValue, method: options.method.rawValue,
+            outputKernel: options.outputKernel.rawValue, method: options.kernel == .empirical ? options.method.rawValue : options.kernel.rawValue,
             dataHash: Checkpoint.fingerprint(loaded.data.values), data2Hash: loaded.data2.map { Checkpoint.fingerprint($0.values) },
-            modelHash: Checkpoint.fingerprint(network.spec.encodeJSON()), parametersHash: Checkpoint.fingerprint(network.flatParameters))
+            modelHash: Checkpoint.fingerprint(loaded.spec.encodeJSON()),
+            parametersHash: network.map { Checkpoint.fingerprint($0.flatParameters) } ?? "none")
         let (output, reusable): (OutputDirectory?, Bool) = try agreement.stage { () throws(NTKError) -> (OutputDirectory?, Bool) in
             guard world.isRoot else { return (nil, false) }
             let output = try OutputDirectory(path: options.output, force: options.force)
@@ -163,11 +170,57 @@ public enum GramJob {
 
         // Tiles: each saved as soon as it is done; a stop request ends the loop at a tile
         // boundary.
-        let computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.method,
+        let computer: TileComputer
+        if let network {
+            computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.method,
                                     rowData: loaded.data.values, columnData: loaded.data2?.values,
                                     cacheBytes: options.cacheMegabytes << 20)
+        } else {
+            computer = TileComputer(infinite: loaded.infinite!, kind: options.kernel, outputCount: k, plan: plan,
+                                    outputKernel: options.outputKernel, rowData: loaded.data.values, columnData: loaded.data2?.values)
+        }
+        let result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
+                                       checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world)
+        var kernel = result.kernel
+        let rowCount = n * entry
+        let columnCount = (m ?? n) * entry
+
+        // Rank 0: finish, eigendecompose, write. The others wait quietly, leaving their
+        // cores to rank 0's BLAS threads.
+        let localRanks = (try? world.nodeLocal().size) ?? 1
+        let finished = try agreement.stage(quietly: true) { () throws(NTKError) -> Bool in
+            guard world.isRoot, let output else { return true }
+            try finish(options: options, loaded: loaded, plan: plan, kernel: &kernel, rows: rowCount, columns: columnCount,
+                       output: output, ranks: world.size, localRanks: localRanks, tilesReused: result.reused,
+                       seconds: ["load": loadSeconds, "gradients": result.gradientSeconds, "tile_products": result.productSeconds,
+                                 "tiles": result.tileSeconds, "gather": result.gatherSeconds],
+                       totalStart: totalStart)
+            return true
+        }
+        _ = finished
+    }
+
+    /// A kernel assembled on rank 0, and what it cost.
+    struct DistributedKernel {
+        /// Row-major (rows, columns) on rank 0 (upper tiles only when symmetric; empty elsewhere).
+        var kernel: [Double]
+        var reused: Int
+        var gradientSeconds: Double
+        var productSeconds: Double
+        var tileSeconds: Double
+        var gatherSeconds: Double
+    }
+
+    /// Computes this rank's tiles (saving each to `checkpoint`, reusing verified saved
+    /// ones when `reuse`), stops at a tile boundary on a stop request (every rank then
+    /// throws `AgreedFailure` with status 75), and gathers all tiles on rank 0.
+    /// Collective.
+    static func computeKernel(computer: TileComputer, plan: TilePlan, entry: Int, rows: Int, columns: Int,
+                              checkpoint: Checkpoint?, reuse: Bool, progress progressOption: Bool?,
+                              world: Communicator) throws -> DistributedKernel {
+        let agreement = Agreement(world: world)
         let mine = plan.tileIndices(ofRank: world.rank)
-        let progress = Progress(enabled: world.isRoot && (options.progress ?? (isatty(2) != 0)),
+        let progress = Progress(enabled: world.isRoot && (progressOption ?? (isatty(2) != 0)),
                                 totalTiles: plan.tiles.count, myTiles: mine.count, ranks: world.size)
         let delay = ProcessInfo.processInfo.environment["NTK_TILE_DELAY_MS"].flatMap { UInt32($0) } ?? 0
         let tilesStart = Clock.now
@@ -197,7 +250,7 @@ public enum GramJob {
             if let stopSignal {
                 let saved = checkpoint == nil
                     ? "nothing was saved (checkpointing is off)"
-                    : "the finished tiles are saved in \(options.effectiveCheckpointDirectory): rerun the same command with --resume to continue"
+                    : "the finished tiles are saved in \(checkpoint!.directory): rerun the same command with --resume to continue"
                 throw NTKError(.interrupted, "stopped by \(Interruption.name(stopSignal)) after \(doneCount) of this rank's \(mine.count) tiles; \(saved)")
             }
         }
@@ -209,26 +262,13 @@ public enum GramJob {
 
         // Gather to rank 0.
         let gatherStart = Clock.now
-        let rowCount = n * entry
-        let columnCount = (m ?? n) * entry
-        var kernel: [Double] = world.isRoot ? [Double](repeating: 0, count: rowCount * columnCount) : []
-        try gather(plan: plan, entry: entry, values: &values, into: &kernel, columns: columnCount, world: world)
+        var kernel: [Double] = world.isRoot ? [Double](repeating: 0, count: rows * columns) : []
+        try gather(plan: plan, entry: entry, values: &values, into: &kernel, columns: columns, world: world)
         let gatherSeconds = Clock.seconds(since: gatherStart)
-
-        // Rank 0: finish, eigendecompose, write. The others wait quietly, leaving their
-        // cores to rank 0's BLAS threads.
-        let localRanks = (try? world.nodeLocal().size) ?? 1
-        let finished = try agreement.stage(quietly: true) { () throws(NTKError) -> Bool in
-            guard world.isRoot, let output else { return true }
-            try finish(options: options, loaded: loaded, plan: plan, kernel: &kernel, rows: rowCount, columns: columnCount,
-                       output: output, ranks: world.size, localRanks: localRanks, tilesReused: Int(reusedTotal),
-                       seconds: ["load": loadSeconds, "gradients": gradientSeconds, "tile_products": productSeconds,
-                                 "tiles": tileWallSeconds, "gather": gatherSeconds],
-                       totalStart: totalStart)
-            return true
-        }
-        _ = finished
+        return DistributedKernel(kernel: kernel, reused: Int(reusedTotal), gradientSeconds: gradientSeconds,
+                                 productSeconds: productSeconds, tileSeconds: tileWallSeconds, gatherSeconds: gatherSeconds)
     }
+
 
     static func load(_ options: GramOptions) throws(NTKError) -> Loaded {
         let data = try Inputs.dataSet(options.data, role: "--data")
@@ -247,6 +287,14 @@ public enum GramJob {
             do { try s.validate() } catch { throw NTKError(.usage, error.message) }
             spec = s
         }
+        if options.kernel != .empirical {
+            do {
+                let infinite = try InfiniteWidthKernel(spec: spec, inputWidth: data.width)
+                return Loaded(data: data, data2: data2, spec: spec, network: nil, infinite: infinite)
+            } catch {
+                throw NTKError(.dataError, "the \(options.kernel.rawValue) kernel of this model is not defined: \(error.message)")
+            }
+        }
         let network: Network
         switch options.parameters {
         case .seed(let seed): network = Network.initialized(spec: spec, inputWidth: data.width, seed: seed)
@@ -261,7 +309,7 @@ public enum GramJob {
                 throw error
             }
         }
-        return Loaded(data: data, data2: data2, network: network)
+        return Loaded(data: data, data2: data2, spec: spec, network: network, infinite: nil)
     }
 
     /// Moves every tile to rank 0 in chunks of row blocks. Collective.
@@ -311,7 +359,7 @@ public enum GramJob {
                        totalStart: UInt64) throws(NTKError) {
         var seconds = seconds
         let network = loaded.network
-        let k = network.outputCount
+        let k = loaded.spec.outputCount
         let entry = options.outputKernel == .full ? k : 1
         if plan.symmetric {
             for i in 0..<rows { for j in (i + 1)..<rows { kernel[j * rows + i] = kernel[i * rows + j] } }
@@ -349,8 +397,10 @@ public enum GramJob {
             try stage("eigenvalues.npy", NPYArray(shape: [eigen.n], doubles: eigen.values))
             if let v = eigen.vectors { try stage("eigenvectors.npy", NPYArray(shape: [eigen.n, eigen.n], doubles: v)) }
         }
-        try stage("outputs.npy", NPYArray(shape: [n, k], doubles: network.outputs(loaded.data.values, count: n)))
-        if let data2 = loaded.data2 {
+        if let network {
+            try stage("outputs.npy", NPYArray(shape: [n, k], doubles: network.outputs(loaded.data.values, count: n)))
+        }
+        if let network, let data2 = loaded.data2 {
             try stage("outputs2.npy", NPYArray(shape: [data2.count, k], doubles: network.outputs(data2.values, count: data2.count)))
         }
         seconds["write"] = Clock.seconds(since: writeStart)
@@ -361,12 +411,14 @@ public enum GramJob {
             spectrum = GramSummary.Spectrum(min: lo, max: hi, trace: eigen.values.reduce(0, +),
                                             conditionNumber: lo > 0 ? hi / lo : nil)
         }
-        let summary = GramSummary(method: options.method.rawValue, outputKernel: options.outputKernel.rawValue,
+        var summary = GramSummary(method: options.method.rawValue, outputKernel: options.outputKernel.rawValue,
                                   n: n, m: m, inputWidth: loaded.data.width, outputs: k,
-                                  parameters: network.parameterCount, parameterization: network.spec.parameterization.rawValue,
+                                  parameters: network?.parameterCount ?? 0, parameterization: loaded.spec.parameterization.rawValue,
                                   kernelShape: shape, ranks: ranks, tileSize: plan.tileSize, tiles: plan.tiles.count, tilesReused: tilesReused,
                                   blasCore: BLASLibrary.coreName, seconds: seconds, spectrum: spectrum,
                                   files: files + ["summary.json"])
+        summary.kernel = options.kernel.rawValue
+        if options.kernel != .empirical { summary.method = "closed form / quadrature" }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")

@@ -1,3 +1,13 @@
+/// Which kernel a job computes.
+public enum KernelKind: String, Sendable, CaseIterable {
+    /// The empirical NTK of the finite network at its parameters.
+    case empirical
+    /// The infinite-width NTK (neural-tangents' kernel_fn(..., 'ntk')).
+    case analytic
+    /// The infinite-width NNGP (Gaussian-process) kernel (kernel_fn(..., 'nngp')).
+    case nngp
+}
+
 /// How the k outputs of a network enter the kernel.
 public enum OutputKernel: String, Sendable, CaseIterable {
     /// (1/k) Σ_c ⟨∇f_c(x), ∇f_c(x')⟩: neural-tangents' default (trace_axes=(-1,)).

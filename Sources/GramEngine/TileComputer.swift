@@ -7,7 +7,12 @@ import TileKernels
 /// per block of samples and kept in a cache bounded by `cacheBytes` (least recently
 /// used blocks are dropped and recomputed when needed again).
 final class TileComputer {
-    let network: Network
+    /// The finite network (empirical kernels), or nil for infinite-width kernels.
+    let network: Network?
+    /// The infinite-width kernel (analytic and nngp kinds).
+    let infinite: InfiniteWidthKernel?
+    let kind: KernelKind
+    let outputCount: Int
     let plan: TilePlan
     let outputKernel: OutputKernel
     let method: GradientMethod
@@ -38,6 +43,9 @@ final class TileComputer {
     init(network: Network, plan: TilePlan, outputKernel: OutputKernel, method: GradientMethod,
          rowData: [Double], columnData: [Double]?, cacheBytes: Int) {
         self.network = network
+        self.infinite = nil
+        self.kind = .empirical
+        self.outputCount = network.outputCount
         self.plan = plan
         self.outputKernel = outputKernel
         self.method = method
@@ -46,12 +54,55 @@ final class TileComputer {
         self.cacheBytes = cacheBytes
     }
 
+    /// A computer of infinite-width tiles (`kind` is .analytic or .nngp).
+    init(infinite: InfiniteWidthKernel, kind: KernelKind, outputCount: Int, plan: TilePlan, outputKernel: OutputKernel,
+         rowData: [Double], columnData: [Double]?) {
+        self.network = nil
+        self.infinite = infinite
+        self.kind = kind
+        self.outputCount = outputCount
+        self.plan = plan
+        self.outputKernel = outputKernel
+        self.method = .structured
+        self.rowData = rowData
+        self.columnData = columnData
+        self.cacheBytes = 0
+    }
+
     /// The number of doubles per sample pair: k² for the full kernel, else 1.
-    var entrySize: Int { outputKernel == .full ? network.outputCount * network.outputCount : 1 }
+    var entrySize: Int { outputKernel == .full ? outputCount * outputCount : 1 }
+
+    /// An infinite-width tile: K or Θ per pair; k outputs give K ⊗ I_k (mean: K, sum: k·K).
+    func computeInfinite(_ tile: TilePlan.Tile) -> [Double] {
+        let start = Clock.now
+        defer { productSeconds += Clock.seconds(since: start) }
+        let rows = plan.rowRange(tile.row), columns = plan.columnRange(tile.column)
+        let d = infinite!.inputWidth
+        let columnData = plan.symmetric ? rowData : self.columnData!
+        let result = rowData.withUnsafeBufferPointer { x in
+            columnData.withUnsafeBufferPointer { y in
+                infinite!.evaluate(x: UnsafeBufferPointer(rebasing: x[(rows.lowerBound * d)..<(rows.upperBound * d)]), m: rows.count,
+                                   y: UnsafeBufferPointer(rebasing: y[(columns.lowerBound * d)..<(columns.upperBound * d)]), n: columns.count)
+            }
+        }
+        let base = kind == .nngp ? result.nngp : result.ntk
+        let k = outputCount
+        switch outputKernel {
+        case .mean: return base
+        case .sum: return base.map { $0 * Double(k) }
+        case .full:
+            let m = rows.count, n = columns.count
+            var full = [Double](repeating: 0, count: m * k * n * k)
+            for i in 0..<m { for j in 0..<n { for a in 0..<k { full[(i * k + a) * (n * k) + j * k + a] = base[i * n + j] } } }
+            return full
+        }
+    }
 
     /// The values of one tile, row-major: (rows·k', columns·k') with k' = k for the full
     /// kernel (row i·k + a, column j·k + b) and 1 otherwise.
     func compute(_ tile: TilePlan.Tile) -> [Double] {
+        if kind != .empirical { return computeInfinite(tile) }
+        let network = self.network!
         let rowsEntry = entry(Key(columnSet: false, block: tile.row))
         let columnsEntry = entry(Key(columnSet: plan.symmetric ? false : true, block: tile.column))
         let start = Clock.now
@@ -136,6 +187,7 @@ final class TileComputer {
         let start = Clock.now
         let range = key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block)
         let data = key.columnSet ? columnData! : rowData
+        let network = self.network!
         let d = network.inputWidth
         let x = Array(data[(range.lowerBound * d)..<(range.upperBound * d)])
         let factors = network.factors(x, count: range.count)

@@ -28,6 +28,9 @@ struct Gram: ParsableCommand {
     @Option(name: .customLong("output-kernel"), help: "For k > 1 outputs: mean (neural-tangents' default), sum (torch.func's tutorial) or full (N, N, k, k).")
     var outputKernel: OutputKernel = .mean
 
+    @Option(help: "empirical (the finite network's NTK), analytic (the infinite-width NTK) or nngp (the infinite-width NNGP kernel).")
+    var kernel: KernelKind = .empirical
+
     @Option(help: "Eigendecomposition: none, values, or vectors (values and vectors).")
     var eigen: EigenOutput = .values
 
@@ -61,6 +64,9 @@ struct Gram: ParsableCommand {
     func validate() throws {
         if let tile, tile < 1 { throw ValidationError("--tile must be at least 1, got \(tile)") }
         if cacheMegabytes < 1 { throw ValidationError("--cache-mb must be at least 1") }
+        if kernel != .empirical && (parameterOptions.params != nil || method != .structured) {
+            throw ValidationError("--kernel \(kernel.rawValue) is the infinite-width limit: it takes no --params or --method")
+        }
         if noCheckpoint && (resume || checkpoint != nil) {
             throw ValidationError("--no-checkpoint excludes --resume and --checkpoint")
         }
@@ -73,6 +79,7 @@ struct Gram: ParsableCommand {
         var options = GramOptions(data: data, model: modelOptions.source, parameters: parameterOptions.source, output: out)
         options.data2 = data2
         options.outputKernel = outputKernel
+        options.kernel = kernel
         options.eigen = data2 == nil ? eigen : .none
         options.tileSize = tile
         options.method = method

@@ -6,6 +6,7 @@ extension Parameterization: ExpressibleByArgument {}
 extension OutputKernel: ExpressibleByArgument {}
 extension GradientMethod: ExpressibleByArgument {}
 extension EigenOutput: ExpressibleByArgument {}
+extension KernelKind: ExpressibleByArgument {}
 
 /// An activation name on the command line.
 enum ActivationName: String, ExpressibleByArgument, CaseIterable {
