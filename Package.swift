@@ -28,11 +28,12 @@ let package = Package(
         .target(name: "NumPyIO", dependencies: ["CZlib"]),
         .target(name: "LinearAlgebra", dependencies: ["CLAPACK"]),
         .target(name: "TileKernels"),
+        .target(name: "Plots"),
         .target(name: "Network", dependencies: ["LinearAlgebra"]),
         .target(name: "LearningDynamics", dependencies: ["LinearAlgebra"]),
 
         // The distributed Gram engine: tile plan, per-rank compute, gather, eigensolve, outputs.
-        .target(name: "GramEngine", dependencies: ["MPI", "NumPyIO", "LinearAlgebra", "TileKernels", "Network"]),
+        .target(name: "GramEngine", dependencies: ["MPI", "NumPyIO", "LinearAlgebra", "TileKernels", "Network", "Plots"]),
 
         // Command line: argument parsing and little else.
         .executableTarget(name: "ntk", dependencies: [

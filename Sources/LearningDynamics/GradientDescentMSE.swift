@@ -79,13 +79,15 @@ public enum DiagonalRegularizer: Sendable, Equatable {
 /// f(X*) = f₀(X*) + Θ(X*, X) (Θ + δI)⁻¹ (Y − f₀(X))) and e_i = (1 − η λ_i⁺ / c)^s − 1
 /// after s discrete steps. A mode with λ_i⁺ = 0 is frozen: its train residual stays and it
 /// adds nothing to the test predictions (neural-tangents' clamp; for a Gram matrix
-/// Θ(X*, X) v_i = 0 on Θ's null space, so it is also the exact limit).
+/// Θ(X*, X) v_i = 0 on Θ's null space, so it is also the exact limit). At t = +∞ with such
+/// a mode neural-tangents returns NaN (0 · ∞); this gives the limit t → ∞.
 ///
 /// As in neural-tangents, the train predictions are those of the dynamics driven by the
 /// regularized kernel; with δ > 0, the regularized model's outputs on the training inputs
 /// are its test predictions with `testKernel = trainKernel`.
 ///
-/// One eigendecomposition (LAPACK dsyevd) serves every time, train and test set.
+/// One eigendecomposition (LAPACK dsyevd, or an existing one of Θ) serves every time,
+/// train and test set.
 public struct GradientDescentMSE: Sendable {
     /// N, the number of training samples.
     public let sampleCount: Int
@@ -156,12 +158,59 @@ public struct GradientDescentMSE: Sendable {
             }
             matrix[i * n + i] += shift
         }
+        let eigen: SymmetricEigen
         do {
             eigen = try SymmetricEigen.compute(matrix: matrix, n: n, vectors: true)
         } catch {
             throw .eigen(error)
         }
-        sampleCount = n
+        self.init(validatedEigen: eigen, targets: targets, learningRate: learningRate,
+                  regularizer: regularizer, shift: shift)
+    }
+
+    /// Prepares the dynamics from an eigendecomposition of Θ that already exists (such as
+    /// the one `ntk gram --eigen vectors` writes), without decomposing again:
+    /// Θ + δI = V diag(λ + δ) Vᵀ, with δ from trace Θ = Σ λ_i for a relative regularizer.
+    ///
+    /// - Parameters:
+    ///   - eigen: Θ's eigendecomposition, with eigenvectors (ascending values, column j of the
+    ///     row-major vectors belonging to value j).
+    ///   - targets, learningRate, regularizer: as in ``init(trainKernel:targets:learningRate:regularizer:)``.
+    /// - Throws: ``DynamicsError`` for missing or misshapen eigenvectors, non-finite or
+    ///   non-ascending eigenvalues, and the parameter errors of the other initializer.
+    public init(eigen: SymmetricEigen, targets: RowMajorMatrix, learningRate: Double = 1,
+                regularizer: DiagonalRegularizer = .none) throws(DynamicsError) {
+        let n = eigen.n
+        if n < 1 { throw .shape("the eigendecomposition is empty") }
+        guard let vectors = eigen.vectors, vectors.count == n * n else {
+            throw .shape("the eigendecomposition needs its \(n) x \(n) eigenvectors")
+        }
+        for (i, value) in eigen.values.enumerated() {
+            if !value.isFinite { throw .nonFinite(name: "the eigenvalues", row: i, column: 0) }
+            if i > 0, value < eigen.values[i - 1] { throw .notAscending(index: i) }
+        }
+        if let index = vectors.firstIndex(where: { !$0.isFinite }) {
+            throw .nonFinite(name: "the eigenvectors", row: index / n, column: index % n)
+        }
+        if targets.columns < 1 { throw .shape("the targets have no columns") }
+        try targets.validate("the targets", rows: n, columns: nil)
+        guard learningRate > 0, learningRate.isFinite else {
+            throw .invalidParameter("the learning rate must be positive and finite, not \(learningRate)")
+        }
+        guard regularizer.strength.isFinite else {
+            throw .invalidParameter("the diagonal regularizer must be finite, not \(regularizer.strength)")
+        }
+        let shift = regularizer.shift(trace: eigen.values.reduce(0, +), n: n)
+        var shifted = eigen
+        shifted.values = eigen.values.map { $0 + shift }
+        self.init(validatedEigen: shifted, targets: targets, learningRate: learningRate,
+                  regularizer: regularizer, shift: shift)
+    }
+
+    private init(validatedEigen eigen: SymmetricEigen, targets: RowMajorMatrix, learningRate: Double,
+                 regularizer: DiagonalRegularizer, shift: Double) {
+        self.eigen = eigen
+        sampleCount = eigen.n
         outputCount = targets.columns
         self.learningRate = learningRate
         self.regularizer = regularizer

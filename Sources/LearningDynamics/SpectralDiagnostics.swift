@@ -107,7 +107,7 @@ public struct SpectralDiagnostics: Codable, Sendable, Equatable {
                 ys.append(log(value))
             }
         }
-        decayFitModes = xs.count
+        self.decayFitModes = xs.count
         if xs.count >= 2 {
             let xMean = xs.reduce(0, +) / Double(xs.count), yMean = ys.reduce(0, +) / Double(ys.count)
             var sxy = 0.0, sxx = 0.0

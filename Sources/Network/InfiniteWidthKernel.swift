@@ -44,10 +44,12 @@ public enum InfiniteWidthKind: String, Sendable, CaseIterable {
 /// Activations before the first dense layer act on the inputs themselves (x is
 /// deterministic, not a wide Gaussian layer): K = φ(x)·φ(x')/d, T = 0.
 public struct InfiniteWidthKernel: Sendable {
-    /// The Gauss–Hermite degree of activations without a closed form whose layer gives
-    /// none: 64 nodes per dimension (4096 per pair and layer). neural-tangents requires an
-    /// explicit `deg`; 64 keeps tanh within about 2e-4 relative of the exact expectation
-    /// (128 reaches about 1e-6 at four times the cost).
+    /// The Gauss–Hermite degree of a tanh, sigmoid or softplus layer that gives none: 64
+    /// nodes per dimension (4096 terms per pair and layer, halved by symmetry).
+    /// neural-tangents' `ElementwiseNumerical` has no default `deg`; with 64 the rule's own
+    /// error for tanh is ~1e-4 to 1e-3 relative at O(1) variances (NTK-MATH.md, the
+    /// tanh_ntk_quad64 fixture) and ~1e-6 at 128, for four times the time. The kernel is
+    /// defined by its degree: compare with neural-tangents at the same `deg`.
     public static let defaultQuadratureDegree = 64
 
     /// The model.
@@ -60,7 +62,9 @@ public struct InfiniteWidthKernel: Sendable {
     /// The kernel map of every later layer, in order.
     private let steps: [Step]
 
-    /// The kernel maps after validation (every activation follows a dense layer).
+    /// Prepares the layer maps of `spec` for inputs of width `inputWidth` (and the
+    /// Gauss–Hermite rules of its quadrature layers). A layer's `quadratureDegree` is used by
+    /// tanh, sigmoid and softplus only; the closed forms ignore it.
     /// Throws `ModelError` when the model is invalid (see `ModelSpec.validate`), when
     /// `inputWidth` is not positive, or when an activation follows another activation after
     /// the first dense layer (its input is then not Gaussian; neural-tangents refuses it too).

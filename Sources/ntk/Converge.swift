@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import GramEngine
+import MPI
+
+/// `ntk converge`: the empirical NTK against the infinite-width NTK over widths.
+struct Converge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure how the empirical NTK approaches the infinite-width NTK as the network widens.",
+        discussion: """
+            For each width (given to every hidden dense layer) and seed, computes the empirical NTK and its \
+            relative Frobenius distance to the analytic NTK, fits the log-log slope (theory: about -1/2), \
+            and writes converge.csv, converge.json and converge.svg into --out.
+            """)
+
+    @Option(help: "The data set: a 2-D .npy file (N, d).")
+    var data: String
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "Comma-separated hidden widths, e.g. 64,128,256,512,1024.")
+    var widths: String = "64,128,256,512,1024"
+
+    @Option(help: "Comma-separated seeds per width (default 0,1,2).")
+    var seeds: String = "0,1,2"
+
+    @Option(help: "The output directory.")
+    var out: String
+
+    @Option(help: "Samples per tile side (default \(GramOptions.defaultTileSize)).")
+    var tile: Int = GramOptions.defaultTileSize
+
+    @Flag(help: "Replace a result already in --out.")
+    var force = false
+
+    @Flag(inversion: .prefixedNo, help: "Show a line per kernel on stderr (default: only when stderr is a terminal).")
+    var progress: Bool?
+
+    @Flag(help: "Print nothing on stdout.")
+    var quiet = false
+
+    func parsedWidths() throws -> [Int] {
+        let values = widths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+            throw ValidationError("--widths must be a comma-separated list of positive integers, got '\(widths)'")
+        }
+        return values.map { $0! }
+    }
+
+    func parsedSeeds() throws -> [UInt64] {
+        let values = seeds.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else {
+            throw ValidationError("--seeds must be a comma-separated list of non-negative integers, got '\(seeds)'")
+        }
+        return values.map { $0! }
+    }
+
+    func validate() throws {
+        _ = try parsedWidths()
+        _ = try parsedSeeds()
+        if tile < 1 { throw ValidationError("--tile must be at least 1, got \(tile)") }
+    }
+
+    func run() throws {
+        var options = ConvergeOptions(data: data, model: modelOptions.source, widths: try parsedWidths(), seeds: try parsedSeeds(), output: out)
+        options.tileSize = tile
+        options.force = force
+        options.progress = progress
+        options.quiet = quiet
+        let status: ExitStatus
+        do {
+            status = try MPIEnvironment.run { world in ConvergeJob.run(options, world: world) }
+        } catch {
+            Report.error("MPI failed: \(error)")
+            throw ExitCode(ExitStatus.software.rawValue)
+        }
+        if status != .success { throw ExitCode(status.rawValue) }
+    }
+}

@@ -1,1 +1,0 @@
-// Placeholder so the package builds while the module is written; remove once real tests exist.
