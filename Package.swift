@@ -33,11 +33,11 @@ let package = Package(
         .target(name: "LearningDynamics", dependencies: ["LinearAlgebra"]),
 
         // The distributed Gram engine: tile plan, per-rank compute, gather, eigensolve, outputs.
-        .target(name: "GramEngine", dependencies: ["MPI", "NumPyIO", "LinearAlgebra", "TileKernels", "Network", "Plots"]),
+        .target(name: "GramEngine", dependencies: ["MPI", "NumPyIO", "LinearAlgebra", "TileKernels", "Network", "Plots", "LearningDynamics"]),
 
         // Command line: argument parsing and little else.
         .executableTarget(name: "ntk", dependencies: [
-            "GramEngine",
+            "GramEngine", "LearningDynamics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

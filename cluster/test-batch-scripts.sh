@@ -28,17 +28,24 @@ if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_
 export OPENBLAS_NUM_THREADS=1
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/ntk-batch-test.XXXXXX")"
-started=()   # batch shells this test started
+started=()   # the batch shells this test started (each run in the background)
 cleanup() {
     local pid
     for pid in "${started[@]}"; do
-        # A batch shell still running forwards TERM to its mpirun, whose ranks then stop.
+        # A batch shell still running passes TERM on to its mpirun; the ranks then stop
+        # at the next tile boundary and everything exits.
         kill -TERM "$pid" 2>/dev/null || true
     done
-    wait 2>/dev/null || true
+    for pid in "${started[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+# start CMD...: run a batch shell in the background (its pid in $shell); collect: wait
+# for it, its exit status in $status.
+start() { "$@" & shell=$!; started+=("$shell"); }
+collect() { status=0; wait "$shell" || status=$?; }
 
 pass() { echo "ok   $*"; }
 fail() {
@@ -120,13 +127,10 @@ slurm_out="$tmp/slurm-out"
 
 # 1. First start: USR1 to the batch shell mid-run.
 PATH="$fakepath" SLURM_JOB_ID=4242 SLURM_NTASKS=2 NTK_OUT="$slurm_out" NTK_TILE_DELAY_MS=200 \
-    bash "$sbatch_script" > "$tmp/slurm-1.log" 2>&1 &
-shell=$!
-started+=("$shell")
+    start bash "$sbatch_script" > "$tmp/slurm-1.log" 2>&1
 wait_for_tiles "$slurm_out/checkpoint" 6
 kill -USR1 "$shell"
-status=0
-wait "$shell" || status=$?
+collect
 ((status == 75)) || fail "SLURM: status $status after USR1, expected 75"
 grep -q "stopped by SIGUSR1" "$tmp/slurm-1.log" || fail "SLURM: ntk did not report the stop"
 grep -q "no checkpoint to resume" "$tmp/slurm-1.log" || fail "SLURM: the fresh start did not warn about --resume"
@@ -137,9 +141,9 @@ saved=$(tiles_in "$slurm_out/checkpoint")
 pass "SLURM: USR1 -> ntk stopped with $saved of 120 tiles saved, exit 75, scontrol requeue 4242"
 
 # 2. The requeued start (Slurm sets SLURM_RESTART_COUNT): resumes and finishes.
-status=0
 PATH="$fakepath" SLURM_JOB_ID=4242 SLURM_NTASKS=2 SLURM_RESTART_COUNT=1 NTK_OUT="$slurm_out" \
-    bash "$sbatch_script" > "$tmp/slurm-2.log" 2>&1 || status=$?
+    start bash "$sbatch_script" > "$tmp/slurm-2.log" 2>&1
+collect
 ((status == 0)) || fail "SLURM: the requeued start ended with $status"
 n=$(reused "$slurm_out")
 ((n >= saved)) || fail "SLURM: the requeued start reused $n tiles, expected at least $saved"
@@ -151,20 +155,19 @@ pass "SLURM: requeued start resumed ($n tiles reused), files bitwise equal to th
 # 3. A further start (say Slurm requeued after the result was written) does nothing.
 calls=$(count_lines "$tmp/srun.calls")
 PATH="$fakepath" SLURM_JOB_ID=4242 SLURM_NTASKS=2 SLURM_RESTART_COUNT=2 NTK_OUT="$slurm_out" \
-    bash "$sbatch_script" > "$tmp/slurm-3.log" 2>&1 || fail "SLURM: the start after completion failed"
+    start bash "$sbatch_script" > "$tmp/slurm-3.log" 2>&1
+collect
+((status == 0)) || fail "SLURM: the start after completion ended with $status"
 (($(count_lines "$tmp/srun.calls") == calls)) || fail "SLURM: ntk ran again over a finished result"
 pass "SLURM: a start after completion exits 0 without running ntk"
 
 # 4. TERM to the batch shell stops ntk too (passed on as USR1); past NTK_MAX_REQUEUES
 #    no further requeue.
 PATH="$fakepath" SLURM_JOB_ID=4243 SLURM_NTASKS=2 SLURM_RESTART_COUNT=3 NTK_MAX_REQUEUES=3 \
-    NTK_OUT="$tmp/slurm-out-2" NTK_TILE_DELAY_MS=200 bash "$sbatch_script" > "$tmp/slurm-4.log" 2>&1 &
-shell=$!
-started+=("$shell")
+    NTK_OUT="$tmp/slurm-out-2" NTK_TILE_DELAY_MS=200 start bash "$sbatch_script" > "$tmp/slurm-4.log" 2>&1
 wait_for_tiles "$tmp/slurm-out-2/checkpoint" 2
 kill -TERM "$shell"
-status=0
-wait "$shell" || status=$?
+collect
 ((status == 75)) || fail "SLURM: status $status after TERM, expected 75"
 grep -q "SIGTERM received" "$tmp/slurm-4.log" || fail "SLURM: the batch shell did not see TERM"
 grep -q "stopped by SIGUSR1" "$tmp/slurm-4.log" || fail "SLURM: TERM was not passed on to ntk (as USR1)"
@@ -178,10 +181,10 @@ mkdir -p "$tmp/pbswork"
 printf 'localhost\nlocalhost\n' > "$tmp/nodefile"
 
 # 1. First start: the script's alarm fires 2 s in (walltime 10:02, margin 600 s).
-status=0
 PATH="$fakepath" PBS_JOBID=4243.fake-server PBS_NODEFILE="$tmp/nodefile" PBS_O_WORKDIR="$tmp/pbswork" \
     NTK_OUT="$pbs_out" NTK_CHECKPOINT="$tmp/pbs-checkpoint" NTK_TILE_DELAY_MS=200 \
-    timeout 60 bash "$pbs_script" > "$tmp/pbs-1.log" 2>&1 || status=$?
+    start timeout 60 bash "$pbs_script" > "$tmp/pbs-1.log" 2>&1
+collect
 ((status == 75)) || fail "PBS: status $status after the alarm, expected 75"
 grep -q "walltime 00:10:02; USR1 in [12] s" "$tmp/pbs-1.log" || fail "PBS: the walltime from qstat was not used"
 grep -q "SIGUSR1 received" "$tmp/pbs-1.log" || fail "PBS: the alarm did not fire"
@@ -196,10 +199,10 @@ pass "PBS: alarm -> USR1 -> exit 75 with $saved tiles saved -> qrerun refused ->
 
 # 2. The resubmitted job (qsub passes NTK_RESUBMIT_COUNT=1): resumes and finishes. Its
 #    walltime is given by NTK_WALLTIME (an hour: no alarm during the test).
-status=0
 PATH="$fakepath" PBS_JOBID=4244.fake-server PBS_NODEFILE="$tmp/nodefile" PBS_O_WORKDIR="$tmp/pbswork" \
     NTK_OUT="$pbs_out" NTK_CHECKPOINT="$tmp/pbs-checkpoint" NTK_RESUBMIT_COUNT=1 NTK_WALLTIME=1:00:00 \
-    timeout 60 bash "$pbs_script" > "$tmp/pbs-2.log" 2>&1 || status=$?
+    start timeout 60 bash "$pbs_script" > "$tmp/pbs-2.log" 2>&1
+collect
 ((status == 0)) || fail "PBS: the resubmitted job ended with $status"
 n=$(reused "$pbs_out")
 ((n >= saved)) || fail "PBS: the resubmitted job reused $n tiles, expected at least $saved"

@@ -94,3 +94,54 @@ public enum Inputs {
         shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
     }
 }
+
+/// Training targets: real values (N, k), or integer class labels turned into one-hot rows.
+public struct Targets: Sendable {
+    /// Y, row-major (N, k).
+    public var values: [Double]
+    public var count: Int
+    public var outputs: Int
+    /// The class labels when the file held integers.
+    public var labels: [Int]?
+}
+
+extension Inputs {
+    /// Targets for `count` samples of a model with `outputs` outputs: a float array (N,)
+    /// (k = 1) or (N, k), or an integer array (N,) of class labels in 0..<k, which become
+    /// one-hot 0/1 rows. Refuses mismatched shapes, labels out of range, non-finite values (65).
+    public static func targets(_ path: String, role: String, count: Int, outputs: Int) throws(NTKError) -> Targets {
+        let bytes = try read(path, role: role)
+        let array: NPYArray
+        do { array = try NPYFormat.decode(bytes) } catch {
+            throw NTKError(.dataError, "\(role) file \(path) is not a valid .npy file: \(error)")
+        }
+        guard array.shape.first == count, array.shape.count == 1 || array.shape.count == 2 else {
+            throw NTKError(.dataError, "\(role) file \(path) has shape \(format(array.shape)); expected (\(count),) or (\(count), \(outputs)) to match the data")
+        }
+        let integral = [NPYDType.int64, .int32, .int16, .int8, .uint8].contains(array.dtype)
+        if integral {
+            guard array.shape.count == 1 else {
+                throw NTKError(.dataError, "\(role) file \(path): integer targets are class labels and must be 1-D (\(count),)")
+            }
+            let labels = (try? array.int64s())?.map { Int($0) } ?? []
+            if let bad = labels.first(where: { $0 < 0 || $0 >= outputs }) {
+                throw NTKError(.dataError, "\(role) file \(path): class label \(bad) is outside 0..<\(outputs) (the model has \(outputs) outputs; use --out-dim or the model's last width)")
+            }
+            var values = [Double](repeating: 0, count: count * outputs)
+            for (i, label) in labels.enumerated() { values[i * outputs + label] = 1 }
+            return Targets(values: values, count: count, outputs: outputs, labels: labels)
+        }
+        guard array.dtype == .float64 || array.dtype == .float32 else {
+            throw NTKError(.dataError, "\(role) file \(path) has dtype \(array.dtype); expected floats or integer labels")
+        }
+        let k = array.shape.count == 2 ? array.shape[1] : 1
+        guard k == outputs else {
+            throw NTKError(.dataError, "\(role) file \(path) has \(k) target column(s) but the model has \(outputs) outputs")
+        }
+        let values = array.doubles()
+        if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            throw NTKError(.dataError, "\(role) file \(path) holds a non-finite value at row \(bad / k)")
+        }
+        return Targets(values: values, count: count, outputs: outputs, labels: nil)
+    }
+}

@@ -15,6 +15,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -69,17 +70,34 @@ def run(cmd, env=None, timeout=None, check=True):
 
 
 def busy_processes():
+    """Builds and other mpiruns on the machine, excluding this driver's own descendants."""
     me = os.getpid()
-    found = []
+    parent, comms = {}, {}
     for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == me:
+        if not pid.isdigit():
             continue
         try:
-            with open(f"/proc/{pid}/comm") as f:
-                comm = f.read().strip()
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
         except OSError:
             continue
-        if comm in BUSY or comm.startswith("ntkPackageTest"):
+        # pid (comm) state ppid ...; comm may hold spaces and parentheses.
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        parent[int(pid)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        comms[int(pid)] = comm
+    found = []
+    for pid, comm in comms.items():
+        if comm not in BUSY and not comm.startswith("ntkPackageTest"):
+            continue
+        p, ours = pid, False
+        for _ in range(64):
+            if p == me:
+                ours = True
+                break
+            p = parent.get(p, 0)
+            if p <= 1:
+                break
+        if not ours:
             found.append(f"{comm}[{pid}]")
     return found
 
@@ -101,22 +119,45 @@ def wait_for_quiet(max_wait):
 DISTURBED = {"repeated": 0, "still": []}
 
 
+class Watcher:
+    """Polls for builds / other mpiruns every 0.5 s while a measurement runs."""
+
+    def __init__(self):
+        self.seen = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self):
+        while not self._stop.is_set():
+            busy = busy_processes()
+            if busy and not self.seen:
+                self.seen = busy
+            self._stop.wait(0.5)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def measured(a, what, fn):
-    """Runs fn() on a quiet machine; if a build or another mpirun appeared meanwhile, waits
-    and runs it once more (the repeat is counted; a repeat that is disturbed too is kept
-    and reported)."""
-    wait_for_quiet(a.max_wait)
-    result = fn()
-    busy = busy_processes()
-    if busy:
-        DISTURBED["repeated"] += 1
-        log(f"  ({what}: disturbed by {', '.join(busy[:3])}; repeating once on a quiet machine)")
+    """Runs fn() on a quiet machine; if a build or another mpirun showed up meanwhile
+    (polled every 0.5 s), waits and runs it once more (counted; a repeat that is
+    disturbed too is kept and reported)."""
+    for attempt in range(2):
         wait_for_quiet(a.max_wait)
-        result = fn()
-        busy = busy_processes()
-        if busy:
-            DISTURBED["still"].append(what)
-            log(f"  ({what}: disturbed again by {', '.join(busy[:3])}; kept)")
+        with Watcher() as w:
+            result = fn()
+        if not w.seen:
+            return result
+        if attempt == 0:
+            DISTURBED["repeated"] += 1
+            log(f"  ({what}: disturbed by {', '.join(w.seen[:3])}; repeating once on a quiet machine)")
+    DISTURBED["still"].append(what)
+    log(f"  ({what}: disturbed again by {', '.join(w.seen[:3])}; kept)")
     return result
 
 

@@ -1,0 +1,279 @@
+import Foundation
+import LearningDynamics
+import LinearAlgebra
+import MPI
+import Network
+import NumPyIO
+import Plots
+
+/// Everything `ntk predict` needs to know.
+public struct PredictOptions: Sendable {
+    public var train: String
+    public var targets: String
+    public var test: String?
+    public var testTargets: String?
+    public var model: ModelSource
+    public var parameters: ParameterSource
+    /// .empirical (the linearized finite network) or .analytic (the infinite-width
+    /// ensemble mean: f₀ = 0).
+    public var kernel: KernelKind = .empirical
+    public var learningRate: Double = 1
+    /// Gradient-flow times (+∞ = kernel regression), in neural-tangents' units.
+    public var times: [Double] = [.infinity]
+    /// Discrete gradient-descent step counts.
+    public var steps: [Int] = []
+    public var regularizer: DiagonalRegularizer = .none
+    public var output: String
+    public var tileSize = GramOptions.defaultTileSize
+    public var force = false
+    public var progress: Bool?
+    public var quiet = false
+
+    public init(train: String, targets: String, model: ModelSource, parameters: ParameterSource, output: String) {
+        self.train = train
+        self.targets = targets
+        self.model = model
+        self.parameters = parameters
+        self.output = output
+    }
+}
+
+/// The record of a prediction run, written as summary.json.
+public struct PredictSummary: Codable, Sendable {
+    public var kernel: String
+    public var n: Int
+    public var m: Int?
+    public var outputs: Int
+    public var learningRate: Double
+    /// c = N·k, the loss normalization.
+    public var normalization: Double
+    public var maxStableLearningRate: Double
+    public var diagonalShift: Double
+    public var times: [String]
+    public var diagnostics: SpectralDiagnostics
+    /// c / (η λ_i) per mode, in decreasing-eigenvalue order (+∞ as "inf" for λ_i ≤ 0).
+    public var timeConstants: [Double]
+    public var ranks: Int
+    public var seconds: [String: Double]
+
+    enum CodingKeys: String, CodingKey {
+        case kernel, n, m, outputs, normalization, times, diagnostics, ranks, seconds
+        case learningRate = "learning_rate", maxStableLearningRate = "max_stable_learning_rate"
+        case diagonalShift = "diagonal_shift", timeConstants = "time_constants"
+    }
+}
+
+/// `ntk predict`: the linearized network's (or the infinite-width ensemble's) predictions
+/// under MSE gradient descent, from kernels computed by the distributed engine.
+public enum PredictJob {
+    public static func run(_ options: PredictOptions, world: Communicator) -> ExitStatus {
+        do {
+            try execute(options, world: world)
+            return .success
+        } catch let failure as AgreedFailure {
+            return failure.status
+        } catch {
+            Report.error("internal error: \(error)")
+            world.abort(code: ExitStatus.software.rawValue)
+        }
+    }
+
+    struct Loaded {
+        var train: DataSet
+        var test: DataSet?
+        var targets: Targets
+        var testTargets: Targets?
+        var spec: ModelSpec
+        var network: Network?
+        var infinite: InfiniteWidthKernel?
+    }
+
+    static func load(_ options: PredictOptions) throws(NTKError) -> Loaded {
+        var gram = GramOptions(data: options.train, model: options.model, parameters: options.parameters, output: options.output)
+        gram.data2 = options.test
+        gram.kernel = options.kernel
+        let base = try GramJob.load(gram)
+        let k = base.spec.outputCount
+        let targets = try Inputs.targets(options.targets, role: "--targets", count: base.data.count, outputs: k)
+        var testTargets: Targets? = nil
+        if let path = options.testTargets {
+            guard let test = base.data2 else { throw NTKError(.usage, "--test-targets needs --test") }
+            testTargets = try Inputs.targets(path, role: "--test-targets", count: test.count, outputs: k)
+        }
+        return Loaded(train: base.data, test: base.data2, targets: targets, testTargets: testTargets, spec: base.spec,
+                      network: base.network, infinite: base.infinite)
+    }
+
+    static func execute(_ options: PredictOptions, world: Communicator) throws {
+        let agreement = Agreement(world: world)
+        let start = Clock.now
+        BLASLibrary.setThreadCount(1)
+        let loaded = try agreement.stage { () throws(NTKError) -> Loaded in try load(options) }
+        let output: OutputDirectory? = try agreement.stage { () throws(NTKError) -> OutputDirectory? in
+            guard world.isRoot else { return nil }
+            if !options.force && FileManager.default.fileExists(atPath: options.output + "/summary.json") {
+                throw NTKError(.cannotCreate, "--out \(options.output) already holds a result (summary.json); pass --force to replace it")
+            }
+            return try OutputDirectory(path: options.output, force: true)
+        }
+        let n = loaded.train.count, k = loaded.spec.outputCount
+        let m = loaded.test?.count
+
+        func computer(_ plan: TilePlan, rows: DataSet, columns: DataSet?) -> TileComputer {
+            if let network = loaded.network {
+                return TileComputer(network: network, plan: plan, outputKernel: .mean, method: .structured,
+                                    rowData: rows.values, columnData: columns?.values, cacheBytes: 2048 << 20)
+            }
+            return TileComputer(infinite: loaded.infinite!, kind: .analytic, outputCount: k, plan: plan, outputKernel: .mean,
+                                rowData: rows.values, columnData: columns?.values)
+        }
+        let kernelStart = Clock.now
+        let trainPlan = TilePlan(rows: n, columns: n, tileSize: options.tileSize, symmetric: true, ranks: world.size)
+        var trainKernel = try GramJob.computeKernel(computer: computer(trainPlan, rows: loaded.train, columns: nil), plan: trainPlan,
+                                                    entry: 1, rows: n, columns: n, checkpoint: nil, reuse: false,
+                                                    progress: options.progress, world: world).kernel
+        var testKernel: [Double]? = nil
+        if let test = loaded.test {
+            // Θ(X*, X): rows are the test points.
+            let plan = TilePlan(rows: test.count, columns: n, tileSize: options.tileSize, symmetric: false, ranks: world.size)
+            testKernel = try GramJob.computeKernel(computer: computer(plan, rows: test, columns: loaded.train), plan: plan,
+                                                   entry: 1, rows: test.count, columns: n, checkpoint: nil, reuse: false,
+                                                   progress: options.progress, world: world).kernel
+        }
+        let kernelSeconds = Clock.seconds(since: kernelStart)
+
+        try agreement.stage(quietly: true) { () throws(NTKError) in
+            guard world.isRoot, let output else { return }
+            for i in 0..<n { for j in (i + 1)..<n { trainKernel[j * n + i] = trainKernel[i * n + j] } }
+            let solveStart = Clock.now
+            let f0: [Double] = loaded.network?.outputs(loaded.train.values, count: n) ?? [Double](repeating: 0, count: n * k)
+            let f0Test: [Double]? = loaded.test.map { test in
+                loaded.network?.outputs(test.values, count: test.count) ?? [Double](repeating: 0, count: test.count * k)
+            }
+            let y = RowMajorMatrix(rows: n, columns: k, elements: loaded.targets.values)
+            let times = options.times.map { TrainingTime.flow($0) } + options.steps.map { TrainingTime.steps($0) }
+            let dynamics: GradientDescentMSE
+            let predictions: [Prediction]
+            let diagnostics: SpectralDiagnostics
+            do {
+                dynamics = try GradientDescentMSE(trainKernel: RowMajorMatrix(rows: n, columns: n, elements: trainKernel), targets: y,
+                                                  learningRate: options.learningRate, regularizer: options.regularizer)
+                let trajectory = try dynamics.trajectory(
+                    trainOutputs: RowMajorMatrix(rows: n, columns: k, elements: f0),
+                    testKernel: testKernel.map { RowMajorMatrix(rows: m!, columns: n, elements: $0) },
+                    testOutputs: f0Test.map { RowMajorMatrix(rows: m!, columns: k, elements: $0) })
+                var list: [Prediction] = []
+                for time in times { list.append(try trajectory.prediction(at: time)) }
+                predictions = list
+                diagnostics = try SpectralDiagnostics(eigen: dynamics.eigen, targets: y)
+            } catch {
+                throw NTKError(.software, "the dynamics failed: \(error)")
+            }
+            var metrics: [PredictionMetrics] = []
+            do {
+                for p in predictions {
+                    metrics.append(try PredictionMetrics(
+                        prediction: p, trainTargets: y,
+                        testTargets: loaded.testTargets.map { RowMajorMatrix(rows: m!, columns: k, elements: $0.values) },
+                        trainLabels: k > 1 ? loaded.targets.labels : nil, testLabels: k > 1 ? loaded.testTargets?.labels : nil))
+                }
+            } catch {
+                throw NTKError(.dataError, "cannot score the predictions: \(error)")
+            }
+            let solveSeconds = Clock.seconds(since: solveStart)
+
+            let t = predictions.count
+            var train = [Double](), test = [Double]()
+            train.reserveCapacity(t * n * k)
+            for p in predictions {
+                train += p.train.elements
+                if let tp = p.test { test += tp.elements }
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            let summary = PredictSummary(kernel: options.kernel.rawValue, n: n, m: m, outputs: k, learningRate: options.learningRate,
+                                         normalization: dynamics.normalization, maxStableLearningRate: dynamics.maxStableLearningRate,
+                                         diagonalShift: dynamics.diagonalShift, times: times.map(\.description),
+                                         diagnostics: diagnostics, timeConstants: dynamics.timeConstants.reversed(),
+                                         ranks: world.size,
+                                         seconds: ["kernels": kernelSeconds, "dynamics": solveSeconds, "total": Clock.seconds(since: start)])
+            guard let metricsJSON = try? encoder.encode(["times": metrics]), let summaryJSON = try? encoder.encode(summary) else {
+                throw NTKError(.software, "cannot encode the results as JSON")
+            }
+            try output.stage("train_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: train)))
+            if let m { try output.stage("test_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, m, k], doubles: test))) }
+            try output.stage("metrics.json", metricsJSON + Data("\n".utf8))
+            try output.stage("spectrum.svg", Data(SpectralReport.spectrumPlot(eigenvalues: dynamics.eigen.values).utf8))
+            if let power = diagnostics.cumulativeLabelPower {
+                try output.stage("label_power.svg", Data(SpectralReport.labelPowerPlot(power).utf8))
+            }
+            let report = SpectralReport.text(diagnostics: diagnostics, maxStableLearningRate: dynamics.maxStableLearningRate,
+                                             learningRate: options.learningRate, normalization: dynamics.normalization,
+                                             metrics: metrics)
+            try output.stage("report.txt", Data(report.utf8))
+            try output.stage("summary.json", summaryJSON + Data("\n".utf8))
+            try output.commitStaged()
+            if !options.quiet { print(report + "  wrote train_predictions.npy\(m != nil ? ", test_predictions.npy" : ""), metrics.json, spectrum.svg, label_power.svg, report.txt, summary.json to \(output.path)") }
+        }
+    }
+}
+
+/// Readable renderings of spectral diagnostics: a text report and a spectrum plot.
+public enum SpectralReport {
+    /// The report: one line per diagnostic, then one line per training time.
+    public static func text(diagnostics d: SpectralDiagnostics, maxStableLearningRate: Double?, learningRate: Double?,
+                            normalization: Double?, metrics: [PredictionMetrics] = []) -> String {
+        func g(_ v: Double?) -> String { v.map { String(format: "%.6g", $0) } ?? "n/a" }
+        var lines = ["NTK spectrum (N = \(d.n))",
+                     "  lambda_min \(g(d.lambdaMin)), lambda_max \(g(d.lambdaMax)), condition number \(g(d.conditionNumber)), trace \(g(d.trace))",
+                     "  effective rank \(g(d.effectiveRank)), participation ratio \(g(d.participationRatio)), stable rank \(g(d.stableRank))",
+                     "  eigenvalue decay exponent \(g(d.decayExponent)) (lambda_k ~ k^-alpha over the top \(d.decayFitModes) modes)"]
+        if d.negativeEigenvalues > 0 { lines.append("  \(d.negativeEigenvalues) negative eigenvalue(s) (clamped to 0 in the dynamics)") }
+        if let a = d.kernelTargetAlignment {
+            lines.append("  kernel-target alignment \(g(a)), centred \(g(d.centeredKernelTargetAlignment))")
+        }
+        if let power = d.cumulativeLabelPower, !power.isEmpty {
+            let marks = [1, 10, 100, 1000].filter { $0 <= power.count }
+            lines.append("  label power in the top modes: " + marks.map { "\($0): \(String(format: "%.3f", power[$0 - 1]))" }.joined(separator: ", "))
+        }
+        if let maxRate = maxStableLearningRate, let c = normalization {
+            var line = "  largest stable learning rate 2c/lambda_max = \(g(maxRate)) (c = \(g(c)))"
+            if let learningRate { line += learningRate < maxRate ? "; \(g(learningRate)) is stable" : "; \(g(learningRate)) DIVERGES in discrete steps" }
+            lines.append(line)
+            if let learningRate, d.lambdaMax > 0 {
+                let slowest = d.lambdaMin > 0 ? c / (learningRate * d.lambdaMin) : .infinity
+                lines.append("  mode time constants c/(eta lambda_i): fastest \(g(c / (learningRate * d.lambdaMax))), slowest \(slowest.isFinite ? g(slowest) : "inf")")
+            }
+        }
+        if !metrics.isEmpty {
+            lines.append("  time         train loss     train MSE      test MSE       train acc  test acc")
+            for m in metrics {
+                func a(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "-" }
+                func pad(_ s: String, _ width: Int) -> String { s.padding(toLength: max(width, s.count), withPad: " ", startingAt: 0) }
+                lines.append("  " + pad(m.time.description, 12) + " " + pad(g(m.trainLoss), 14) + " " + pad(g(m.trainMSE), 14) + " "
+                             + pad(g(m.testMSE), 14) + " " + pad(a(m.trainAccuracy), 10) + " " + a(m.testAccuracy))
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Eigenvalues against rank (log-log).
+    public static func spectrumPlot(eigenvalues: [Double]) -> String {
+        let descending = eigenvalues.reversed().enumerated().map { (x: Double($0.offset + 1), y: $0.element) }
+        var plot = SVGPlot(title: "NTK spectrum", xLabel: "rank k (decreasing eigenvalue)", yLabel: "eigenvalue λ_k",
+                           xLogarithmic: true, yLogarithmic: true)
+        plot.add("λ_k", descending, style: descending.count > 200 ? .line : .lineAndMarkers)
+        plot.notes = ["N = \(eigenvalues.count); non-positive eigenvalues are not drawn on the log axis"]
+        return plot.render()
+    }
+
+    /// The cumulative label power Σ_{i≤k} (v_iᵀy)²/‖y‖² against rank k (log x).
+    public static func labelPowerPlot(_ power: [Double]) -> String {
+        var plot = SVGPlot(title: "Label power captured by the top NTK modes", xLabel: "rank k (decreasing eigenvalue)",
+                           yLabel: "cumulative label power", xLogarithmic: true)
+        plot.add("Σ_{i≤k} (v_iᵀy)² / ‖y‖²", power.enumerated().map { (x: Double($0.offset + 1), y: $0.element) }, style: .line)
+        plot.notes = ["targets that concentrate in the top modes are learned first and generalise best"]
+        return plot.render()
+    }
+}

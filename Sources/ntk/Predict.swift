@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import GramEngine
+import LearningDynamics
+import MPI
+
+/// `ntk predict`: how the network will learn, from its kernel.
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Predict training dynamics and test predictions of the linearized network (or the infinite-width limit).",
+        discussion: """
+            Computes Θ(X, X), Θ(X*, X) and f₀ with the distributed engine, eigendecomposes Θ(X, X) on rank 0 \
+            and writes, for each gradient-flow time and each step count (times first, in the order given): \
+            train_predictions.npy (T, N, k), test_predictions.npy (T, M, k), metrics.json (loss, MSE, accuracy \
+            for integer labels), summary.json (spectral diagnostics, largest stable learning rate, time \
+            constants), report.txt and spectrum.svg. Conventions as neural-tangents' \
+            predict.gradient_descent_mse: loss (1/(2c))‖f − Y‖² with c = N·k; times in its units (the flow \
+            runs for η·t). Integer targets are class labels: one-hot over the model's k outputs.
+            """)
+
+    @Option(help: "Training inputs X (N, d), .npy.")
+    var train: String
+
+    @Option(help: "Training targets: floats (N,) or (N, k), or integer class labels (N,).")
+    var targets: String
+
+    @Option(help: "Test inputs X* (M, d), .npy.")
+    var test: String?
+
+    @Option(name: .customLong("test-targets"), help: "Test targets (as --targets), for test MSE and accuracy.")
+    var testTargets: String?
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var parameterOptions: ParameterOptions
+
+    @Option(help: "empirical (the linearized finite network at its parameters) or analytic (the infinite-width NTK; f₀ = 0, the ensemble mean).")
+    var kernel: KernelKind = .empirical
+
+    @Option(name: .customLong("learning-rate"), help: "The learning rate η.")
+    var learningRate: Double
+
+    @Option(help: "Comma-separated gradient-flow times; 'inf' is kernel regression (default: inf).")
+    var times: String?
+
+    @Option(help: "Comma-separated numbers of discrete gradient-descent steps.")
+    var steps: String?
+
+    @Option(name: .customLong("diag-reg"), help: "Diagonal regularizer r: adds r·trace(Θ)/N to the diagonal (neural-tangents' diag_reg).")
+    var diagReg: Double?
+
+    @Flag(name: .customLong("diag-reg-absolute"), help: "Add r itself to the diagonal (diag_reg_absolute_scale).")
+    var diagRegAbsolute = false
+
+    @Option(help: "The output directory.")
+    var out: String
+
+    @Option(help: "Samples per tile side (default \(GramOptions.defaultTileSize)).")
+    var tile: Int = GramOptions.defaultTileSize
+
+    @Flag(help: "Replace a result already in --out.")
+    var force = false
+
+    @Flag(inversion: .prefixedNo, help: "Show progress on stderr (default: only when stderr is a terminal).")
+    var progress: Bool?
+
+    @Flag(help: "Print nothing on stdout.")
+    var quiet = false
+
+    func parsedTimes() throws -> [Double] {
+        guard let times else { return steps == nil ? [.infinity] : [] }
+        return try times.split(separator: ",").map { raw in
+            let text = raw.trimmingCharacters(in: .whitespaces).lowercased()
+            if text == "inf" || text == "infinity" { return .infinity }
+            guard let t = Double(text), t.isFinite, t >= 0 else { throw ValidationError("--times must list non-negative numbers or 'inf', got '\(raw)'") }
+            return t
+        }
+    }
+
+    func parsedSteps() throws -> [Int] {
+        guard let steps else { return [] }
+        return try steps.split(separator: ",").map { raw in
+            guard let s = Int(raw.trimmingCharacters(in: .whitespaces)), s >= 0 else { throw ValidationError("--steps must list non-negative integers, got '\(raw)'") }
+            return s
+        }
+    }
+
+    func validate() throws {
+        _ = try parsedTimes()
+        _ = try parsedSteps()
+        if !(learningRate.isFinite && learningRate > 0) { throw ValidationError("--learning-rate must be a positive number") }
+        if let diagReg, !(diagReg.isFinite && diagReg >= 0) { throw ValidationError("--diag-reg must be a non-negative number") }
+        if diagRegAbsolute && diagReg == nil { throw ValidationError("--diag-reg-absolute needs --diag-reg") }
+        if testTargets != nil && test == nil { throw ValidationError("--test-targets needs --test") }
+        if kernel == .nngp { throw ValidationError("--kernel nngp describes Bayesian inference, not gradient descent: use empirical or analytic") }
+        if kernel == .analytic && parameterOptions.params != nil { throw ValidationError("--kernel analytic takes no --params") }
+        if tile < 1 { throw ValidationError("--tile must be at least 1") }
+    }
+
+    func run() throws {
+        var options = PredictOptions(train: train, targets: targets, model: modelOptions.source, parameters: parameterOptions.source, output: out)
+        options.test = test
+        options.testTargets = testTargets
+        options.kernel = kernel
+        options.learningRate = learningRate
+        options.times = try parsedTimes()
+        options.steps = try parsedSteps()
+        if let diagReg { options.regularizer = diagRegAbsolute ? .absolute(diagReg) : .relative(diagReg) }
+        options.tileSize = tile
+        options.force = force
+        options.progress = progress
+        options.quiet = quiet
+        let status: ExitStatus
+        do {
+            status = try MPIEnvironment.run { world in PredictJob.run(options, world: world) }
+        } catch {
+            Report.error("MPI failed: \(error)")
+            throw ExitCode(ExitStatus.software.rawValue)
+        }
+        if status != .success { throw ExitCode(status.rawValue) }
+    }
+}
