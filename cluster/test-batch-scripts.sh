@@ -6,10 +6,12 @@
 #   SLURM  USR1 to the batch shell -> ntk stops, exit 75 -> `scontrol requeue <job id>`;
 #          the requeued start resumes (tiles_reused > 0) and writes files bitwise equal
 #          to an uninterrupted run's; a further start finds the result and does nothing;
-#          TERM to the batch shell stops ntk too, and the requeue limit is kept.
+#          TERM to the batch shell stops ntk too but does not requeue; the requeue
+#          limit holds; ntk's own errors (65) pass through without a requeue.
 #   PBS    the script's own alarm (walltime from qstat minus the margin) -> USR1 -> 75 ->
 #          qrerun refused -> qsub -W depend=afterany:<job id> of the script; the next
-#          start (checkpoint in its own directory) resumes, bitwise equal again.
+#          start (checkpoint in its own directory) resumes, bitwise equal again; where
+#          qrerun is allowed it is used instead of qsub.
 # Usage: cluster/test-batch-scripts.sh    (NTK_BIN=path/to/ntk picks the binary; default
 #        .build/release/ntk, else .build/debug/ntk). Needs bash and Open MPI's mpirun;
 #        takes 15-40 s; removes everything it created.
@@ -110,6 +112,7 @@ EOF
 cat > "$tmp/bin/qrerun" <<'EOF'
 #!/usr/bin/env bash
 echo "qrerun $*" >> "$NTK_TEST_LOGS/qrerun.calls"
+[[ -n ${FAKE_QRERUN_OK:-} ]] && exit 0
 echo "qrerun: Unauthorized Request  $*" >&2
 exit 159
 EOF
@@ -161,18 +164,37 @@ collect
 (($(count_lines "$tmp/srun.calls") == calls)) || fail "SLURM: ntk ran again over a finished result"
 pass "SLURM: a start after completion exits 0 without running ntk"
 
-# 4. TERM to the batch shell stops ntk too (passed on as USR1); past NTK_MAX_REQUEUES
-#    no further requeue.
-PATH="$fakepath" SLURM_JOB_ID=4243 SLURM_NTASKS=2 SLURM_RESTART_COUNT=3 NTK_MAX_REQUEUES=3 \
-    NTK_OUT="$tmp/slurm-out-2" NTK_TILE_DELAY_MS=200 start bash "$sbatch_script" > "$tmp/slurm-4.log" 2>&1
+# 4. TERM to the batch shell (scancel, preemption) stops ntk too, passed on as USR1, but
+#    the job is not requeued: it is meant to end.
+PATH="$fakepath" SLURM_JOB_ID=4243 SLURM_NTASKS=2 NTK_OUT="$tmp/slurm-out-2" NTK_TILE_DELAY_MS=200 \
+    start bash "$sbatch_script" > "$tmp/slurm-4.log" 2>&1
 wait_for_tiles "$tmp/slurm-out-2/checkpoint" 2
 kill -TERM "$shell"
 collect
 ((status == 75)) || fail "SLURM: status $status after TERM, expected 75"
 grep -q "SIGTERM received" "$tmp/slurm-4.log" || fail "SLURM: the batch shell did not see TERM"
 grep -q "stopped by SIGUSR1" "$tmp/slurm-4.log" || fail "SLURM: TERM was not passed on to ntk (as USR1)"
-(($(count_lines "$tmp/scontrol.calls") == 1)) || fail "SLURM: requeued beyond NTK_MAX_REQUEUES"
-pass "SLURM: TERM to the batch shell passed on as USR1 (exit 75); no requeue beyond NTK_MAX_REQUEUES"
+(($(count_lines "$tmp/scontrol.calls") == 1)) || fail "SLURM: requeued after TERM"
+pass "SLURM: TERM to the batch shell stops ntk (passed on as USR1, exit 75), no requeue"
+
+# 5. Status handling alone, with a stand-in for ntk: 75 past NTK_MAX_REQUEUES is not
+#    requeued; an input error (65) is passed through and not requeued.
+cat > "$tmp/bin/fake-ntk" <<'EOF'
+#!/bin/sh
+exit "${FAKE_NTK_STATUS:-75}"
+EOF
+chmod +x "$tmp/bin/fake-ntk"
+PATH="$fakepath" SLURM_JOB_ID=4245 SLURM_NTASKS=2 SLURM_RESTART_COUNT=3 NTK_MAX_REQUEUES=3 \
+    NTK_BIN="$tmp/bin/fake-ntk" NTK_OUT="$tmp/slurm-out-3" start bash "$sbatch_script" > "$tmp/slurm-5.log" 2>&1
+collect
+((status == 75)) || fail "SLURM: status $status from the stand-in, expected 75"
+grep -q "requeued 3 times already" "$tmp/slurm-5.log" || fail "SLURM: NTK_MAX_REQUEUES not reported"
+PATH="$fakepath" SLURM_JOB_ID=4246 SLURM_NTASKS=2 FAKE_NTK_STATUS=65 \
+    NTK_BIN="$tmp/bin/fake-ntk" NTK_OUT="$tmp/slurm-out-3" start bash "$sbatch_script" > "$tmp/slurm-6.log" 2>&1
+collect
+((status == 65)) || fail "SLURM: status $status, expected ntk's 65 passed through"
+(($(count_lines "$tmp/scontrol.calls") == 1)) || fail "SLURM: requeued beyond NTK_MAX_REQUEUES or after exit 65"
+pass "SLURM: no requeue beyond NTK_MAX_REQUEUES, nor after an input error (65, passed through)"
 
 # ---- PBS --------------------------------------------------------------------------------
 pbs_script="$repo/cluster/pbs/ntk-gram.pbs"
@@ -210,5 +232,15 @@ same_files "$pbs_out"
 (($(tiles_in "$tmp/pbs-checkpoint") == 0)) || fail "PBS: checkpoint tiles left after success"
 (($(count_lines "$tmp/qsub.calls") == 1)) || fail "PBS: resubmitted again after success"
 pass "PBS: resubmitted job resumed ($n tiles reused), files bitwise equal to the uninterrupted run"
+
+# 3. Where qrerun is allowed, it is used and nothing is submitted (stand-in for ntk).
+PATH="$fakepath" PBS_JOBID=4245.fake-server PBS_NODEFILE="$tmp/nodefile" PBS_O_WORKDIR="$tmp/pbswork" \
+    NTK_BIN="$tmp/bin/fake-ntk" NTK_OUT="$tmp/pbs-out-2" FAKE_QRERUN_OK=1 \
+    start timeout 60 bash "$pbs_script" > "$tmp/pbs-3.log" 2>&1
+collect
+((status == 75)) || fail "PBS: status $status from the stand-in, expected 75"
+[[ $(tail -n 1 "$tmp/qrerun.calls") == "qrerun 4245.fake-server" ]] || fail "PBS: qrerun not tried"
+(($(count_lines "$tmp/qsub.calls") == 1)) || fail "PBS: resubmitted although qrerun succeeded"
+pass "PBS: exit 75 where qrerun is allowed -> qrerun 4245.fake-server, no qsub"
 
 echo "all batch-script checks passed"

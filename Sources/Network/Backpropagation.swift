@@ -161,3 +161,70 @@ extension Network {
         return ForwardPass(denseInputs: denseInputs, preactivations: preactivations, outputs: current)
     }
 }
+
+extension Network {
+    /// Σ_b Σ_c w[b, c] ∇θ f_c(x_b) for B inputs (row-major (B, d)) and weights w (B, k),
+    /// flattened in `flatParameters` order: one backward pass seeded with w instead of
+    /// one per output. With w = (f(X) − Y)/c this is the gradient of the MSE loss
+    /// (1/(2c))‖f(X) − Y‖².
+    public func weightedGradient(_ x: [Double], count b: Int, weights w: [Double]) -> [Double] {
+        precondition(w.count == b * outputCount, "weights must be (B, k)")
+        let pass = forward(x, count: b, keep: true)
+        var perLayer = [[Double]](repeating: [], count: geometry.count)
+        var delta = w
+        var width = outputCount
+        var denseIndex = geometry.count
+        for (layerIndex, layer) in spec.layers.enumerated().reversed() {
+            switch layer {
+            case .activation(let activation, _):
+                let h = pass.preactivations[layerIndex]!
+                for i in 0..<delta.count { delta[i] *= activation.derivative(h[i]) }
+            case .dense:
+                denseIndex -= 1
+                let g = geometry[denseIndex]
+                // ∂/∂W = s Zᵀ δ (n_in, n_out); ∂/∂b = t Σ_b δ.
+                var gw = [Double](repeating: 0, count: g.fanIn * g.fanOut)
+                let z = pass.denseInputs[denseIndex]
+                let zt = Self.transpose(z, rows: b, columns: g.fanIn)
+                zt.withUnsafeBufferPointer { zp in
+                    delta.withUnsafeBufferPointer { dp in
+                        gw.withUnsafeMutableBufferPointer { out in
+                            GEMM.multiply(m: g.fanIn, n: g.fanOut, k: b, alpha: g.weightScale, a: zp.baseAddress!, lda: b,
+                                          b: dp.baseAddress!, ldb: g.fanOut, c: out.baseAddress!, ldc: g.fanOut)
+                        }
+                    }
+                }
+                var layerGradient = gw
+                if g.hasBias {
+                    var gb = [Double](repeating: 0, count: g.fanOut)
+                    for sample in 0..<b { for j in 0..<g.fanOut { gb[j] += delta[sample * g.fanOut + j] } }
+                    layerGradient += gb.map { $0 * g.biasScale }
+                }
+                perLayer[denseIndex] = layerGradient
+                if denseIndex > 0 {
+                    var next = [Double](repeating: 0, count: b * g.fanIn)
+                    delta.withUnsafeBufferPointer { d in
+                        parameters[denseIndex].weights.withUnsafeBufferPointer { wp in
+                            next.withUnsafeMutableBufferPointer { n in
+                                GEMM.multiplyTransposed(m: b, n: g.fanIn, k: g.fanOut, alpha: g.weightScale,
+                                                        a: d.baseAddress!, lda: g.fanOut, b: wp.baseAddress!, ldb: g.fanOut,
+                                                        c: n.baseAddress!, ldc: g.fanIn)
+                            }
+                        }
+                    }
+                    delta = next
+                    width = g.fanIn
+                }
+            }
+            if denseIndex == 0 { break }
+        }
+        _ = width
+        return perLayer.flatMap { $0 }
+    }
+
+    static func transpose(_ a: [Double], rows: Int, columns: Int) -> [Double] {
+        var t = [Double](repeating: 0, count: a.count)
+        for i in 0..<rows { for j in 0..<columns { t[j * rows + i] = a[i * columns + j] } }
+        return t
+    }
+}

@@ -12,7 +12,7 @@ struct NTK: ParsableCommand {
             64 bad flags, 65 malformed or inconsistent input, 66 missing or unreadable input, \
             70 internal error, 73 cannot create output, 74 I/O error while writing, 75 interrupted.
             """,
-        subcommands: [Gram.self, Predict.self, Converge.self, Init.self])
+        subcommands: [Gram.self, Predict.self, Train.self, Converge.self, Init.self])
 }
 
 /// The rank this process will have under mpirun, known before MPI starts (so that usage

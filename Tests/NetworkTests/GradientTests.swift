@@ -92,3 +92,20 @@ let gradientCases: [(String, ModelSpec)] = [
         #expect(abs(variance / 0.04 - 1) < 5 * (2.0 / 40000).squareRoot())
     }
 }
+
+@Suite struct WeightedGradientTests {
+    @Test("the weighted gradient equals Σ w[b,c] times the explicit per-sample gradients, to 1e-13 relative", arguments: gradientCases.map(\.0))
+    func matchesExplicit(name: String) {
+        let spec = gradientCases.first { $0.0 == name }!.1
+        let network = Network.initialized(spec: spec, inputWidth: 3, seed: 4)
+        let b = 4, k = network.outputCount, p = network.parameterCount
+        let x: [Double] = [0.3, -1.2, 0.8, 1.1, 0.4, -0.7, 0.05, 0.9, -0.3, -1.5, 0.2, 0.6]
+        let w = (0..<(b * k)).map { Double($0 % 5) - 1.7 }
+        let g = network.gradients(from: network.factors(x, count: b))
+        var expected = [Double](repeating: 0, count: p)
+        for row in 0..<(b * k) { for q in 0..<p { expected[q] += w[row] * g[row * p + q] } }
+        let ours = network.weightedGradient(x, count: b, weights: w)
+        let scale = expected.map(abs).max()!
+        for q in 0..<p { #expect(abs(ours[q] - expected[q]) <= 1e-13 * scale, "parameter \(q)") }
+    }
+}

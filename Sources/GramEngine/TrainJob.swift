@@ -1,0 +1,270 @@
+import Foundation
+import LearningDynamics
+import LinearAlgebra
+import MPI
+import Network
+import NumPyIO
+
+/// Everything `ntk train` needs to know.
+public struct TrainOptions: Sendable {
+    public var train: String
+    public var targets: String
+    public var test: String?
+    public var testTargets: String?
+    public var model: ModelSource
+    public var parameters: ParameterSource
+    public var learningRate: Double = 1
+    /// Step counts at which outputs are recorded; training runs to the largest.
+    public var steps: [Int] = [0, 10, 100, 1000]
+    public var output: String
+    public var tileSize = GramOptions.defaultTileSize
+    public var force = false
+    public var quiet = false
+
+    public init(train: String, targets: String, model: ModelSource, parameters: ParameterSource, output: String) {
+        self.train = train
+        self.targets = targets
+        self.model = model
+        self.parameters = parameters
+        self.output = output
+    }
+}
+
+/// One recorded step of `ntk train`.
+public struct TrainingRecord: Codable, Sendable {
+    public var steps: Int
+    /// (1/(2c))‖f(X) − Y‖² of the trained network and of the NTK (linearized) prediction.
+    public var trainLoss: Double
+    public var ntkTrainLoss: Double
+    public var testMSE: Double?
+    public var ntkTestMSE: Double?
+    /// ‖f_t(X) − f_t^lin(X)‖_F / ‖Y − f_0(X)‖_F: how far the real trajectory left the
+    /// NTK prediction, relative to the distance training has to cover.
+    public var trajectoryDistance: Double
+    /// On the test inputs: ‖f_t(X*) − f_t^lin(X*)‖_F / ‖f_t^lin(X*) − f_0(X*)‖_F (nil at t = 0).
+    public var testTrajectoryDistance: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case steps
+        case trainLoss = "train_loss", ntkTrainLoss = "ntk_train_loss", testMSE = "test_mse", ntkTestMSE = "ntk_test_mse"
+        case trajectoryDistance = "trajectory_distance", testTrajectoryDistance = "test_trajectory_distance"
+    }
+}
+
+/// The record of `ntk train`, written as training.json.
+public struct TrainingSummary: Codable, Sendable {
+    public var n: Int
+    public var m: Int?
+    public var outputs: Int
+    public var parameters: Int
+    public var learningRate: Double
+    public var maxStableLearningRate: Double
+    public var records: [TrainingRecord]
+    /// ‖Θ_T − Θ_0‖_F / ‖Θ_0‖_F on the training inputs: how much the empirical NTK moved.
+    public var kernelChange: Double
+    public var ranks: Int
+    public var seconds: [String: Double]
+
+    enum CodingKeys: String, CodingKey {
+        case n, m, outputs, parameters, records, ranks, seconds
+        case learningRate = "learning_rate", maxStableLearningRate = "max_stable_learning_rate", kernelChange = "kernel_change"
+    }
+}
+
+/// `ntk train`: full-batch gradient descent on the finite network itself, against the
+/// NTK's prediction of the same run. Training samples are split over the ranks; every
+/// rank holds the parameters, and the gradient is summed with one allreduce per step.
+public enum TrainJob {
+    public static func run(_ options: TrainOptions, world: Communicator) -> ExitStatus {
+        do {
+            try execute(options, world: world)
+            return .success
+        } catch let failure as AgreedFailure {
+            return failure.status
+        } catch {
+            Report.error("internal error: \(error)")
+            world.abort(code: ExitStatus.software.rawValue)
+        }
+    }
+
+    static func execute(_ options: TrainOptions, world: Communicator) throws {
+        let agreement = Agreement(world: world)
+        let start = Clock.now
+        BLASLibrary.setThreadCount(1)
+        var predictOptions = PredictOptions(train: options.train, targets: options.targets, model: options.model,
+                                            parameters: options.parameters, output: options.output)
+        predictOptions.test = options.test
+        predictOptions.testTargets = options.testTargets
+        let loaded = try agreement.stage { () throws(NTKError) -> PredictJob.Loaded in try PredictJob.load(predictOptions) }
+        let output: OutputDirectory? = try agreement.stage { () throws(NTKError) -> OutputDirectory? in
+            guard world.isRoot else { return nil }
+            if !options.force && FileManager.default.fileExists(atPath: options.output + "/training.json") {
+                throw NTKError(.cannotCreate, "--out \(options.output) already holds a result (training.json); pass --force to replace it")
+            }
+            return try OutputDirectory(path: options.output, force: true)
+        }
+        var network = loaded.network!
+        let initial = network
+        let n = loaded.train.count, k = network.outputCount, d = network.inputWidth
+        let c = Double(n * k)
+        let y = loaded.targets.values
+
+        // This rank's slice of the training set.
+        let lower = n * world.rank / world.size, upper = n * (world.rank + 1) / world.size
+        let sliceX = Array(loaded.train.values[(lower * d)..<(upper * d)])
+        let sliceY = Array(y[(lower * k)..<(upper * k)])
+        let sliceCount = upper - lower
+
+        // Train, recording full outputs at the requested steps (on rank 0).
+        let trainStart = Clock.now
+        let recordAt = Set(options.steps)
+        let last = options.steps.max() ?? 0
+        var recordedTrain: [Int: [Double]] = [:]
+        var recordedTest: [Int: [Double]] = [:]
+        var diverged: Int? = nil
+        for step in 0...last {
+            let f = sliceCount > 0 ? network.outputs(sliceX, count: sliceCount) : []
+            if recordAt.contains(step) {
+                var all = [Double](repeating: 0, count: n * k)
+                for i in 0..<(sliceCount * k) { all[lower * k + i] = f[i] }
+                try world.allreduce(&all, .sum)
+                recordedTrain[step] = all
+                if world.isRoot, let test = loaded.test { recordedTest[step] = network.outputs(test.values, count: test.count) }
+            }
+            if step == last { break }
+            var weights = [Double](repeating: 0, count: sliceCount * k)
+            for i in 0..<(sliceCount * k) { weights[i] = (f[i] - sliceY[i]) / c }
+            var gradient = sliceCount > 0 ? network.weightedGradient(sliceX, count: sliceCount, weights: weights)
+                                           : [Double](repeating: 0, count: network.parameterCount)
+            try world.allreduce(&gradient, .sum)
+            var theta = network.flatParameters
+            for q in 0..<theta.count { theta[q] -= options.learningRate * gradient[q] }
+            if !theta.allSatisfy({ $0.isFinite }) { diverged = step + 1; break }
+            network = network.replacing(flatParameters: theta)
+        }
+        try agreement.stage { () throws(NTKError) in
+            if let diverged {
+                throw NTKError(.dataError, "training diverged at step \(diverged) (non-finite parameters): the learning rate \(options.learningRate) is too large; ntk predict reports the largest stable rate 2c/lambda_max")
+            }
+        }
+        let trainSeconds = Clock.seconds(since: trainStart)
+
+        // Kernels: Θ_0 and Θ_T on the training set, Θ_0(X*, X) for the NTK prediction.
+        let kernelStart = Clock.now
+        func kernel(_ net: Network, rows: DataSet, columns: DataSet?) throws -> [Double] {
+            let plan = TilePlan(rows: rows.count, columns: columns?.count ?? rows.count, tileSize: options.tileSize,
+                                symmetric: columns == nil, ranks: world.size)
+            let computer = TileComputer(network: net, plan: plan, outputKernel: .mean, method: .structured,
+                                        rowData: rows.values, columnData: columns?.values, cacheBytes: 2048 << 20)
+            var result = try GramJob.computeKernel(computer: computer, plan: plan, entry: 1, rows: rows.count,
+                                                   columns: columns?.count ?? rows.count, checkpoint: nil, reuse: false,
+                                                   progress: false, world: world).kernel
+            if columns == nil && world.isRoot {
+                let m = rows.count
+                for i in 0..<m { for j in (i + 1)..<m { result[j * m + i] = result[i * m + j] } }
+            }
+            return result
+        }
+        let theta0 = try kernel(initial, rows: loaded.train, columns: nil)
+        let thetaT = try kernel(network, rows: loaded.train, columns: nil)
+        let testKernel = try loaded.test.map { try kernel(initial, rows: $0, columns: loaded.train) }
+        let kernelSeconds = Clock.seconds(since: kernelStart)
+
+        try agreement.stage(quietly: true) { () throws(NTKError) in
+            guard world.isRoot, let output else { return }
+            let m = loaded.test?.count
+            let targets = RowMajorMatrix(rows: n, columns: k, elements: y)
+            let f0 = initial.outputs(loaded.train.values, count: n)
+            let f0Test = loaded.test.map { initial.outputs($0.values, count: $0.count) }
+            let dynamics: GradientDescentMSE
+            var linear: [Int: Prediction] = [:]
+            do {
+                dynamics = try GradientDescentMSE(trainKernel: RowMajorMatrix(rows: n, columns: n, elements: theta0), targets: targets,
+                                                  learningRate: options.learningRate)
+                let trajectory = try dynamics.trajectory(trainOutputs: RowMajorMatrix(rows: n, columns: k, elements: f0),
+                                                         testKernel: testKernel.map { RowMajorMatrix(rows: m!, columns: n, elements: $0) },
+                                                         testOutputs: f0Test.map { RowMajorMatrix(rows: m!, columns: k, elements: $0) })
+                for s in options.steps { linear[s] = try trajectory.prediction(at: .steps(s)) }
+            } catch {
+                throw NTKError(.software, "the NTK prediction failed: \(error)")
+            }
+            var scale = 0.0
+            for i in 0..<(n * k) { scale += (y[i] - f0[i]) * (y[i] - f0[i]) }
+            scale = scale.squareRoot()
+            let testY = loaded.testTargets?.values
+            var records: [TrainingRecord] = []
+            var realTrain: [Double] = [], realTest: [Double] = [], ntkTrain: [Double] = [], ntkTest: [Double] = []
+            for s in options.steps {
+                let real = recordedTrain[s]!, lin = linear[s]!
+                var loss = 0.0, distance = 0.0
+                for i in 0..<(n * k) {
+                    loss += (real[i] - y[i]) * (real[i] - y[i])
+                    distance += (real[i] - lin.train.elements[i]) * (real[i] - lin.train.elements[i])
+                }
+                var record = TrainingRecord(steps: s, trainLoss: loss / (2 * c), ntkTrainLoss: lin.trainLoss,
+                                            trajectoryDistance: scale > 0 ? distance.squareRoot() / scale : 0)
+                realTrain += real
+                ntkTrain += lin.train.elements
+                if let realT = recordedTest[s], let linT = lin.test {
+                    realTest += realT
+                    ntkTest += linT.elements
+                    var gap = 0.0, size = 0.0
+                    for i in 0..<realT.count {
+                        gap += (realT[i] - linT.elements[i]) * (realT[i] - linT.elements[i])
+                        size += (linT.elements[i] - f0Test![i]) * (linT.elements[i] - f0Test![i])
+                    }
+                    record.testTrajectoryDistance = size > 0 ? (gap / size).squareRoot() : nil
+                    if let testY {
+                        var a = 0.0, b = 0.0
+                        for i in 0..<realT.count {
+                            a += (realT[i] - testY[i]) * (realT[i] - testY[i])
+                            b += (linT.elements[i] - testY[i]) * (linT.elements[i] - testY[i])
+                        }
+                        record.testMSE = a / Double(realT.count)
+                        record.ntkTestMSE = b / Double(realT.count)
+                    }
+                }
+                records.append(record)
+            }
+            var change = 0.0, norm = 0.0
+            for i in 0..<(n * n) {
+                change += (thetaT[i] - theta0[i]) * (thetaT[i] - theta0[i])
+                norm += theta0[i] * theta0[i]
+            }
+            let summary = TrainingSummary(n: n, m: m, outputs: k, parameters: network.parameterCount, learningRate: options.learningRate,
+                                          maxStableLearningRate: dynamics.maxStableLearningRate, records: records,
+                                          kernelChange: (change / norm).squareRoot(), ranks: world.size,
+                                          seconds: ["training": trainSeconds, "kernels": kernelSeconds, "total": Clock.seconds(since: start)])
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            guard let json = try? encoder.encode(summary) else { throw NTKError(.software, "cannot encode training.json") }
+            let t = options.steps.count
+            try output.stage("train_outputs.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: realTrain)))
+            try output.stage("ntk_train_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: ntkTrain)))
+            if let m {
+                try output.stage("test_outputs.npy", NPYFormat.encode(NPYArray(shape: [t, m, k], doubles: realTest)))
+                try output.stage("ntk_test_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, m, k], doubles: ntkTest)))
+            }
+            let arrays = network.namedArrays.map { (name: $0.name, array: NPYArray(shape: $0.shape, doubles: $0.values)) }
+            do { try output.stage("trained_params.npz", try NPZFormat.encode(arrays)) } catch let error as NTKError { throw error } catch {
+                throw NTKError(.software, "cannot encode the trained parameters: \(error)")
+            }
+            try output.stage("training.json", json + Data("\n".utf8))
+            try output.commitStaged()
+            if !options.quiet {
+                func g(_ v: Double?) -> String { v.map { String(format: "%.4g", $0) } ?? "-" }
+                func pad(_ s: String, _ w: Int) -> String { s.padding(toLength: max(w, s.count), withPad: " ", startingAt: 0) }
+                var lines = ["ntk train: \(n) samples, P = \(network.parameterCount), learning rate \(g(options.learningRate)) (stable below \(g(dynamics.maxStableLearningRate))), \(world.size) rank(s)",
+                             "  steps    train loss   NTK loss     distance to NTK   test MSE    NTK test MSE"]
+                for r in records {
+                    lines.append("  " + pad(String(r.steps), 8) + " " + pad(g(r.trainLoss), 12) + " " + pad(g(r.ntkTrainLoss), 12) + " "
+                                 + pad(g(r.trajectoryDistance), 17) + " " + pad(g(r.testMSE), 11) + " " + g(r.ntkTestMSE))
+                }
+                lines.append("  the empirical NTK moved by \(g(summary.kernelChange)) (relative Frobenius) during training")
+                lines.append("  wrote train_outputs.npy, ntk_train_predictions.npy\(m != nil ? ", test_outputs.npy, ntk_test_predictions.npy" : ""), trained_params.npz, training.json to \(output.path)")
+                print(lines.joined(separator: "\n"))
+            }
+        }
+    }
+}
