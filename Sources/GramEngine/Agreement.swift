@@ -54,6 +54,13 @@ public enum Report {
         if let sp = s.spectrum {
             let cond = sp.conditionNumber.map { String(format: "%.4g", $0) } ?? "inf (singular)"
             lines.append(String(format: "  spectrum: min %.6g, max %.6g, trace %.6g, condition number %@", sp.min, sp.max, sp.trace, cond))
+            if let d = s.diagnostics {
+                func g(_ v: Double?) -> String { v.map { String(format: "%.4g", $0) } ?? "n/a" }
+                lines.append("  effective rank \(g(d.effectiveRank)), participation ratio \(g(d.participationRatio)), stable rank \(g(d.stableRank)), decay exponent \(g(d.decayExponent))")
+            }
+            if let rate = s.maxStableLearningRate {
+                lines.append(String(format: "  largest stable learning rate (MSE, c = N·k): %.6g", rate))
+            }
         }
         lines.append("  wrote \(s.files.joined(separator: ", ")) to \(directory)")
         print(lines.joined(separator: "\n"))

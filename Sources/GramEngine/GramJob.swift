@@ -1,4 +1,5 @@
 import Foundation
+import LearningDynamics
 import LinearAlgebra
 import MPI
 import Network
@@ -87,12 +88,17 @@ public struct GramSummary: Codable, Sendable {
     public var blasCore: String
     public var seconds: [String: Double]
     public var spectrum: Spectrum?
+    /// Spectral diagnostics (effective rank, decay exponent, largest stable learning rate, …).
+    public var diagnostics: SpectralDiagnostics?
+    /// 2c/λ_max with c = N·k: the largest stable gradient-descent learning rate for the MSE loss.
+    public var maxStableLearningRate: Double?
     public var files: [String]
 
     enum CodingKeys: String, CodingKey {
         case tool, kernel, method, n, m, parameters, parameterization, ranks, tiles, seconds, spectrum, files
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
         case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
+        case diagnostics, maxStableLearningRate = "max_stable_learning_rate"
     }
 }
 
@@ -418,6 +424,14 @@ public enum GramJob {
                                   blasCore: BLASLibrary.coreName, seconds: seconds, spectrum: spectrum,
                                   files: files + ["summary.json"])
         summary.kernel = options.kernel.rawValue
+        if let eigen, !eigen.values.isEmpty {
+            summary.diagnostics = try? SpectralDiagnostics(eigenvalues: eigen.values)
+            // For the mean kernel every output shares Θ; the loss normalizes by c = N·k.
+            let c = Double(loaded.data.count * k)
+            if let top = eigen.values.last, top > 0 {
+                summary.maxStableLearningRate = GradientDescentMSE.maxStableLearningRate(lambdaMax: top, normalization: c)
+            }
+        }
         if options.kernel != .empirical { summary.method = "closed form / quadrature" }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
