@@ -148,6 +148,15 @@ public enum GramJob {
         let tileSize = options.tileSize ?? GramOptions.defaultTileSize
         try agreement.stage { () throws(NTKError) in
             if tileSize < 1 { throw NTKError(.usage, "--tile must be at least 1") }
+            if m == nil && options.eigen != .none {
+                // LAPACK's 32-bit integers: the matrix index n² and, with vectors, dsyevd's
+                // workspace 1 + 6n + 2n² must fit.
+                let order = n * entry
+                let limit = options.eigen == .vectors ? 32_766 : 46_340
+                if order > limit {
+                    throw NTKError(.usage, "--eigen \(options.eigen.rawValue) on a \(order) x \(order) kernel exceeds LAPACK's 32-bit limit (order \(limit)); use --eigen \(options.eigen == .vectors ? "values (up to 46340) or none" : "none")")
+                }
+            }
             if tileSize * entry > 46_340 {
                 throw NTKError(.usage, "--tile \(tileSize) with \(k) outputs in full mode makes tiles over 2^31 values; use --tile \(46_340 / entry) or less")
             }
@@ -185,9 +194,11 @@ public enum GramJob {
             computer = TileComputer(infinite: loaded.infinite!, kind: options.kernel, outputCount: k, plan: plan,
                                     outputKernel: options.outputKernel, rowData: loaded.data.values, columnData: loaded.data2?.values)
         }
-        let result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
+        var result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
                                        checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world)
+        // Move the matrix out, so that mirroring it below does not copy it.
         var kernel = result.kernel
+        result.kernel = []
         let rowCount = n * entry
         let columnCount = (m ?? n) * entry
 
@@ -392,22 +403,22 @@ public enum GramJob {
         let n = loaded.data.count
         let m = loaded.data2?.count
         let shape: [Int] = entry == 1 ? [n, m ?? n] : [n, m ?? n, k, k]
-        let kernelFile: [Double] = entry == 1 ? kernel : permuteFull(kernel, n: n, m: m ?? n, k: k)
         var files: [String] = []
-        func stage(_ name: String, _ array: NPYArray) throws(NTKError) {
-            try output.stage(name, NPYFormat.encode(array))
+        // Arrays are streamed to the files: no copy of the kernel is made to write it.
+        func stage(_ name: String, shape: [Int], _ values: [Double]) throws(NTKError) {
+            try output.stageNPY(name, shape: shape, values: values)
             files.append(name)
         }
-        try stage("kernel.npy", NPYArray(shape: shape, doubles: kernelFile))
+        try stage("kernel.npy", shape: shape, entry == 1 ? kernel : permuteFull(kernel, n: n, m: m ?? n, k: k))
         if let eigen {
-            try stage("eigenvalues.npy", NPYArray(shape: [eigen.n], doubles: eigen.values))
-            if let v = eigen.vectors { try stage("eigenvectors.npy", NPYArray(shape: [eigen.n, eigen.n], doubles: v)) }
+            try stage("eigenvalues.npy", shape: [eigen.n], eigen.values)
+            if let v = eigen.vectors { try stage("eigenvectors.npy", shape: [eigen.n, eigen.n], v) }
         }
         if let network {
-            try stage("outputs.npy", NPYArray(shape: [n, k], doubles: network.outputs(loaded.data.values, count: n)))
+            try stage("outputs.npy", shape: [n, k], network.outputs(loaded.data.values, count: n))
         }
         if let network, let data2 = loaded.data2 {
-            try stage("outputs2.npy", NPYArray(shape: [data2.count, k], doubles: network.outputs(data2.values, count: data2.count)))
+            try stage("outputs2.npy", shape: [data2.count, k], network.outputs(data2.values, count: data2.count))
         }
         seconds["write"] = Clock.seconds(since: writeStart)
         seconds["total"] = Clock.seconds(since: totalStart)

@@ -1,4 +1,5 @@
 import Foundation
+import NumPyIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -67,6 +68,28 @@ public final class OutputDirectory {
     /// `name` at `commit`. Throws `ioError` (74) on a failed write (a full disk included)
     /// and `cannotCreate` (73) when the file cannot be created.
     public func stage(_ name: String, _ data: Data) throws(NTKError) {
+        var failure: NTKError? = nil
+        data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+            do { try stage(name, parts: [buffer]) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Stages a float64 .npy file streamed from `values` (no copy of the array is made).
+    public func stageNPY(_ name: String, shape: [Int], values: [Double]) throws(NTKError) {
+        let header = NPYFormat.header(shape: shape, dtype: .float64)
+        var failure: NTKError? = nil
+        header.withUnsafeBytes { (h: UnsafeRawBufferPointer) in
+            values.withUnsafeBytes { (v: UnsafeRawBufferPointer) in
+                do { try stage(name, parts: [h, v]) } catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Writes `parts` one after the other to a temporary file next to `name`, flushed
+    /// to disk; it becomes `name` at `commit`.
+    func stage(_ name: String, parts: [UnsafeRawBufferPointer]) throws(NTKError) {
         let temporary = "\(path)/.\(name).partial-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
@@ -74,14 +97,14 @@ public final class OutputDirectory {
         }
         staged.append((temporary, "\(path)/\(name)"))
         var failure: String? = nil
-        data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
+        for buffer in parts where failure == nil && buffer.count > 0 {
             var offset = 0
             while offset < buffer.count {
                 let written = write(fd, buffer.baseAddress! + offset, min(buffer.count - offset, 1 << 30))
                 if written < 0 {
                     if errno == EINTR { continue }
                     failure = String(cString: strerror(errno))
-                    return
+                    break
                 }
                 offset += written
             }

@@ -191,14 +191,24 @@ public enum NPYFormat {
     /// The complete header (magic, version, length, dictionary, padding, newline) that
     /// `np.save` writes for `array`.
     static func headerBytes(for array: NPYArray) -> [UInt8] {
-        let shape = array.shape
+        headerBytes(shape: array.shape, dtype: array.dtype)
+    }
+
+    /// The header `np.save` writes for a C-order array of `shape` and `dtype`: write it,
+    /// then the elements' little-endian bytes, to stream an array to a file without
+    /// building it in memory first.
+    public static func header(shape: [Int], dtype: NPYDType) -> Data {
+        Data(headerBytes(shape: shape, dtype: dtype))
+    }
+
+    static func headerBytes(shape: [Int], dtype: NPYDType) -> [UInt8] {
         let shapeText: String
         switch shape.count {
         case 0: shapeText = "()"
         case 1: shapeText = "(\(shape[0]),)"
         default: shapeText = "(" + shape.map(String.init).joined(separator: ", ") + ")"
         }
-        var dictionary = "{'descr': '\(array.dtype.descr)', 'fortran_order': False, 'shape': \(shapeText), }"
+        var dictionary = "{'descr': '\(dtype.descr)', 'fortran_order': False, 'shape': \(shapeText), }"
         // NumPy leaves room to grow the first axis in place (GROWTH_AXIS_MAX_DIGITS = 21).
         if let first = shape.first {
             dictionary += String(repeating: " ", count: max(0, 21 - String(first).count))

@@ -102,21 +102,26 @@ def busy_processes():
     return found
 
 
-def wait_for_quiet(max_wait):
-    """Waits (up to max_wait s) while a compiler or linker runs on the machine."""
+def wait_for_quiet(max_wait, settle=10.0):
+    """Waits (up to max_wait s) until no compiler, linker, test runner or other mpirun has
+    been seen for `settle` consecutive seconds (test suites start builds in bursts)."""
     start = time.time()
     busy = busy_processes()
     if not busy:
         return
-    log(f"  (waiting: a build is running: {', '.join(busy[:5])})")
-    while busy and time.time() - start < max_wait:
-        time.sleep(5)
+    log(f"  (waiting: busy: {', '.join(busy[:5])})")
+    quiet_since = None
+    while time.time() - start < max_wait:
+        time.sleep(1)
         busy = busy_processes()
+        if busy:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since >= settle:
+            break
     waited = time.time() - start
-    log(f"  (waited {waited:.0f} s; {'still busy: ' + ', '.join(busy[:5]) + ' - numbers below may be disturbed' if busy else 'machine quiet again'})")
-
-
-DISTURBED = {"repeated": 0, "still": []}
+    log(f"  (waited {waited:.0f} s; {'still busy: ' + ', '.join(busy[:5]) + ' - numbers below may be disturbed' if busy else f'quiet for {settle:.0f} s'})")
 
 
 class Watcher:

@@ -91,9 +91,7 @@ up() {
         "$IP" -n "$host" link set eth0 up
     done
     trap - ERR
-    # Wait until every host answers from the head (bridge ports take a moment to forward).
-    # ping is optional; without it, a short TCP probe through bash's /dev/tcp is not
-    # possible (nothing listens), so just give the bridge a moment.
+    # Give the bridge ports a moment to forward; with ping at hand, wait for every host.
     if command -v ping >/dev/null; then
         for ((i = 0; i < n; i++)); do
             "$IP" netns exec "$head" ping -c 1 -W 1 -w 5 "$subnet.$((10 + i))" >/dev/null 2>&1 \
