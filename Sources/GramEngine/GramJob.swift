@@ -46,6 +46,9 @@ public struct GramOptions: Sendable {
     public var checkpointDirectory: String?
     /// Reuse verified tiles of an earlier, interrupted run with the same inputs.
     public var resume = false
+    /// The memory the node of rank 0 may use, in bytes; nil reads MemAvailable (and the
+    /// cgroup limit). The job is refused before any work when the plan exceeds it.
+    public var memoryBudget: Int?
 
     /// The checkpoint directory in use.
     public var effectiveCheckpointDirectory: String { checkpointDirectory ?? output + "/checkpoint" }
@@ -92,13 +95,15 @@ public struct GramSummary: Codable, Sendable {
     public var diagnostics: SpectralDiagnostics?
     /// 2c/λ_max with c = N·k: the largest stable gradient-descent learning rate for the MSE loss.
     public var maxStableLearningRate: Double?
+    /// The memory planner's estimate (bytes) for rank 0 and every other rank.
+    public var memoryEstimate: [String: Double]?
     public var files: [String]
 
     enum CodingKeys: String, CodingKey {
         case tool, kernel, method, n, m, parameters, parameterization, ranks, tiles, seconds, spectrum, files
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
         case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
-        case diagnostics, maxStableLearningRate = "max_stable_learning_rate"
+        case diagnostics, maxStableLearningRate = "max_stable_learning_rate", memoryEstimate = "memory_estimate"
     }
 }
 
@@ -162,6 +167,30 @@ public enum GramJob {
             }
         }
 
+        // Memory: refuse before any work what cannot fit on rank 0's node.
+        let localRanksForPlan = (try? world.nodeLocal().size) ?? 1
+        let perSample: Int = {
+            guard let network else { return 0 }
+            if options.method == .explicit { return 8 * k * network.parameterCount }
+            return 8 * network.geometry.reduce(0) { $0 + $1.fanIn + k * $1.fanOut }
+        }()
+        let memory = MemoryPlan.estimate(n: n, m: m, inputWidth: loaded.data.width, outputs: k, outputKernel: options.outputKernel,
+                                         eigen: m == nil ? options.eigen : .none, ranks: world.size, tileSize: tileSize,
+                                         perSampleBytes: perSample, cacheBytes: options.cacheMegabytes << 20)
+        try agreement.stage { () throws(NTKError) in
+            guard world.isRoot, let available = options.memoryBudget ?? MemoryPlan.availableBytes() else { return }
+            let needed = memory.nodeBytes(localRanks: localRanksForPlan)
+            if needed > available {
+                var hints: [String] = []
+                if options.eigen == .vectors { hints.append("--eigen values or none (the vectors need 8·(3R² + 6R) more bytes)") }
+                else if options.eigen == .values && m == nil { hints.append("--eigen none (saves a copy of the kernel)") }
+                if localRanksForPlan > 1 { hints.append("fewer ranks on rank 0's node (each holds its share of the tiles)") }
+                if options.outputKernel == .full { hints.append("--output-kernel mean (the full kernel is k² times larger)") }
+                hints.append("a node with more memory")
+                throw NTKError(.usage, "this run needs about \(MemoryPlan.format(needed)) on rank 0's node (rank 0: \(MemoryPlan.format(memory.rank0Bytes)), each other rank: \(MemoryPlan.format(memory.otherRankBytes))) but \(MemoryPlan.format(available)) is available; options that need less: \(hints.joined(separator: "; "))")
+            }
+        }
+
         // Output directory and checkpoint: rank 0 creates and checks them before any work.
         let plan = TilePlan(rows: n, columns: m ?? n, tileSize: tileSize, symmetric: m == nil, ranks: world.size)
         let manifest = Checkpoint.Manifest(
@@ -207,7 +236,7 @@ public enum GramJob {
         let localRanks = (try? world.nodeLocal().size) ?? 1
         let finished = try agreement.stage(quietly: true) { () throws(NTKError) -> Bool in
             guard world.isRoot, let output else { return true }
-            try finish(options: options, loaded: loaded, plan: plan, kernel: &kernel, rows: rowCount, columns: columnCount,
+            try finish(options: options, loaded: loaded, plan: plan, memory: memory, kernel: &kernel, rows: rowCount, columns: columnCount,
                        output: output, ranks: world.size, localRanks: localRanks, tilesReused: result.reused,
                        seconds: ["load": loadSeconds, "gradients": result.gradientSeconds, "tile_products": result.productSeconds,
                                  "tiles": result.tileSeconds, "gather": result.gatherSeconds],
@@ -371,7 +400,7 @@ public enum GramJob {
     }
 
     /// Rank 0's part after the gather: mirror, check, eigendecompose, write, report.
-    static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, kernel: inout [Double], rows: Int, columns: Int,
+    static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, memory: MemoryPlan, kernel: inout [Double], rows: Int, columns: Int,
                        output: OutputDirectory, ranks: Int, localRanks: Int, tilesReused: Int, seconds: [String: Double],
                        totalStart: UInt64) throws(NTKError) {
         var seconds = seconds
@@ -435,6 +464,7 @@ public enum GramJob {
                                   blasCore: BLASLibrary.coreName, seconds: seconds, spectrum: spectrum,
                                   files: files + ["summary.json"])
         summary.kernel = options.kernel.rawValue
+        summary.memoryEstimate = ["rank0_bytes": Double(memory.rank0Bytes), "other_rank_bytes": Double(memory.otherRankBytes)]
         if let eigen, !eigen.values.isEmpty {
             summary.diagnostics = try? SpectralDiagnostics(eigenvalues: eigen.values)
             // For the mean kernel every output shares Θ; the loss normalizes by c = N·k.

@@ -70,7 +70,7 @@ public final class OutputDirectory {
     public func stage(_ name: String, _ data: Data) throws(NTKError) {
         var failure: NTKError? = nil
         data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in
-            do { try stage(name, parts: [buffer]) } catch { failure = error }
+            do { try stage(name, parts: [buffer]) } catch let error as NTKError { failure = error } catch { failure = NTKError(.software, "\(error)") }
         }
         if let failure { throw failure }
     }
@@ -81,7 +81,7 @@ public final class OutputDirectory {
         var failure: NTKError? = nil
         header.withUnsafeBytes { (h: UnsafeRawBufferPointer) in
             values.withUnsafeBytes { (v: UnsafeRawBufferPointer) in
-                do { try stage(name, parts: [h, v]) } catch { failure = error }
+                do { try stage(name, parts: [h, v]) } catch let error as NTKError { failure = error } catch { failure = NTKError(.software, "\(error)") }
             }
         }
         if let failure { throw failure }

@@ -52,6 +52,9 @@ struct Gram: ParsableCommand {
     @Flag(help: "Reuse the verified tiles of an interrupted run of the same command (any rank count).")
     var resume = false
 
+    @Option(name: .customLong("memory-budget-mb"), help: "Memory rank 0's node may use, in MiB (default: what the system reports available). The job is refused before any work if its plan needs more.")
+    var memoryBudget: Int?
+
     @Flag(help: "Replace a result already in --out.")
     var force = false
 
@@ -63,6 +66,7 @@ struct Gram: ParsableCommand {
 
     func validate() throws {
         if let tile, tile < 1 { throw ValidationError("--tile must be at least 1, got \(tile)") }
+        if let memoryBudget, memoryBudget < 1 { throw ValidationError("--memory-budget-mb must be at least 1") }
         if cacheMegabytes < 1 { throw ValidationError("--cache-mb must be at least 1") }
         if kernel != .empirical && (parameterOptions.params != nil || method != .structured) {
             throw ValidationError("--kernel \(kernel.rawValue) is the infinite-width limit: it takes no --params or --method")
@@ -90,6 +94,7 @@ struct Gram: ParsableCommand {
         options.checkpointing = !noCheckpoint
         options.checkpointDirectory = checkpoint
         options.resume = resume
+        options.memoryBudget = memoryBudget.map { $0 << 20 }
         Interruption.install()
         let status: ExitStatus
         do {

@@ -172,3 +172,17 @@ func doublesData(_ values: [Double]) -> Data { values.withUnsafeBytes { Data($0)
         #expect(message.contains("cannot create the output directory"), "\(message)")
     }
 }
+
+@Suite(.serialized) struct MemoryPlanTests {
+    @Test("a run whose memory plan exceeds the budget is refused before any work with 64 and options that need less, at 1 and 3 ranks", arguments: [1, 3])
+    func refused(ranks: Int) throws {
+        let dir = Launcher.temporaryDirectory("mem")
+        try Launcher.writeNPY(dir + "/x.npy", shape: [2000, 4], values: Launcher.values(8000, seed: 1))
+        let result = try Launcher.run(["gram", "--data", dir + "/x.npy", "--depth", "1", "--width", "8", "--eigen", "vectors",
+                                       "--out", dir + "/out", "--memory-budget-mb", "100"], ranks: ranks, timeout: 60)
+        #expect(result.status == 64, "\(result.stderr)")
+        #expect(result.stderr.contains("--eigen values or none"), "\(result.stderr)")
+        #expect(result.seconds < 20)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out/checkpoint"), "refused before any work")
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+
+/// Peak memory of a `ntk gram` run, estimated before any work from the sizes and options.
+///
+/// With R = N·k' rows and C = M·k' columns of the kernel (k' = k for the full kernel,
+/// else 1), K ranks, B samples per tile side and f bytes of per-sample quantities
+/// (structured: 8 Σ_l (n_in + k·n_out); explicit: 8 k P):
+/// - every rank: its data, 8(N + M)d; its share of the tiles until the gather,
+///   8RC/K (8RC/(2K) for a symmetric kernel, whose tiles cover its upper triangle); its
+///   cache of per-sample quantities, min(f (N + M), cache bound);
+/// - rank 0 in addition: the assembled kernel 8RC; a gather buffer ≤ 8·B·k'·C; for the
+///   eigendecomposition a copy of the kernel 8R² and, with vectors, LAPACK's dsyevd
+///   workspace 8(1 + 6R + 2R²); for the full kernel a permuted copy 8RC to write it.
+/// The output files are streamed from these arrays without further copies. Every rank
+/// also carries a fixed `baseline` (the Swift runtime, Open MPI and OpenBLAS buffers,
+/// measured at about 45 MiB here).
+public struct MemoryPlan: Sendable, Equatable {
+    public var rank0Bytes: Int
+    public var otherRankBytes: Int
+
+    /// The memory of a rank before any array: runtime, MPI and BLAS buffers.
+    public static let baseline = 48 << 20
+
+    /// The estimate for a job of these sizes.
+    public static func estimate(n: Int, m: Int?, inputWidth d: Int, outputs k: Int, outputKernel: OutputKernel,
+                                eigen: EigenOutput, ranks: Int, tileSize: Int, perSampleBytes: Int,
+                                cacheBytes: Int) -> MemoryPlan {
+        let entry = outputKernel == .full ? k : 1
+        let rows = n * entry
+        let columns = (m ?? n) * entry
+        let symmetric = m == nil
+        let kernelBytes = 8 * rows * columns
+        let share = symmetric ? kernelBytes / (2 * ranks) + 8 * tileSize * entry * tileSize * entry : kernelBytes / ranks
+        let data = 8 * (n + (m ?? 0)) * d
+        let cache = min(perSampleBytes * (n + (m ?? 0)), max(cacheBytes, 2 * perSampleBytes * tileSize))
+        let common = baseline + data + share + cache
+        var rank0 = common + kernelBytes + 8 * min(tileSize * entry, rows) * columns
+        if symmetric && eigen != .none {
+            rank0 += 8 * rows * rows
+            if eigen == .vectors { rank0 += 8 * (1 + 6 * rows + 2 * rows * rows) }
+        }
+        if outputKernel == .full { rank0 += kernelBytes }
+        return MemoryPlan(rank0Bytes: rank0, otherRankBytes: common)
+    }
+
+    /// Bytes the node holding rank 0 needs when `localRanks` ranks share it.
+    public func nodeBytes(localRanks: Int) -> Int { rank0Bytes + max(0, localRanks - 1) * otherRankBytes }
+
+    /// Memory this process may still use: the smaller of MemAvailable and the cgroup
+    /// limit minus current usage; nil when neither can be read.
+    public static func availableBytes() -> Int? {
+        var candidates: [Int] = []
+        if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) {
+            for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+                let parts = line.split(separator: " ")
+                if parts.count >= 2, let kb = Int(parts[1]) { candidates.append(kb * 1024) }
+            }
+        }
+        if let max = try? String(contentsOfFile: "/sys/fs/cgroup/memory.max", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+           let limit = Int(max),
+           let current = (try? String(contentsOfFile: "/sys/fs/cgroup/memory.current", encoding: .utf8))
+               .flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+            candidates.append(limit - current)
+        }
+        return candidates.min()
+    }
+
+    static func format(_ bytes: Int) -> String {
+        let gib = Double(bytes) / Double(1 << 30)
+        return gib >= 1 ? String(format: "%.2f GiB", gib) : String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
+    }
+}
