@@ -217,8 +217,8 @@ struct MultiHostTests {
             + [Launcher.binary] + arguments
         let tag = UUID().uuidString.prefix(6)
         let stdoutPath = dir + "/mpirun-\(tag).out", stderrPath = dir + "/mpirun-\(tag).err"
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
         process.standardInput = FileHandle.nullDevice
