@@ -1,9 +1,32 @@
 // swift-tools-version:6.0
 // The layout mirrors the architecture, bottom to top:
-//   C shims (CMPI, CLAPACK, CZlib) -> typed MPI layer (MPI) -> numerical modules
+//   C shims (CMPI, CLAPACK, CZlib, CCPU) -> typed MPI layer (MPI) -> numerical modules
 //   (NumPyIO, Network, TileKernels, LinearAlgebra) -> distributed engine (GramEngine)
 //   -> command line (ntk).
+import Foundation
 import PackageDescription
+
+/// The instruction set of the tile kernels: NTK_TARGET_CPU (an LLVM CPU name such as
+/// skylake-avx512 or haswell, or "generic" for baseline x86-64), else the best of
+/// AVX-512 / AVX2+FMA that the build machine's CPU has. Build on (or for) the nodes that
+/// run the jobs; a binary refuses, with a message, a CPU that lacks what it was built for.
+let tileKernelSettings: [SwiftSetting] = {
+    let environment = ProcessInfo.processInfo.environment["NTK_TARGET_CPU"]
+    var cpu: String? = nil
+    if let environment {
+        cpu = environment == "generic" ? nil : environment
+    } else if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
+        let flags = Set(info.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).map(String.init))
+        if flags.isSuperset(of: ["avx512f", "avx512dq", "avx512vl", "fma"]) { cpu = "skylake-avx512" }
+        else if flags.isSuperset(of: ["avx2", "fma"]) { cpu = "haswell" }
+    }
+    guard let cpu else { return [] }
+    let avx512 = ["skylake-avx512", "skx", "cascadelake", "cooperlake", "icelake-server", "icelake-client", "tigerlake",
+                  "sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5"].contains(cpu)
+    var settings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", cpu]), .define("NTK_TILE_FMA")]
+    if avx512 { settings.append(.define("NTK_TILE_AVX512")) }
+    return settings
+}()
 
 let package = Package(
     name: "ntk",
@@ -27,7 +50,8 @@ let package = Package(
         // Numerical modules.
         .target(name: "NumPyIO", dependencies: ["CZlib"]),
         .target(name: "LinearAlgebra", dependencies: ["CLAPACK"]),
-        .target(name: "TileKernels"),
+        .systemLibrary(name: "CCPU", path: "Sources/CCPU"),
+        .target(name: "TileKernels", dependencies: ["CCPU"], swiftSettings: tileKernelSettings),
         .target(name: "Plots"),
         .target(name: "Network", dependencies: ["LinearAlgebra"]),
         .target(name: "LearningDynamics", dependencies: ["LinearAlgebra"]),
@@ -40,6 +64,9 @@ let package = Package(
             "GramEngine", "LearningDynamics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Benchmark of the tile kernels against dgemm (scripts/bench.sh runs it).
+        .executableTarget(name: "tile-bench", dependencies: ["TileKernels", "LinearAlgebra"]),
 
         .testTarget(name: "NumPyIOTests", dependencies: ["NumPyIO"], resources: [.copy("Resources")]),
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),

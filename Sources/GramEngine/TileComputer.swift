@@ -155,16 +155,25 @@ final class TileComputer {
                         }
                     }
                 }
-                if kk == 1 {
-                    for e in 0..<(m * n) { tileValues[e] += (s2 * zz[e] + t2) * dd[e] }
-                } else {
-                    let width = n * k
-                    for i in 0..<m {
-                        for j in 0..<n {
-                            let w = s2 * zz[i * n + j] + t2
-                            for ai in 0..<k {
-                                let row = (i * k + ai) * width + j * k
-                                for bi in 0..<k { tileValues[row + bi] += w * dd[row + bi] }
+                // tile += (s² ZZ + t²) ⊙ DD, on raw pointers: this loop runs once per layer
+                // over the whole tile.
+                tileValues.withUnsafeMutableBufferPointer { out in
+                    zz.withUnsafeBufferPointer { zp in
+                        dd.withUnsafeBufferPointer { dp in
+                            let o = out.baseAddress!, z = zp.baseAddress!, q = dp.baseAddress!
+                            if kk == 1 {
+                                for e in 0..<(m * n) { o[e] += (s2 * z[e] + t2) * q[e] }
+                            } else {
+                                let width = n * k
+                                for i in 0..<m {
+                                    for j in 0..<n {
+                                        let w = s2 * z[i * n + j] + t2
+                                        for ai in 0..<k {
+                                            let row = (i * k + ai) * width + j * k
+                                            for bi in 0..<k { o[row + bi] += w * q[row + bi] }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }

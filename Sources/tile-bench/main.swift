@@ -1,0 +1,61 @@
+// Tile kernel benchmark: ntk's SIMD inner-product blocks against OpenBLAS dgemm on the
+// same shapes, one thread, in one process. Usage: tile-bench [repeats]
+// Prints GFLOP/s (2·m·n·k flops per product) as the median of the repeats.
+import Foundation
+import LinearAlgebra
+import TileKernels
+
+let repeats = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 7 : 7
+BLASLibrary.setThreadCount(1)
+guard InnerProducts.cpuSupported else {
+    FileHandle.standardError.write(Data("tile-bench: this CPU lacks \(InnerProducts.instructionSet)\n".utf8))
+    exit(70)
+}
+print("tile kernels: \(InnerProducts.instructionSet); BLAS: OpenBLAS \(BLASLibrary.coreName) kernel, 1 thread")
+print("shape (m x n x k)      ntk GFLOP/s   dgemm GFLOP/s   ntk / dgemm")
+
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+func time(_ body: () -> Void) -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+func random(_ count: Int, seed: UInt64) -> [Double] {
+    var state = seed
+    return (0..<count).map { _ in
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return Double(state >> 11) * 0x1.0p-53 - 0.5
+    }
+}
+
+for (m, n, k) in [(256, 256, 64), (256, 256, 512), (256, 256, 1024), (256, 256, 2048), (512, 512, 512)] {
+    let a = random(m * k, seed: 1), b = random(n * k, seed: 2)
+    var c = [Double](repeating: 0, count: m * n)
+    let flops = 2.0 * Double(m * n * k)
+    // Enough products per sample to last ~20 ms.
+    let inner = max(1, Int(2e7 / (Double(m * n * k) / 10)) / 10)
+    var ours: [Double] = [], theirs: [Double] = []
+    for _ in 0..<repeats {
+        ours.append(time {
+            for _ in 0..<inner {
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                    InnerProducts.multiplyTransposed(m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: k,
+                                                     c: cp.baseAddress!, ldc: n)
+                } } }
+            }
+        })
+        theirs.append(time {
+            for _ in 0..<inner {
+                a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in c.withUnsafeMutableBufferPointer { cp in
+                    GEMM.multiplyTransposed(m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: k,
+                                            c: cp.baseAddress!, ldc: n)
+                } } }
+            }
+        })
+    }
+    let g1 = flops * Double(inner) / median(ours) / 1e9
+    let g2 = flops * Double(inner) / median(theirs) / 1e9
+    print(String(format: "%-22@ %11.1f   %13.1f   %10.2f", "\(m) x \(n) x \(k)" as NSString, g1, g2, g1 / g2))
+}
