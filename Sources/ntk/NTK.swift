@@ -28,6 +28,10 @@ let launcherRank: Int = {
 @main
 enum Main {
     static func main() {
+        if let problem = Preflight.cpuProblem {
+            if launcherRank == 0 { Report.error(problem) }
+            Foundation.exit(ExitStatus.software.rawValue)
+        }
         do {
             var command = try NTK.parseAsRoot()
             try command.run()
