@@ -16,7 +16,7 @@ typealias Lane = SIMD4<Double>
 /// so every entry C[i, j] is the inner product of row i of A with row j of B.
 ///
 /// The loops are cache-blocked (k in chunks of `chunk`, B in panels that stay in L1) and
-/// register-blocked (4 x 4 entries per step with AVX-512, 2 x 2 otherwise). Every entry
+/// register-blocked (4 x 6 entries per step with AVX-512, 2 x 2 otherwise). Every entry
 /// is accumulated in the same order wherever it falls in a register block, a panel or a
 /// tile: per k-chunk, lane-wise fused multiply-adds over whole lanes, the lanes summed
 /// in a fixed tree, the scalar tail, then added to the previous chunks' sum. A Gram
@@ -25,11 +25,11 @@ typealias Lane = SIMD4<Double>
 public enum InnerProducts {
     /// k per cache block: a panel of B rows of this length stays in L1.
     static let chunk = 256
-    /// B rows per panel.
-    static let panel = 8
+    /// B rows per panel (a multiple of the register block's columns).
+    static let panel = 12
 #if NTK_TILE_AVX512
     static let blockRows = 4
-    static let blockColumns = 4
+    static let blockColumns = 6
     /// The instruction set of this build, for reports.
     public static let instructionSet = "AVX-512 (8 doubles per register, FMA)"
 #elseif NTK_TILE_FMA
@@ -131,28 +131,32 @@ public enum InnerProducts {
     }
 
 #if NTK_TILE_AVX512
-    /// A 4 x 4 block of one chunk: 16 accumulators, 8 loads per 16 FMAs.
+    /// A 4 x 6 block of one chunk: 24 accumulators, 10 loads per 24 FMAs (of 32 registers).
     @inline(__always)
     static func block(k: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
                       c: UnsafeMutablePointer<Double>, ldc: Int, first: Bool) {
         let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
-        let b0 = b, b1 = b + ldb, b2 = b + 2 * ldb, b3 = b + 3 * ldb
-        var c00 = Lane(), c01 = Lane(), c02 = Lane(), c03 = Lane()
-        var c10 = Lane(), c11 = Lane(), c12 = Lane(), c13 = Lane()
-        var c20 = Lane(), c21 = Lane(), c22 = Lane(), c23 = Lane()
-        var c30 = Lane(), c31 = Lane(), c32 = Lane(), c33 = Lane()
+        let b0 = b, b1 = b + ldb, b2 = b + 2 * ldb, b3 = b + 3 * ldb, b4 = b + 4 * ldb, b5 = b + 5 * ldb
+        var c00 = Lane(), c01 = Lane(), c02 = Lane(), c03 = Lane(), c04 = Lane(), c05 = Lane()
+        var c10 = Lane(), c11 = Lane(), c12 = Lane(), c13 = Lane(), c14 = Lane(), c15 = Lane()
+        var c20 = Lane(), c21 = Lane(), c22 = Lane(), c23 = Lane(), c24 = Lane(), c25 = Lane()
+        var c30 = Lane(), c31 = Lane(), c32 = Lane(), c33 = Lane(), c34 = Lane(), c35 = Lane()
         let whole = k - k % Lane.scalarCount
         var p = 0
         while p < whole {
-            let y0 = load(b0 + p), y1 = load(b1 + p), y2 = load(b2 + p), y3 = load(b3 + p)
+            let y0 = load(b0 + p), y1 = load(b1 + p), y2 = load(b2 + p), y3 = load(b3 + p), y4 = load(b4 + p), y5 = load(b5 + p)
             var x = load(a0 + p)
-            multiplyAdd(&c00, x, y0); multiplyAdd(&c01, x, y1); multiplyAdd(&c02, x, y2); multiplyAdd(&c03, x, y3)
+            multiplyAdd(&c00, x, y0); multiplyAdd(&c01, x, y1); multiplyAdd(&c02, x, y2)
+            multiplyAdd(&c03, x, y3); multiplyAdd(&c04, x, y4); multiplyAdd(&c05, x, y5)
             x = load(a1 + p)
-            multiplyAdd(&c10, x, y0); multiplyAdd(&c11, x, y1); multiplyAdd(&c12, x, y2); multiplyAdd(&c13, x, y3)
+            multiplyAdd(&c10, x, y0); multiplyAdd(&c11, x, y1); multiplyAdd(&c12, x, y2)
+            multiplyAdd(&c13, x, y3); multiplyAdd(&c14, x, y4); multiplyAdd(&c15, x, y5)
             x = load(a2 + p)
-            multiplyAdd(&c20, x, y0); multiplyAdd(&c21, x, y1); multiplyAdd(&c22, x, y2); multiplyAdd(&c23, x, y3)
+            multiplyAdd(&c20, x, y0); multiplyAdd(&c21, x, y1); multiplyAdd(&c22, x, y2)
+            multiplyAdd(&c23, x, y3); multiplyAdd(&c24, x, y4); multiplyAdd(&c25, x, y5)
             x = load(a3 + p)
-            multiplyAdd(&c30, x, y0); multiplyAdd(&c31, x, y1); multiplyAdd(&c32, x, y2); multiplyAdd(&c33, x, y3)
+            multiplyAdd(&c30, x, y0); multiplyAdd(&c31, x, y1); multiplyAdd(&c32, x, y2)
+            multiplyAdd(&c33, x, y3); multiplyAdd(&c34, x, y4); multiplyAdd(&c35, x, y5)
             p += Lane.scalarCount
         }
         @inline(__always)
@@ -165,11 +169,15 @@ public enum InnerProducts {
             }
             out.pointee = first ? value : out.pointee + value
         }
-        finish(c00, a0, b0, c); finish(c01, a0, b1, c + 1); finish(c02, a0, b2, c + 2); finish(c03, a0, b3, c + 3)
-        let r1 = c + ldc, r2 = c + 2 * ldc, r3 = c + 3 * ldc
-        finish(c10, a1, b0, r1); finish(c11, a1, b1, r1 + 1); finish(c12, a1, b2, r1 + 2); finish(c13, a1, b3, r1 + 3)
-        finish(c20, a2, b0, r2); finish(c21, a2, b1, r2 + 1); finish(c22, a2, b2, r2 + 2); finish(c23, a2, b3, r2 + 3)
-        finish(c30, a3, b0, r3); finish(c31, a3, b1, r3 + 1); finish(c32, a3, b2, r3 + 2); finish(c33, a3, b3, r3 + 3)
+        let r0 = c, r1 = c + ldc, r2 = c + 2 * ldc, r3 = c + 3 * ldc
+        finish(c00, a0, b0, r0); finish(c01, a0, b1, r0 + 1); finish(c02, a0, b2, r0 + 2)
+        finish(c03, a0, b3, r0 + 3); finish(c04, a0, b4, r0 + 4); finish(c05, a0, b5, r0 + 5)
+        finish(c10, a1, b0, r1); finish(c11, a1, b1, r1 + 1); finish(c12, a1, b2, r1 + 2)
+        finish(c13, a1, b3, r1 + 3); finish(c14, a1, b4, r1 + 4); finish(c15, a1, b5, r1 + 5)
+        finish(c20, a2, b0, r2); finish(c21, a2, b1, r2 + 1); finish(c22, a2, b2, r2 + 2)
+        finish(c23, a2, b3, r2 + 3); finish(c24, a2, b4, r2 + 4); finish(c25, a2, b5, r2 + 5)
+        finish(c30, a3, b0, r3); finish(c31, a3, b1, r3 + 1); finish(c32, a3, b2, r3 + 2)
+        finish(c33, a3, b3, r3 + 3); finish(c34, a3, b4, r3 + 4); finish(c35, a3, b5, r3 + 5)
     }
 #else
     /// A 2 x 2 block of one chunk.
