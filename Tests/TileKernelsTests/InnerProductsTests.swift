@@ -11,7 +11,7 @@ func lcgMatrix(_ count: Int, seed: UInt64) -> [Double] {
 
 @Suite struct InnerProductsTests {
     @Test("A Bᵀ equals a naive double loop to 1e-14 relative for odd and even shapes",
-          arguments: [(1, 1, 1), (2, 2, 4), (3, 5, 7), (8, 9, 33), (17, 4, 64), (5, 5, 0)])
+          arguments: [(1, 1, 1), (2, 2, 4), (3, 5, 7), (8, 9, 33), (17, 4, 64), (5, 5, 0), (13, 26, 600), (9, 14, 257)])
     func againstNaive(shape: (Int, Int, Int)) {
         let (m, n, k) = shape
         let a = lcgMatrix(m * k, seed: 1), b = lcgMatrix(n * k, seed: 2)
@@ -26,7 +26,7 @@ func lcgMatrix(_ count: Int, seed: UInt64) -> [Double] {
 
     @Test("every entry is bitwise the same whatever block of the product computes it")
     func blockIndependence() {
-        let n = 13, k = 19
+        let n = 13, k = 531  // past a k-chunk boundary (256), with a tail
         let x = lcgMatrix(n * k, seed: 5)
         var whole = [Double](repeating: 0, count: n * n)
         InnerProducts.multiplyTransposed(m: n, n: n, k: k, a: x, lda: k, b: x, ldb: k, c: &whole, ldc: n)
