@@ -10,10 +10,11 @@
 #include <cblas.h>
 #include <lapacke.h>
 
-/// Symmetric eigendecomposition (divide and conquer), column-major, upper triangle.
-/// jobz: 'N' values only, 'V' values and vectors (overwrite a). Returns LAPACK's info.
-static inline int32_t ntk_dsyevd(char jobz, int32_t n, double *a, int32_t lda, double *w) {
-    return (int32_t)LAPACKE_dsyevd(LAPACK_COL_MAJOR, jobz, 'U', (lapack_int)n, a, (lapack_int)lda, w);
+/// Symmetric eigendecomposition (divide and conquer), column-major; uplo names the
+/// triangle read ('U' or 'L'). jobz: 'N' values only, 'V' values and vectors (overwrite
+/// a). Returns LAPACK's info.
+static inline int32_t ntk_dsyevd(char jobz, char uplo, int32_t n, double *a, int32_t lda, double *w) {
+    return (int32_t)LAPACKE_dsyevd(LAPACK_COL_MAJOR, jobz, uplo, (lapack_int)n, a, (lapack_int)lda, w);
 }
 
 /// C = alpha * A * B^T + beta * C, all row-major (A: m x k, B: n x k, C: m x n).

@@ -10,7 +10,8 @@ import Foundation
 ///   cache of per-sample quantities, min(f (N + M), cache bound);
 /// - rank 0 in addition: the assembled kernel 8RC; a gather buffer ≤ 8·B·k'·C; for the
 ///   eigendecomposition a copy of the kernel 8R² and, with vectors, LAPACK's dsyevd
-///   workspace 8(1 + 6R + 2R²); for the full kernel a permuted copy 8RC to write it.
+///   workspace 8(1 + 6R + 2R²) and a symmetric copy 8R² for the residual check; for the
+///   full kernel a permuted copy 8RC to write it.
 /// The output files are streamed from these arrays without further copies. Every rank
 /// also carries a fixed `baseline` (the Swift runtime, Open MPI and OpenBLAS buffers,
 /// measured at about 45 MiB here).
@@ -37,7 +38,8 @@ public struct MemoryPlan: Sendable, Equatable {
         var rank0 = common + kernelBytes + 8 * min(tileSize * entry, rows) * columns
         if symmetric && eigen != .none {
             rank0 += 8 * rows * rows
-            if eigen == .vectors { rank0 += 8 * (1 + 6 * rows + 2 * rows * rows) }
+            // dsyevd's workspace, and the symmetric copy the residual check multiplies by.
+            if eigen == .vectors { rank0 += 8 * (1 + 6 * rows + 2 * rows * rows) + 8 * rows * rows }
         }
         if outputKernel == .full { rank0 += kernelBytes }
         return MemoryPlan(rank0Bytes: rank0, otherRankBytes: common)

@@ -47,23 +47,23 @@ public struct SymmetricEigen: Sendable {
     /// eigenvalue sum. Only the upper triangle of `matrix` is read.
     public static func compute(matrix: [Double], n: Int, vectors wantVectors: Bool) throws(EigenError) -> SymmetricEigen {
         precondition(matrix.count == n * n, "matrix must be n x n")
-        if n > Int(Int32.max) / 8 || n * n > Int(Int32.max) * 8 { throw .tooLarge(n: n) }
-        for i in 0..<n {
-            for j in i..<n where !matrix[i * n + j].isFinite {
-                throw .nonFinite(row: i, column: j)
+        if n > (wantVectors ? 32_766 : 46_340) { throw .tooLarge(n: n) }
+        try matrix.withUnsafeBufferPointer { (m: UnsafeBufferPointer<Double>) throws(EigenError) in
+            for i in 0..<n {
+                let row = m.baseAddress! + i * n
+                for j in i..<n where !row[j].isFinite { throw .nonFinite(row: i, column: j) }
             }
         }
         if n == 0 { return SymmetricEigen(values: [], vectors: wantVectors ? [] : nil) }
 
-        // Row-major upper triangle == column-major lower triangle of the same symmetric
-        // matrix; LAPACK is called column-major on the transpose view, reading 'U' of the
-        // column-major array = our lower triangle. Mirror first so either is valid.
+        // The upper triangle of the row-major array is the lower triangle of the same
+        // memory read column-major: LAPACK reads it as 'L', with no transposition.
         var a = matrix
-        for i in 0..<n { for j in (i + 1)..<n { a[j * n + i] = a[i * n + j] } }
         var w = [Double](repeating: 0, count: n)
         let info = a.withUnsafeMutableBufferPointer { ap in
             w.withUnsafeMutableBufferPointer { wp in
-                ntk_dsyevd(CChar(bitPattern: wantVectors ? UInt8(ascii: "V") : UInt8(ascii: "N")), Int32(n), ap.baseAddress, Int32(n), wp.baseAddress)
+                ntk_dsyevd(CChar(bitPattern: wantVectors ? UInt8(ascii: "V") : UInt8(ascii: "N")), CChar(bitPattern: UInt8(ascii: "L")),
+                           Int32(n), ap.baseAddress, Int32(n), wp.baseAddress)
             }
         }
         if info != 0 { throw .lapack(info: info) }
@@ -71,9 +71,9 @@ public struct SymmetricEigen: Sendable {
 
         var result = SymmetricEigen(values: w, vectors: nil)
         if wantVectors {
-            // Column-major V: column j is contiguous at a[j * n ..< (j+1) * n]. Transpose to
+            // Column-major V: column j is contiguous. Transpose in place, in blocks, to
             // row-major so that column j of the row-major array is eigenvector j.
-            for i in 0..<n { for j in (i + 1)..<n { a.swapAt(i * n + j, j * n + i) } }
+            a.withUnsafeMutableBufferPointer { ap in Self.transposeInPlace(ap.baseAddress!, n: n) }
             result.vectors = a
             try result.checkResidual(matrix: matrix, sampleColumns: 16)
         } else {
@@ -82,9 +82,29 @@ public struct SymmetricEigen: Sendable {
         return result
     }
 
+    static func transposeInPlace(_ p: UnsafeMutablePointer<Double>, n: Int) {
+        let block = 32
+        var i0 = 0
+        while i0 < n {
+            var j0 = i0
+            while j0 < n {
+                for i in i0..<min(n, i0 + block) {
+                    for j in max(j0, i + 1)..<max(max(j0, i + 1), min(n, j0 + block)) {
+                        let t = p[i * n + j]
+                        p[i * n + j] = p[j * n + i]
+                        p[j * n + i] = t
+                    }
+                }
+                j0 += block
+            }
+            i0 += block
+        }
+    }
+
     /// The scaled residuals ||A V_S - V_S Λ_S||_1 / (n ||A||_1 ε) and
     /// ||I - V_S^T V_S||_1 / (n ε) over a deterministic sample S of columns (all columns
-    /// when `sampleColumns` >= n), as LAPACK's xSYT21 measures them.
+    /// when `sampleColumns` >= n), as LAPACK's xSYT21 measures them. A is read from its
+    /// upper triangle.
     public func scaledResiduals(matrix: [Double], sampleColumns: Int) -> (decomposition: Double, orthogonality: Double) {
         guard let v = vectors, n > 0 else { return (0, 0) }
         let columns: [Int]
@@ -96,34 +116,45 @@ public struct SymmetricEigen: Sendable {
             for s in 0..<sampleColumns { set.insert(s * (n - 1) / max(1, sampleColumns - 1)) }
             columns = set.sorted()
         }
+        let s = columns.count
         let eps = Double.ulpOfOne / 2
+        // The full symmetric A from its upper triangle, and the sampled columns V_S (n x s).
+        var full = matrix
+        for i in 0..<n { for j in (i + 1)..<n { full[j * n + i] = full[i * n + j] } }
+        var vs = [Double](repeating: 0, count: n * s)
+        for i in 0..<n { for (c, j) in columns.enumerated() { vs[i * s + c] = v[i * n + j] } }
+        var av = [Double](repeating: 0, count: n * s)
+        var gram = [Double](repeating: 0, count: s * s)
+        let vst = (0..<(s * n)).map { vs[($0 % n) * s + $0 / n] }  // V_Sᵀ, s x n
+        full.withUnsafeBufferPointer { fp in
+            vs.withUnsafeBufferPointer { vp in
+                av.withUnsafeMutableBufferPointer { out in
+                    GEMM.multiply(m: n, n: s, k: n, a: fp.baseAddress!, lda: n, b: vp.baseAddress!, ldb: s, c: out.baseAddress!, ldc: s)
+                }
+            }
+        }
+        vst.withUnsafeBufferPointer { tp in
+            gram.withUnsafeMutableBufferPointer { out in
+                GEMM.multiplyTransposed(m: s, n: s, k: n, a: tp.baseAddress!, lda: n, b: tp.baseAddress!, ldb: n, c: out.baseAddress!, ldc: s)
+            }
+        }
         var normA = 0.0
         for j in 0..<n {
-            var s = 0.0
-            for i in 0..<n { s += abs(matrix[min(i, j) * n + max(i, j)]) }
-            normA = max(normA, s)
+            var sum = 0.0
+            for i in 0..<n { sum += abs(full[i * n + j]) }
+            normA = max(normA, sum)
         }
         var maxResidual = 0.0
-        var column = [Double](repeating: 0, count: n)
-        for j in columns {
-            for i in 0..<n { column[i] = v[i * n + j] }
-            var s = 0.0
-            for i in 0..<n {
-                var acc = 0.0
-                for l in 0..<n { acc += matrix[min(i, l) * n + max(i, l)] * column[l] }
-                s += abs(acc - values[j] * column[i])
-            }
-            maxResidual = max(maxResidual, s)
+        for (c, j) in columns.enumerated() {
+            var sum = 0.0
+            for i in 0..<n { sum += abs(av[i * s + c] - values[j] * vs[i * s + c]) }
+            maxResidual = max(maxResidual, sum)
         }
         var maxOrth = 0.0
-        for a in columns {
-            var s = 0.0
-            for b in columns {
-                var dot = 0.0
-                for i in 0..<n { dot += v[i * n + a] * v[i * n + b] }
-                s += abs((a == b ? 1 : 0) - dot)
-            }
-            maxOrth = max(maxOrth, s)
+        for a in 0..<s {
+            var sum = 0.0
+            for b in 0..<s { sum += abs((a == b ? 1 : 0) - gram[a * s + b]) }
+            maxOrth = max(maxOrth, sum)
         }
         let decomposition = normA > 0 ? maxResidual / (Double(n) * normA * eps) : maxResidual / (Double(n) * eps)
         return (decomposition, maxOrth / (Double(n) * eps))
