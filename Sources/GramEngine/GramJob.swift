@@ -223,8 +223,44 @@ public enum GramJob {
             computer = TileComputer(infinite: loaded.infinite!, kind: options.kernel, outputCount: k, plan: plan,
                                     outputKernel: options.outputKernel, rowData: loaded.data.values, columnData: loaded.data2?.values)
         }
+        // Without an eigendecomposition rank 0 needs no kernel: every rank writes its own
+        // tiles into kernel.npy and no rank ever holds N x N.
+        let stream = m != nil || options.eigen == .none
         var result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
-                                       checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world)
+                                       checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world,
+                                       assemble: !stream)
+        var streamed: (path: String, size: Int)? = nil
+        if stream {
+            let writeStart = Clock.now
+            let shape: [Int] = entry == 1 ? [n, m ?? n] : [n, m ?? n, k, k]
+            let created: (path: String, dataOffset: Int, size: Int)? = try agreement.stage { () throws(NTKError) -> (path: String, dataOffset: Int, size: Int)? in
+                guard world.isRoot, let output else { return nil }
+                let created = try ParallelKernelFile.create(directory: output.path, shape: shape)
+                // Staged at once: renamed at commit, removed if the run fails.
+                output.adopt(temporary: created.path, as: "kernel.npy")
+                return created
+            }
+            // Every rank needs the data offset; it depends only on the shape.
+            let dataOffset = NPYFormat.header(shape: shape, dtype: .float64).count
+            let path = options.output + "/" + ParallelKernelFile.temporaryName
+            let tiles = result.tiles
+            result.tiles = [:]
+            try agreement.stage(quietly: true) { () throws(NTKError) in
+                for (index, values) in tiles {
+                    if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                        throw NTKError(.dataError, "tile \(index) of the kernel has a non-finite entry (flat \(bad)): the network overflows on this data; rescale the inputs or the parameters")
+                    }
+                }
+                try ParallelKernelFile.writeTiles(path: path, dataOffset: dataOffset, plan: plan, entry: entry,
+                                                  fullLayout: options.outputKernel == .full, values: tiles)
+            }
+            try agreement.stage { () throws(NTKError) in
+                guard let created else { return }
+                try ParallelKernelFile.finish(path: created.path, size: created.size)
+            }
+            if let created { streamed = (created.path, created.size) }
+            result.gatherSeconds = Clock.seconds(since: writeStart)
+        }
         // Move the matrix out, so that mirroring it below does not copy it.
         var kernel = result.kernel
         result.kernel = []
@@ -236,7 +272,8 @@ public enum GramJob {
         let localRanks = (try? world.nodeLocal().size) ?? 1
         let finished = try agreement.stage(quietly: true) { () throws(NTKError) -> Bool in
             guard world.isRoot, let output else { return true }
-            try finish(options: options, loaded: loaded, plan: plan, memory: memory, kernel: &kernel, rows: rowCount, columns: columnCount,
+            try finish(options: options, loaded: loaded, plan: plan, memory: memory, streamedKernel: streamed?.path,
+                       kernel: &kernel, rows: rowCount, columns: columnCount,
                        output: output, ranks: world.size, localRanks: localRanks, tilesReused: result.reused,
                        seconds: ["load": loadSeconds, "gradients": result.gradientSeconds, "tile_products": result.productSeconds,
                                  "tiles": result.tileSeconds, "gather": result.gatherSeconds],
@@ -250,6 +287,8 @@ public enum GramJob {
     struct DistributedKernel {
         /// Row-major (rows, columns) on rank 0 (upper tiles only when symmetric; empty elsewhere).
         var kernel: [Double]
+        /// This rank's tiles, when they were not gathered (`assemble: false`).
+        var tiles: [Int: [Double]] = [:]
         var reused: Int
         var gradientSeconds: Double
         var productSeconds: Double
@@ -263,7 +302,7 @@ public enum GramJob {
     /// Collective.
     static func computeKernel(computer: TileComputer, plan: TilePlan, entry: Int, rows: Int, columns: Int,
                               checkpoint: Checkpoint?, reuse: Bool, progress progressOption: Bool?,
-                              world: Communicator) throws -> DistributedKernel {
+                              world: Communicator, assemble: Bool = true) throws -> DistributedKernel {
         let agreement = Agreement(world: world)
         let mine = plan.tileIndices(ofRank: world.rank)
         let progress = Progress(enabled: world.isRoot && (progressOption ?? (isatty(2) != 0)),
@@ -306,6 +345,10 @@ public enum GramJob {
         let productSeconds = try world.allreduce(computer.productSeconds, .max)
         let tileWallSeconds = try world.allreduce(tileSeconds, .max)
 
+        if !assemble {
+            return DistributedKernel(kernel: [], tiles: values, reused: Int(reusedTotal), gradientSeconds: gradientSeconds,
+                                     productSeconds: productSeconds, tileSeconds: tileWallSeconds, gatherSeconds: 0)
+        }
         // Gather to rank 0.
         let gatherStart = Clock.now
         var kernel: [Double] = world.isRoot ? [Double](repeating: 0, count: rows * columns) : []
@@ -400,17 +443,18 @@ public enum GramJob {
     }
 
     /// Rank 0's part after the gather: mirror, check, eigendecompose, write, report.
-    static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, memory: MemoryPlan, kernel: inout [Double], rows: Int, columns: Int,
+    static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, memory: MemoryPlan, streamedKernel: String?,
+                       kernel: inout [Double], rows: Int, columns: Int,
                        output: OutputDirectory, ranks: Int, localRanks: Int, tilesReused: Int, seconds: [String: Double],
                        totalStart: UInt64) throws(NTKError) {
         var seconds = seconds
         let network = loaded.network
         let k = loaded.spec.outputCount
         let entry = options.outputKernel == .full ? k : 1
-        if plan.symmetric {
+        if plan.symmetric && streamedKernel == nil {
             for i in 0..<rows { for j in (i + 1)..<rows { kernel[j * rows + i] = kernel[i * rows + j] } }
         }
-        if let bad = kernel.firstIndex(where: { !$0.isFinite }) {
+        if streamedKernel == nil, let bad = kernel.firstIndex(where: { !$0.isFinite }) {
             throw NTKError(.dataError, "the kernel has a non-finite entry at (\(bad / columns), \(bad % columns)): the network overflows on this data; rescale the inputs or the parameters")
         }
 
@@ -438,7 +482,11 @@ public enum GramJob {
             try output.stageNPY(name, shape: shape, values: values)
             files.append(name)
         }
-        try stage("kernel.npy", shape: shape, entry == 1 ? kernel : permuteFull(kernel, n: n, m: m ?? n, k: k))
+        if streamedKernel != nil {
+            files.append("kernel.npy")  // written by every rank, staged already
+        } else {
+            try stage("kernel.npy", shape: shape, entry == 1 ? kernel : permuteFull(kernel, n: n, m: m ?? n, k: k))
+        }
         if let eigen {
             try stage("eigenvalues.npy", shape: [eigen.n], eigen.values)
             if let v = eigen.vectors { try stage("eigenvectors.npy", shape: [eigen.n, eigen.n], v) }

@@ -8,7 +8,8 @@ import Foundation
 /// - every rank: its data, 8(N + M)d; its share of the tiles until the gather,
 ///   8RC/K (8RC/(2K) for a symmetric kernel, whose tiles cover its upper triangle); its
 ///   cache of per-sample quantities, min(f (N + M), cache bound);
-/// - rank 0 in addition: the assembled kernel 8RC; a gather buffer ≤ 8·B·k'·C; for the
+/// - rank 0, only when it eigendecomposes (otherwise the ranks write their tiles into
+///   kernel.npy themselves): the assembled kernel 8RC; a gather buffer ≤ 8·B·k'·C; for the
 ///   eigendecomposition a copy of the kernel 8R² and, with vectors, LAPACK's dsyevd
 ///   workspace 8(1 + 6R + 2R²) and a symmetric copy 8R² for the residual check; for the
 ///   full kernel a permuted copy 8RC to write it.
@@ -35,13 +36,15 @@ public struct MemoryPlan: Sendable, Equatable {
         let data = 8 * (n + (m ?? 0)) * d
         let cache = min(perSampleBytes * (n + (m ?? 0)), max(cacheBytes, 2 * perSampleBytes * tileSize))
         let common = baseline + data + share + cache
-        var rank0 = common + kernelBytes + 8 * min(tileSize * entry, rows) * columns
+        var rank0 = common
         if symmetric && eigen != .none {
-            rank0 += 8 * rows * rows
+            // Rank 0 assembles the kernel for LAPACK (otherwise every rank writes its own
+            // tiles into kernel.npy and rank 0 holds no more than the others).
+            rank0 += kernelBytes + 8 * min(tileSize * entry, rows) * columns + 8 * rows * rows
             // dsyevd's workspace, and the symmetric copy the residual check multiplies by.
             if eigen == .vectors { rank0 += 8 * (1 + 6 * rows + 2 * rows * rows) + 8 * rows * rows }
+            if outputKernel == .full { rank0 += kernelBytes }
         }
-        if outputKernel == .full { rank0 += kernelBytes }
         return MemoryPlan(rank0Bytes: rank0, otherRankBytes: common)
     }
 

@@ -128,6 +128,12 @@ public final class OutputDirectory {
         try commitStaged()
     }
 
+    /// Takes a file written elsewhere into this directory's staging (renamed into place
+    /// at `commit`, removed by `discard`). It must already be flushed to disk.
+    public func adopt(temporary: String, as name: String) {
+        staged.append((temporary, "\(path)/\(name)"))
+    }
+
     /// Removes staged files that were not committed.
     public func discard() {
         for (temporary, _) in staged { unlink(temporary) }

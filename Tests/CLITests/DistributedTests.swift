@@ -141,3 +141,42 @@ import NumPyIO
         #expect(try Launcher.readNPY(dir + "/a/kernel.npy").doubles() == Launcher.readNPY(dir + "/b/kernel.npy").doubles())
     }
 }
+
+@Suite(.serialized) struct ParallelWriteTests {
+    @Test("without an eigendecomposition every rank writes its own tiles: the file equals the gathered kernel bitwise, symmetric and cross, mean and full, 1 to 4 ranks")
+    func streamedEqualsGathered() throws {
+        let dir = try DistributedTests.inputs()
+        for mode in ["mean", "full"] {
+            let gathered = dir + "/gathered-\(mode)"
+            let base = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "5", "--tile", "4",
+                                         "--output-kernel", mode, "--eigen", "values", "--out", gathered], ranks: 1, timeout: 60)
+            try #require(base.status == 0, "\(base.stderr)")
+            let reference = try Data(contentsOf: URL(fileURLWithPath: gathered + "/kernel.npy"))
+            for ranks in [1, 2, 4] {
+                for tile in [3, 5, 13] {
+                    let out = dir + "/streamed-\(mode)-\(ranks)-\(tile)"
+                    let result = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "5",
+                                                   "--tile", String(tile), "--output-kernel", mode, "--eigen", "none", "--out", out],
+                                                  ranks: ranks, timeout: 60)
+                    try #require(result.status == 0, "\(result.stderr)")
+                    let streamed = try Data(contentsOf: URL(fileURLWithPath: out + "/kernel.npy"))
+                    do {
+                        // Tile sizes change the per-sample batches and so the last bits.
+                        let a = try Launcher.readNPY(out + "/kernel.npy").doubles(), b = try NPYFormat.decode(reference).doubles()
+                        let scale = b.map(abs).max()!
+                        #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 1e-12 * scale }, "\(mode) ranks \(ranks) tile \(tile)")
+                    }
+                    #expect(streamed.count == reference.count)
+                    let names = try FileManager.default.contentsOfDirectory(atPath: out)
+                    #expect(!names.contains { $0.hasPrefix(".") }, "\(names)")
+                }
+            }
+            // Same tile size: bitwise.
+            let same = dir + "/streamed-\(mode)-same"
+            let result = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "5", "--tile", "4",
+                                           "--output-kernel", mode, "--eigen", "none", "--out", same], ranks: 3, timeout: 60)
+            try #require(result.status == 0, "\(result.stderr)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: same + "/kernel.npy")) == reference)
+        }
+    }
+}

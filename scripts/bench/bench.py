@@ -55,7 +55,13 @@ def run(cmd, env=None, timeout=None, check=True):
     try:
         out, err = p.communicate(timeout=timeout)
         timed_out = False
-    except subprocess.TimeoutExpired:
+    except BaseException as e:  # interrupted: take the child's whole session down with us
+        if not isinstance(e, subprocess.TimeoutExpired):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
         os.killpg(p.pid, signal.SIGTERM)
         try:
             out, err = p.communicate(timeout=10)
@@ -127,11 +133,27 @@ def wait_for_quiet(max_wait, settle=10.0):
 DISTURBED = {"repeated": 0, "still": []}
 
 
-class Watcher:
-    """Polls for builds / other mpiruns every 0.5 s while a measurement runs."""
+def cpu_busy_seconds():
+    """Busy CPU seconds of the whole machine so far (all cores), steal included."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
-    def __init__(self):
+
+def own_cpu_seconds():
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class Watcher:
+    """Watches a measurement for other work on the machine: polls every 0.5 s for builds,
+    test runners and other mpiruns, and compares the machine's busy CPU time with that of
+    this driver and its (reaped) descendants; 'others' cores = the difference / wall."""
+
+    def __init__(self, threshold):
         self.seen = []
+        self.threshold = threshold
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -143,12 +165,17 @@ class Watcher:
             self._stop.wait(0.5)
 
     def __enter__(self):
+        self.t0, self.m0, self.o0 = time.perf_counter(), cpu_busy_seconds(), own_cpu_seconds()
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        wall = time.perf_counter() - self.t0
+        self.others = max(0.0, (cpu_busy_seconds() - self.m0) - (own_cpu_seconds() - self.o0)) / max(wall, 1e-9)
+        if not self.seen and wall > 0.5 and self.others > self.threshold:
+            self.seen = [f"other CPU load {self.others:.2f} cores"]
 
 
 def measured(a, what, fn, attempts=3):
@@ -157,7 +184,7 @@ def measured(a, what, fn, attempts=3):
     (repeats are counted; a last attempt that is disturbed too is kept and reported)."""
     for attempt in range(attempts):
         wait_for_quiet(a.max_wait)
-        with Watcher() as w:
+        with Watcher(a.other_load) as w:
             result = fn()
         if not w.seen:
             return result
@@ -403,7 +430,10 @@ def main():
     ap.add_argument("--torch-budget", type=float, default=240.0)
     ap.add_argument("--ntk-timeout", type=float, default=1800.0)
     ap.add_argument("--max-wait", type=float, default=600.0)
+    ap.add_argument("--other-load", type=float, default=0.25,
+                    help="cores of CPU time used by other processes during a measurement that count as disturbance")
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if a.runs is None:
         a.runs = 1 if a.quick else 3
     if a.quick:
