@@ -43,6 +43,8 @@ let package = Package(
         .systemLibrary(name: "CLAPACK", path: "Sources/CLAPACK", pkgConfig: "lapacke",
                        providers: [.apt(["liblapacke-dev", "libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CScaLAPACK", path: "Sources/CScaLAPACK", pkgConfig: "scalapack-openmpi",
+                       providers: [.apt(["libscalapack-openmpi-dev"])]),
 
         // Thin typed layer over MPI.
         .target(name: "MPI", dependencies: ["CMPI"]),
@@ -54,6 +56,8 @@ let package = Package(
         .target(name: "TileKernels", dependencies: ["CCPU"], swiftSettings: tileKernelSettings),
         .target(name: "Plots"),
         .target(name: "Network", dependencies: ["LinearAlgebra"]),
+        // The distributed symmetric eigensolver (ScaLAPACK on a process grid over all ranks).
+        .target(name: "DistributedEigen", dependencies: ["MPI", "CScaLAPACK"]),
         .target(name: "LearningDynamics", dependencies: ["LinearAlgebra"]),
 
         // The distributed Gram engine: tile plan, per-rank compute, gather, eigensolve, outputs.
@@ -67,9 +71,12 @@ let package = Package(
 
         // Benchmark of the tile kernels against dgemm (scripts/bench.sh runs it).
         .executableTarget(name: "tile-bench", dependencies: ["TileKernels", "LinearAlgebra"]),
+        // Checks DistributedEigen against LAPACK under mpirun (DistributedEigenTests launches it).
+        .executableTarget(name: "scalapack-check", dependencies: ["DistributedEigen", "MPI", "LinearAlgebra", "NumPyIO"]),
 
         .testTarget(name: "NumPyIOTests", dependencies: ["NumPyIO"], resources: [.copy("Resources")]),
         .testTarget(name: "LinearAlgebraTests", dependencies: ["LinearAlgebra"]),
+        .testTarget(name: "DistributedEigenTests", dependencies: ["LinearAlgebra"]),
         .testTarget(name: "TileKernelsTests", dependencies: ["TileKernels"]),
         // Tests read the committed reference fixtures in Tests/Fixtures by path.
         .testTarget(name: "NetworkTests", dependencies: ["Network", "NumPyIO"]),

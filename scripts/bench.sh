@@ -6,7 +6,7 @@
 # (and torch.func's) time on the same inputs and parameters. See scripts/bench/README.md.
 #
 # Usage: scripts/bench.sh [--quick] [--runs R] [--configs 1,4] [--no-reference] [--no-torch]
-#                         [--workdir DIR] [--nt-budget S] [--torch-budget S] [--max-wait S]
+#                         [--workdir DIR] [--nt-budget S] [--torch-budget S] [--max-wait S] [--other-load C]
 #   --quick          small N and widths, R=1 (a smoke run, under a minute once built)
 #   --runs R         runs per measurement (default 3; median reported)
 #   --configs LIST   subset of 1..5 (default all)

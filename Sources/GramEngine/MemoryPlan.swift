@@ -9,10 +9,10 @@ import Foundation
 ///   8RC/K (8RC/(2K) for a symmetric kernel, whose tiles cover its upper triangle); its
 ///   cache of per-sample quantities, min(f (N + M), cache bound);
 /// - rank 0, only when it eigendecomposes (otherwise the ranks write their tiles into
-///   kernel.npy themselves): the assembled kernel 8RC; a gather buffer ≤ 8·B·k'·C; for the
-///   eigendecomposition a copy of the kernel 8R² and, with vectors, LAPACK's dsyevd
-///   workspace 8(1 + 6R + 2R²) and a symmetric copy 8R² for the residual check; for the
-///   full kernel a permuted copy 8RC to write it.
+///   kernel.npy themselves), instead of its tile share once the gather has released it:
+///   the assembled kernel 8RC; a gather buffer ≤ 8·B·k'·C; a copy of the kernel 8R² for
+///   LAPACK and, with vectors, the larger of dsyevd's workspace 8(1 + 6R + 2R²) and the
+///   symmetric copy 8R² of the residual check; for the full kernel a permuted copy 8RC.
 /// The output files are streamed from these arrays without further copies. Every rank
 /// also carries a fixed `baseline` (the Swift runtime, Open MPI and OpenBLAS buffers,
 /// measured at about 45 MiB here).
@@ -39,11 +39,14 @@ public struct MemoryPlan: Sendable, Equatable {
         var rank0 = common
         if symmetric && eigen != .none {
             // Rank 0 assembles the kernel for LAPACK (otherwise every rank writes its own
-            // tiles into kernel.npy and rank 0 holds no more than the others).
-            rank0 += kernelBytes + 8 * min(tileSize * entry, rows) * columns + 8 * rows * rows
-            // dsyevd's workspace, and the symmetric copy the residual check multiplies by.
-            if eigen == .vectors { rank0 += 8 * (1 + 6 * rows + 2 * rows * rows) + 8 * rows * rows }
-            if outputKernel == .full { rank0 += kernelBytes }
+            // tiles into kernel.npy and rank 0 holds no more than the others). Its tiles
+            // are released as they are gathered, so the peak is the larger of the two phases.
+            var finish = kernelBytes + 8 * min(tileSize * entry, rows) * columns + 8 * rows * rows
+            // With vectors: dsyevd's workspace, or later the symmetric copy the residual
+            // check multiplies by, whichever is larger (they are not held together).
+            if eigen == .vectors { finish += max(8 * (1 + 6 * rows + 2 * rows * rows), 8 * rows * rows) }
+            if outputKernel == .full { finish += kernelBytes }
+            rank0 = baseline + data + cache + max(share, finish)
         }
         return MemoryPlan(rank0Bytes: rank0, otherRankBytes: common)
     }

@@ -105,6 +105,49 @@ public struct Communicator: @unchecked Sendable {
         }
     }
 
+    /// Sends `send[r]` to rank r and returns, at index r, what rank r sent to this rank:
+    /// one element per pair of ranks (e.g. the counts before an `alltoallv`). Collective;
+    /// every rank passes `size` elements.
+    public func alltoall<T: MPIElement>(_ send: [T]) throws(MPIError) -> [T] {
+        precondition(send.count == size, "alltoall takes one element per rank")
+        var receive = send
+        let type = T.mpiDatatype.handle
+        let comm = handle
+        let code = send.withUnsafeBufferPointer { input in
+            receive.withUnsafeMutableBufferPointer { output in
+                MPI_Alltoall(input.baseAddress, 1, type, output.baseAddress, 1, type, comm)
+            }
+        }
+        try check(code)
+        return receive
+    }
+
+    /// Exchanges variable amounts of data between every pair of ranks: the first
+    /// `sendCounts[0]` elements of `send` go to rank 0, the next `sendCounts[1]` to rank
+    /// 1, and so on; `receive` is filled in rank order, `receiveCounts[r]` elements from
+    /// rank r (which must equal what rank r sends here: exchange the counts first with
+    /// `alltoall`). Each buffer's total must fit in Int32: move larger data in rounds.
+    /// Collective.
+    public func alltoallv<T: MPIElement>(send: UnsafeBufferPointer<T>, sendCounts: [Int],
+                                         receive: UnsafeMutableBufferPointer<T>, receiveCounts: [Int]) throws(MPIError) {
+        precondition(sendCounts.count == size && receiveCounts.count == size, "alltoallv takes one count per rank")
+        func layout(_ counts: [Int], capacity: Int) -> (counts: [Int32], displacements: [Int32]) {
+            var displacements = [Int32](repeating: 0, count: counts.count)
+            var offset = 0
+            for (index, count) in counts.enumerated() {
+                displacements[index] = Int32(offset)
+                offset += count
+            }
+            precondition(offset <= capacity && offset <= Int(Int32.max), "alltoallv counts exceed the buffer or Int32")
+            return (counts.map { Int32($0) }, displacements)
+        }
+        var (sendCounts32, sendDisplacements) = layout(sendCounts, capacity: send.count)
+        var (receiveCounts32, receiveDisplacements) = layout(receiveCounts, capacity: receive.count)
+        let type = T.mpiDatatype.handle
+        try check(MPI_Alltoallv(send.baseAddress, &sendCounts32, &sendDisplacements, type,
+                                receive.baseAddress, &receiveCounts32, &receiveDisplacements, type, handle))
+    }
+
     /// Agrees on a failure across ranks. Each rank passes its own exit status (0 for
     /// success); every rank gets the largest, and the lowest failing rank (or nil). Use
     /// it before the next collective after any step that can fail on one rank only.
