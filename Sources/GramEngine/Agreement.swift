@@ -30,6 +30,24 @@ struct Agreement {
     }
 }
 
+/// The outcome of a job on every rank, as the exit status they all share.
+public enum JobRunner {
+    /// Runs `body` on this rank. A failure all ranks agreed on (`Agreement.stage`) gives
+    /// its status, already printed; any other error is a bug on this rank alone, while
+    /// peers may wait in a collective, so it is printed and the whole job aborted.
+    public static func run(world: Communicator, _ body: () throws -> Void) -> ExitStatus {
+        do {
+            try body()
+            return .success
+        } catch let failure as AgreedFailure {
+            return failure.status
+        } catch {
+            Report.error("internal error: \(error)")
+            world.abort(code: ExitStatus.software.rawValue)
+        }
+    }
+}
+
 /// What the tool prints.
 public enum Report {
     /// One error line on stderr, written at once (unbuffered).

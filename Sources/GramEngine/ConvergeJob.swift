@@ -59,15 +59,7 @@ public struct ConvergenceSummary: Codable, Sendable {
 public enum ConvergeJob {
     /// Runs on every rank; every rank returns the same status.
     public static func run(_ options: ConvergeOptions, world: Communicator) -> ExitStatus {
-        do {
-            try execute(options, world: world)
-            return .success
-        } catch let failure as AgreedFailure {
-            return failure.status
-        } catch {
-            Report.error("internal error: \(error)")
-            world.abort(code: ExitStatus.software.rawValue)
-        }
+        JobRunner.run(world: world) { try execute(options, world: world) }
     }
 
     /// `spec` with every dense layer but the last set to `width`.

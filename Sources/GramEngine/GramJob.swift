@@ -112,15 +112,7 @@ public enum GramJob {
     /// Runs the job. Every rank calls it; every rank returns the same status. Errors are
     /// printed once (by the first rank that saw them) to stderr.
     public static func run(_ options: GramOptions, world: Communicator) -> ExitStatus {
-        do {
-            try execute(options, world: world)
-            return .success
-        } catch let failure as AgreedFailure {
-            return failure.status
-        } catch {
-            Report.error("internal error: \(error)")
-            world.abort(code: ExitStatus.software.rawValue)
-        }
+        JobRunner.run(world: world) { try execute(options, world: world) }
     }
 
     struct Loaded {

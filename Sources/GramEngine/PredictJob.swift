@@ -67,15 +67,7 @@ public struct PredictSummary: Codable, Sendable {
 /// under MSE gradient descent, from kernels computed by the distributed engine.
 public enum PredictJob {
     public static func run(_ options: PredictOptions, world: Communicator) -> ExitStatus {
-        do {
-            try execute(options, world: world)
-            return .success
-        } catch let failure as AgreedFailure {
-            return failure.status
-        } catch {
-            Report.error("internal error: \(error)")
-            world.abort(code: ExitStatus.software.rawValue)
-        }
+        JobRunner.run(world: world) { try execute(options, world: world) }
     }
 
     struct Loaded {

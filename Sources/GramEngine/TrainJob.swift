@@ -19,6 +19,8 @@ public struct TrainOptions: Sendable {
     public var output: String
     public var tileSize = GramOptions.defaultTileSize
     public var force = false
+    /// Progress of the kernel computations on stderr: nil means only on a terminal.
+    public var progress: Bool?
     public var quiet = false
 
     public init(train: String, targets: String, model: ModelSource, parameters: ParameterSource, output: String) {
@@ -76,15 +78,7 @@ public struct TrainingSummary: Codable, Sendable {
 /// rank holds the parameters, and the gradient is summed with one allreduce per step.
 public enum TrainJob {
     public static func run(_ options: TrainOptions, world: Communicator) -> ExitStatus {
-        do {
-            try execute(options, world: world)
-            return .success
-        } catch let failure as AgreedFailure {
-            return failure.status
-        } catch {
-            Report.error("internal error: \(error)")
-            world.abort(code: ExitStatus.software.rawValue)
-        }
+        JobRunner.run(world: world) { try execute(options, world: world) }
     }
 
     static func execute(_ options: TrainOptions, world: Communicator) throws {
@@ -158,7 +152,7 @@ public enum TrainJob {
                                         rowData: rows.values, columnData: columns?.values, cacheBytes: 2048 << 20)
             var result = try GramJob.computeKernel(computer: computer, plan: plan, entry: 1, rows: rows.count,
                                                    columns: columns?.count ?? rows.count, checkpoint: nil, reuse: false,
-                                                   progress: false, world: world).kernel
+                                                   progress: options.progress, world: world).kernel
             if columns == nil && world.isRoot {
                 let m = rows.count
                 for i in 0..<m { for j in (i + 1)..<m { result[j * m + i] = result[i * m + j] } }

@@ -17,6 +17,7 @@ struct Converge: ParsableCommand {
     var data: String
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var outputOptions: OutputOptions
 
     @Option(help: "Comma-separated hidden widths, e.g. 64,128,256,512,1024.")
     var widths: String = "64,128,256,512,1024"
@@ -24,20 +25,9 @@ struct Converge: ParsableCommand {
     @Option(help: "Comma-separated seeds per width (default 0,1,2).")
     var seeds: String = "0,1,2"
 
-    @Option(help: "The output directory.")
-    var out: String
-
     @Option(help: "Samples per tile side (default \(GramOptions.defaultTileSize)).")
     var tile: Int = GramOptions.defaultTileSize
 
-    @Flag(help: "Replace a result already in --out.")
-    var force = false
-
-    @Flag(inversion: .prefixedNo, help: "Show a line per kernel on stderr (default: only when stderr is a terminal).")
-    var progress: Bool?
-
-    @Flag(help: "Print nothing on stdout.")
-    var quiet = false
 
     func parsedWidths() throws -> [Int] {
         let values = widths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -62,18 +52,11 @@ struct Converge: ParsableCommand {
     }
 
     func run() throws {
-        var options = ConvergeOptions(data: data, model: modelOptions.source, widths: try parsedWidths(), seeds: try parsedSeeds(), output: out)
+        var options = ConvergeOptions(data: data, model: modelOptions.source, widths: try parsedWidths(), seeds: try parsedSeeds(), output: outputOptions.out)
         options.tileSize = tile
-        options.force = force
-        options.progress = progress
-        options.quiet = quiet
-        let status: ExitStatus
-        do {
-            status = try MPIEnvironment.run { world in ConvergeJob.run(options, world: world) }
-        } catch {
-            Report.error("MPI failed: \(error)")
-            throw ExitCode(ExitStatus.software.rawValue)
-        }
-        if status != .success { throw ExitCode(status.rawValue) }
+        options.force = outputOptions.force
+        options.progress = outputOptions.progress
+        options.quiet = outputOptions.quiet
+        try runUnderMPI { world in ConvergeJob.run(options, world: world) }
     }
 }

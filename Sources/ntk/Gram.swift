@@ -21,9 +21,7 @@ struct Gram: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var parameterOptions: ParameterOptions
-
-    @Option(help: "The output directory (created if missing).")
-    var out: String
+    @OptionGroup var outputOptions: OutputOptions
 
     @Option(name: .customLong("output-kernel"), help: "For k > 1 outputs: mean (neural-tangents' default), sum (torch.func's tutorial) or full (N, N, k, k).")
     var outputKernel: OutputKernel = .mean
@@ -55,14 +53,6 @@ struct Gram: ParsableCommand {
     @Option(name: .customLong("memory-budget-mb"), help: "Memory rank 0's node may use, in MiB (default: what the system reports available). The job is refused before any work if its plan needs more.")
     var memoryBudget: Int?
 
-    @Flag(help: "Replace a result already in --out.")
-    var force = false
-
-    @Flag(inversion: .prefixedNo, help: "Show progress on stderr (default: only when stderr is a terminal).")
-    var progress: Bool?
-
-    @Flag(help: "Print nothing on stdout.")
-    var quiet = false
 
     func validate() throws {
         if let tile, tile < 1 { throw ValidationError("--tile must be at least 1, got \(tile)") }
@@ -80,29 +70,22 @@ struct Gram: ParsableCommand {
     }
 
     func run() throws {
-        var options = GramOptions(data: data, model: modelOptions.source, parameters: parameterOptions.source, output: out)
+        var options = GramOptions(data: data, model: modelOptions.source, parameters: parameterOptions.source, output: outputOptions.out)
         options.data2 = data2
         options.outputKernel = outputKernel
         options.kernel = kernel
         options.eigen = data2 == nil ? eigen : .none
         options.tileSize = tile
         options.method = method
-        options.force = force
-        options.progress = progress
+        options.force = outputOptions.force
+        options.progress = outputOptions.progress
         options.cacheMegabytes = cacheMegabytes
-        options.quiet = quiet
+        options.quiet = outputOptions.quiet
         options.checkpointing = !noCheckpoint
         options.checkpointDirectory = checkpoint
         options.resume = resume
         options.memoryBudget = memoryBudget.map { $0 << 20 }
         Interruption.install()
-        let status: ExitStatus
-        do {
-            status = try MPIEnvironment.run { world in GramJob.run(options, world: world) }
-        } catch {
-            Report.error("MPI failed: \(error)")
-            throw ExitCode(ExitStatus.software.rawValue)
-        }
-        if status != .success { throw ExitCode(status.rawValue) }
+        try runUnderMPI { world in GramJob.run(options, world: world) }
     }
 }

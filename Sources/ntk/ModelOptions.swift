@@ -103,3 +103,19 @@ struct ParameterOptions: ParsableArguments {
         return .seed(seed ?? 0)
     }
 }
+
+/// Where results go and what the run prints: shared by the commands that write a
+/// result directory.
+struct OutputOptions: ParsableArguments {
+    @Option(help: "The output directory (created if missing).")
+    var out: String
+
+    @Flag(help: "Replace a result already in --out.")
+    var force = false
+
+    @Flag(inversion: .prefixedNo, help: "Show progress on stderr (default: only when stderr is a terminal).")
+    var progress: Bool?
+
+    @Flag(help: "Print nothing on stdout.")
+    var quiet = false
+}

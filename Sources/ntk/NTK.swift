@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GramEngine
+import MPI
 
 /// The `ntk` command: the root of the subcommands.
 struct NTK: ParsableCommand {
@@ -24,6 +25,19 @@ let launcherRank: Int = {
     }
     return 0
 }()
+
+/// Runs a job inside MPI (initialized and finalized once) on this rank and turns its
+/// status into the process's exit status.
+func runUnderMPI(_ job: (Communicator) -> ExitStatus) throws {
+    let status: ExitStatus
+    do {
+        status = try MPIEnvironment.run(job)
+    } catch {
+        Report.error("MPI failed: \(error)")
+        throw ExitCode(ExitStatus.software.rawValue)
+    }
+    if status != .success { throw ExitCode(status.rawValue) }
+}
 
 @main
 enum Main {

@@ -32,6 +32,7 @@ struct Predict: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var parameterOptions: ParameterOptions
+    @OptionGroup var outputOptions: OutputOptions
 
     @Option(help: "empirical (the linearized finite network at its parameters) or analytic (the infinite-width NTK; f₀ = 0, the ensemble mean).")
     var kernel: KernelKind = .empirical
@@ -51,20 +52,9 @@ struct Predict: ParsableCommand {
     @Flag(name: .customLong("diag-reg-absolute"), help: "Add r itself to the diagonal (diag_reg_absolute_scale).")
     var diagRegAbsolute = false
 
-    @Option(help: "The output directory.")
-    var out: String
-
     @Option(help: "Samples per tile side (default \(GramOptions.defaultTileSize)).")
     var tile: Int = GramOptions.defaultTileSize
 
-    @Flag(help: "Replace a result already in --out.")
-    var force = false
-
-    @Flag(inversion: .prefixedNo, help: "Show progress on stderr (default: only when stderr is a terminal).")
-    var progress: Bool?
-
-    @Flag(help: "Print nothing on stdout.")
-    var quiet = false
 
     func parsedTimes() throws -> [Double] {
         guard let times else { return steps == nil ? [.infinity] : [] }
@@ -97,7 +87,7 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
-        var options = PredictOptions(train: train, targets: targets, model: modelOptions.source, parameters: parameterOptions.source, output: out)
+        var options = PredictOptions(train: train, targets: targets, model: modelOptions.source, parameters: parameterOptions.source, output: outputOptions.out)
         options.test = test
         options.testTargets = testTargets
         options.kernel = kernel
@@ -106,16 +96,9 @@ struct Predict: ParsableCommand {
         options.steps = try parsedSteps()
         if let diagReg { options.regularizer = diagRegAbsolute ? .absolute(diagReg) : .relative(diagReg) }
         options.tileSize = tile
-        options.force = force
-        options.progress = progress
-        options.quiet = quiet
-        let status: ExitStatus
-        do {
-            status = try MPIEnvironment.run { world in PredictJob.run(options, world: world) }
-        } catch {
-            Report.error("MPI failed: \(error)")
-            throw ExitCode(ExitStatus.software.rawValue)
-        }
-        if status != .success { throw ExitCode(status.rawValue) }
+        options.force = outputOptions.force
+        options.progress = outputOptions.progress
+        options.quiet = outputOptions.quiet
+        try runUnderMPI { world in PredictJob.run(options, world: world) }
     }
 }

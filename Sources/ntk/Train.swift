@@ -30,6 +30,7 @@ struct Train: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var parameterOptions: ParameterOptions
+    @OptionGroup var outputOptions: OutputOptions
 
     @Option(name: .customLong("learning-rate"), help: "The learning rate η.")
     var learningRate: Double
@@ -37,17 +38,9 @@ struct Train: ParsableCommand {
     @Option(help: "Comma-separated step counts to record (training runs to the largest; default 0,10,100,1000).")
     var steps: String = "0,10,100,1000"
 
-    @Option(help: "The output directory.")
-    var out: String
-
     @Option(help: "Samples per tile side for the kernels (default \(GramOptions.defaultTileSize)).")
     var tile: Int = GramOptions.defaultTileSize
 
-    @Flag(help: "Replace a result already in --out.")
-    var force = false
-
-    @Flag(help: "Print nothing on stdout.")
-    var quiet = false
 
     func parsedSteps() throws -> [Int] {
         let values = steps.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -65,21 +58,15 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        var options = TrainOptions(train: train, targets: targets, model: modelOptions.source, parameters: parameterOptions.source, output: out)
+        var options = TrainOptions(train: train, targets: targets, model: modelOptions.source, parameters: parameterOptions.source, output: outputOptions.out)
         options.test = test
         options.testTargets = testTargets
         options.learningRate = learningRate
         options.steps = try parsedSteps()
         options.tileSize = tile
-        options.force = force
-        options.quiet = quiet
-        let status: ExitStatus
-        do {
-            status = try MPIEnvironment.run { world in TrainJob.run(options, world: world) }
-        } catch {
-            Report.error("MPI failed: \(error)")
-            throw ExitCode(ExitStatus.software.rawValue)
-        }
-        if status != .success { throw ExitCode(status.rawValue) }
+        options.force = outputOptions.force
+        options.progress = outputOptions.progress
+        options.quiet = outputOptions.quiet
+        try runUnderMPI { world in TrainJob.run(options, world: world) }
     }
 }
