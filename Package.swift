@@ -61,7 +61,8 @@ let package = Package(
         .target(name: "LearningDynamics", dependencies: ["LinearAlgebra"]),
 
         // The distributed Gram engine: tile plan, per-rank compute, gather, eigensolve, outputs.
-        .target(name: "GramEngine", dependencies: ["MPI", "NumPyIO", "LinearAlgebra", "TileKernels", "Network", "Plots", "LearningDynamics"]),
+        .target(name: "GramEngine", dependencies: ["MPI", "NumPyIO", "LinearAlgebra", "TileKernels", "Network", "Plots",
+                                                  "LearningDynamics", "DistributedEigen"]),
 
         // Command line: argument parsing and little else.
         .executableTarget(name: "ntk", dependencies: [

@@ -1,6 +1,5 @@
 import CScaLAPACK
 import MPI
-import Glibc
 
 /// The symmetric eigendecomposition of a matrix distributed over all MPI ranks, with
 /// ScaLAPACK, so that no rank ever holds the whole N x N matrix.
@@ -114,13 +113,18 @@ public enum ScaLAPACKEigen {
     /// Collective.
     static func traceAndLargest(_ a: BlockCyclicMatrix, world: Communicator) throws -> (trace: Double, largest: Double) {
         var trace = 0.0, largest = 0.0
-        for j in 0..<a.localColumns {
-            for i in 0..<a.localRows {
-                let (row, column) = a.globalIndex(localRow: i, localColumn: j)
-                if row > column { continue }
-                let value = a.local[j * a.localRows + i]
-                if row == column { trace += value }
-                largest = max(largest, abs(value))
+        // Global rows grow with the local row, so a column's upper part is a prefix.
+        let globalRows = (0..<a.localRows).map { a.globalIndex(localRow: $0, localColumn: 0).row }
+        a.local.withUnsafeBufferPointer { local in
+            for j in 0..<a.localColumns {
+                let column = a.globalIndex(localRow: 0, localColumn: j).column
+                var i = 0
+                while i < a.localRows && globalRows[i] <= column {
+                    let value = local[j * a.localRows + i]
+                    if globalRows[i] == column { trace += value }
+                    largest = max(largest, abs(value))
+                    i += 1
+                }
             }
         }
         return (try world.allreduce(trace, .sum), try world.allreduce(largest, .max))
@@ -161,7 +165,7 @@ public enum ScaLAPACKEigen {
         try agreeOnInfo(info, routine: "pdsyevd", world: world)
         a.local = []
         // PDSTEDC leaves the eigenvalues only on process (0, 0) when n <= nb: take them from there.
-        if getenv("X_NOBCAST") == nil { try world.broadcast(&w, root: grid.worldRanks[0]) }
+        try world.broadcast(&w, root: grid.worldRanks[0])
         z.local.removeLast(z.local.count - z.localRows * z.localColumns)
         return (w, z)
     }
@@ -174,7 +178,7 @@ public enum ScaLAPACKEigen {
         // With vectors, compute at least nb pairs: PDSYEVR sizes PDORMTR's workspace from
         // the number of pairs, too small below nb, and then skips the back-transformation
         // without reporting it. The extra pairs are dropped below.
-        let computed = (wantVectors && getenv("X_NOPAD") == nil) ? min(n, max(keep, nb)) : keep
+        let computed = wantVectors ? min(n, max(keep, nb)) : keep
         let range = CChar(bitPattern: computed == n ? UInt8(ascii: "A") : UInt8(ascii: "I"))
         let jobz = CChar(bitPattern: wantVectors ? UInt8(ascii: "V") : UInt8(ascii: "N"))
         let upper = CChar(bitPattern: UInt8(ascii: "U"))

@@ -1,3 +1,4 @@
+import DistributedEigen
 import Foundation
 import LearningDynamics
 import LinearAlgebra
@@ -30,6 +31,10 @@ public struct GramOptions: Sendable {
     /// Empirical (default), or an infinite-width kernel of the same architecture.
     public var kernel: KernelKind = .empirical
     public var eigen: EigenOutput = .values
+    /// LAPACK on rank 0 (default) or ScaLAPACK over all ranks.
+    public var eigenSolver: EigenSolver = .lapack
+    /// Only the K largest eigenpairs (nil: all).
+    public var eigenTop: Int?
     /// Samples per tile side; nil chooses `GramOptions.defaultTileSize`.
     public var tileSize: Int?
     public var method: GradientMethod = .structured
@@ -145,7 +150,7 @@ public enum GramJob {
         let tileSize = options.tileSize ?? GramOptions.defaultTileSize
         try agreement.stage { () throws(NTKError) in
             if tileSize < 1 { throw NTKError(.usage, "--tile must be at least 1") }
-            if m == nil && options.eigen != .none {
+            if m == nil && options.eigen != .none && options.eigenSolver == .lapack {
                 // LAPACK's 32-bit integers: the matrix index n² and, with vectors, dsyevd's
                 // workspace 1 + 6n + 2n² must fit.
                 let order = n * entry
@@ -167,7 +172,8 @@ public enum GramJob {
             return 8 * network.geometry.reduce(0) { $0 + $1.fanIn + k * $1.fanOut }
         }()
         let memory = MemoryPlan.estimate(n: n, m: m, inputWidth: loaded.data.width, outputs: k, outputKernel: options.outputKernel,
-                                         eigen: m == nil ? options.eigen : .none, ranks: world.size, tileSize: tileSize,
+                                         eigen: m == nil ? options.eigen : .none, solver: options.eigenSolver,
+                                         ranks: world.size, tileSize: tileSize,
                                          perSampleBytes: perSample, cacheBytes: options.cacheMegabytes << 20)
         try agreement.stage { () throws(NTKError) in
             guard world.isRoot, let available = options.memoryBudget ?? MemoryPlan.availableBytes() else { return }
@@ -217,7 +223,7 @@ public enum GramJob {
         }
         // Without an eigendecomposition rank 0 needs no kernel: every rank writes its own
         // tiles into kernel.npy and no rank ever holds N x N.
-        let stream = m != nil || options.eigen == .none
+        let stream = m != nil || options.eigen == .none || options.eigenSolver == .scalapack
         var result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
                                        checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world,
                                        assemble: !stream)
@@ -236,7 +242,8 @@ public enum GramJob {
             let dataOffset = NPYFormat.header(shape: shape, dtype: .float64).count
             let path = options.output + "/" + ParallelKernelFile.temporaryName
             let tiles = result.tiles
-            result.tiles = [:]
+            // ScaLAPACK needs the tiles again after the write; otherwise release them.
+            result.tiles = options.eigenSolver == .scalapack ? tiles : [:]
             try agreement.stage(quietly: true) { () throws(NTKError) in
                 for (index, values) in tiles {
                     if let bad = values.firstIndex(where: { !$0.isFinite }) {
@@ -253,6 +260,54 @@ public enum GramJob {
             if let created { streamed = (created.path, created.size) }
             result.gatherSeconds = Clock.seconds(since: writeStart)
         }
+
+        // ScaLAPACK: every rank hands in its tiles; nobody holds the whole kernel.
+        var distributedValues: [Double]? = nil
+        var vectorsStaged = false
+        var distributedSeconds: Double? = nil
+        if stream && m == nil && options.eigen != .none && options.eigenSolver == .scalapack {
+            let start = Clock.now
+            let order = n * entry
+            let blocks = result.tiles.map { (row: plan.tiles[$0.key].row, column: plan.tiles[$0.key].column, values: $0.value) }
+            result.tiles = [:]
+            let solved = try agreement.stage(quietly: true) { () throws(NTKError) -> (values: [Double], vectors: BlockCyclicMatrix?) in
+                do {
+                    return try ScaLAPACKEigen.solve(n: order, blockSize: tileSize * entry, blocks: blocks,
+                                                    vectors: options.eigen == .vectors, top: options.eigenTop, world: world)
+                } catch let error as DistributedEigenError {
+                    if case .nonFinite = error { throw NTKError(.dataError, "distributed eigendecomposition: \(error)") }
+                    throw NTKError(.software, "distributed eigendecomposition: \(error)")
+                } catch {
+                    throw NTKError(.software, "distributed eigendecomposition: \(error)")
+                }
+            }
+            distributedValues = solved.values
+            if let vectors = solved.vectors {
+                let count = solved.values.count
+                let shape = [order, count]
+                let created: (path: String, dataOffset: Int, size: Int)? = try agreement.stage { () throws(NTKError) -> (path: String, dataOffset: Int, size: Int)? in
+                    guard world.isRoot, let output else { return nil }
+                    let file = try ParallelKernelFile.create(directory: output.path, shape: shape, name: ".eigenvectors.npy.partial")
+                    output.adopt(temporary: file.path, as: "eigenvectors.npy")
+                    return file
+                }
+                let dataOffset = NPYFormat.header(shape: shape, dtype: .float64).count
+                try agreement.stage(quietly: true) { () throws(NTKError) in
+                    do {
+                        try ScaLAPACKEigen.writeVectors(vectors, columns: count, path: options.output + "/.eigenvectors.npy.partial",
+                                                        dataOffset: dataOffset, world: world)
+                    } catch {
+                        throw NTKError(.ioError, "writing the eigenvectors failed: \(error)")
+                    }
+                }
+                try agreement.stage { () throws(NTKError) in
+                    guard let created else { return }
+                    try ParallelKernelFile.finish(path: created.path, size: created.size)
+                }
+                vectorsStaged = true
+            }
+            distributedSeconds = Clock.seconds(since: start)
+        }
         // Move the matrix out, so that mirroring it below does not copy it.
         var kernel = result.kernel
         result.kernel = []
@@ -265,6 +320,7 @@ public enum GramJob {
         let finished = try agreement.stage(quietly: true) { () throws(NTKError) -> Bool in
             guard world.isRoot, let output else { return true }
             try finish(options: options, loaded: loaded, plan: plan, memory: memory, streamedKernel: streamed?.path,
+                       distributedEigen: distributedValues.map { ($0, vectorsStaged, distributedSeconds ?? 0) },
                        kernel: &kernel, rows: rowCount, columns: columnCount,
                        output: output, ranks: world.size, localRanks: localRanks, tilesReused: result.reused,
                        seconds: ["load": loadSeconds, "gradients": result.gradientSeconds, "tile_products": result.productSeconds,
@@ -436,6 +492,7 @@ public enum GramJob {
 
     /// Rank 0's part after the gather: mirror, check, eigendecompose, write, report.
     static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, memory: MemoryPlan, streamedKernel: String?,
+                       distributedEigen: (values: [Double], vectorsStaged: Bool, seconds: Double)?,
                        kernel: inout [Double], rows: Int, columns: Int,
                        output: OutputDirectory, ranks: Int, localRanks: Int, tilesReused: Int, seconds: [String: Double],
                        totalStart: UInt64) throws(NTKError) {
@@ -452,7 +509,10 @@ public enum GramJob {
 
         // Eigendecomposition with the cores of this node's idle ranks.
         var eigen: SymmetricEigen? = nil
-        if plan.symmetric && options.eigen != .none {
+        if let distributedEigen {
+            eigen = SymmetricEigen(values: distributedEigen.values, vectors: nil)
+            seconds["eigen"] = distributedEigen.seconds
+        } else if plan.symmetric && options.eigen != .none {
             let start = Clock.now
             BLASLibrary.setThreadCount(localRanks)
             defer { BLASLibrary.setThreadCount(1) }
@@ -462,6 +522,18 @@ public enum GramJob {
                 throw NTKError(.software, "eigendecomposition: \(error)")
             }
             seconds["eigen"] = Clock.seconds(since: start)
+            if let top = options.eigenTop, var full = eigen, top < full.n {
+                // The K largest pairs, still ascending.
+                let n = full.n
+                let keep = (n - top)..<n
+                if let v = full.vectors {
+                    var kept = [Double](repeating: 0, count: n * top)
+                    for i in 0..<n { for (c, j) in keep.enumerated() { kept[i * top + c] = v[i * n + j] } }
+                    full.vectors = kept
+                }
+                full.values = Array(full.values[keep])
+                eigen = full
+            }
         }
 
         let writeStart = Clock.now
@@ -481,7 +553,8 @@ public enum GramJob {
         }
         if let eigen {
             try stage("eigenvalues.npy", shape: [eigen.n], eigen.values)
-            if let v = eigen.vectors { try stage("eigenvectors.npy", shape: [eigen.n, eigen.n], v) }
+            if let v = eigen.vectors { try stage("eigenvectors.npy", shape: [v.count / max(1, eigen.n), eigen.n], v) }
+            if distributedEigen?.vectorsStaged == true { files.append("eigenvectors.npy") }
         }
         if let network {
             try stage("outputs.npy", shape: [n, k], network.outputs(loaded.data.values, count: n))
@@ -494,8 +567,9 @@ public enum GramJob {
 
         var spectrum: GramSummary.Spectrum? = nil
         if let eigen, let lo = eigen.values.first, let hi = eigen.values.last {
+            // With --eigen-top only the largest values are known: no condition number.
             spectrum = GramSummary.Spectrum(min: lo, max: hi, trace: eigen.values.reduce(0, +),
-                                            conditionNumber: lo > 0 ? hi / lo : nil)
+                                            conditionNumber: lo > 0 && options.eigenTop == nil ? hi / lo : nil)
         }
         var summary = GramSummary(method: options.method.rawValue, outputKernel: options.outputKernel.rawValue,
                                   n: n, m: m, inputWidth: loaded.data.width, outputs: k,
@@ -506,7 +580,7 @@ public enum GramJob {
         summary.kernel = options.kernel.rawValue
         summary.memoryEstimate = ["rank0_bytes": Double(memory.rank0Bytes), "other_rank_bytes": Double(memory.otherRankBytes)]
         if let eigen, !eigen.values.isEmpty {
-            summary.diagnostics = try? SpectralDiagnostics(eigenvalues: eigen.values)
+            if options.eigenTop == nil { summary.diagnostics = try? SpectralDiagnostics(eigenvalues: eigen.values) }
             // For the mean kernel every output shares Θ; the loss normalizes by c = N·k.
             let c = Double(loaded.data.count * k)
             if let top = eigen.values.last, top > 0 {

@@ -33,3 +33,12 @@ public enum EigenOutput: String, Sendable, CaseIterable {
     case values
     case vectors
 }
+
+/// Where the eigendecomposition runs.
+public enum EigenSolver: String, Sendable, CaseIterable {
+    /// LAPACK dsyevd on rank 0, with the node's idle cores (rank 0 holds the kernel).
+    case lapack
+    /// ScaLAPACK on a 2-D block-cyclic distribution over all ranks (no rank holds N x N):
+    /// pdsyevd for all pairs, pdsyevr for values only or the top K.
+    case scalapack
+}

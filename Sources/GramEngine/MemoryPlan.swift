@@ -13,6 +13,8 @@ import Foundation
 ///   the assembled kernel 8RC; a gather buffer ≤ 8·B·k'·C; a copy of the kernel 8R² for
 ///   LAPACK and, with vectors, the larger of dsyevd's workspace 8(1 + 6R + 2R²) and the
 ///   symmetric copy 8R² of the residual check; for the full kernel a permuted copy 8RC.
+/// - with `--eigen-solver scalapack`, every rank instead holds its share of the
+///   block-cyclic matrix, eigenvectors and workspace, about 8·4R²/K.
 /// The output files are streamed from these arrays without further copies. Every rank
 /// also carries a fixed `baseline` (the Swift runtime, Open MPI and OpenBLAS buffers,
 /// measured at about 45 MiB here).
@@ -25,7 +27,7 @@ public struct MemoryPlan: Sendable, Equatable {
 
     /// The estimate for a job of these sizes.
     public static func estimate(n: Int, m: Int?, inputWidth d: Int, outputs k: Int, outputKernel: OutputKernel,
-                                eigen: EigenOutput, ranks: Int, tileSize: Int, perSampleBytes: Int,
+                                eigen: EigenOutput, solver: EigenSolver = .lapack, ranks: Int, tileSize: Int, perSampleBytes: Int,
                                 cacheBytes: Int) -> MemoryPlan {
         let entry = outputKernel == .full ? k : 1
         let rows = n * entry
@@ -35,7 +37,13 @@ public struct MemoryPlan: Sendable, Equatable {
         let share = symmetric ? kernelBytes / (2 * ranks) + 8 * tileSize * entry * tileSize * entry : kernelBytes / ranks
         let data = 8 * (n + (m ?? 0)) * d
         let cache = min(perSampleBytes * (n + (m ?? 0)), max(cacheBytes, 2 * perSampleBytes * tileSize))
-        let common = baseline + data + share + cache
+        var common = baseline + data + share + cache
+        if symmetric && eigen != .none && solver == .scalapack {
+            // ScaLAPACK: every rank holds its piece of the matrix, of the eigenvectors and
+            // the workspace, about 4 R²/K doubles, and no rank the whole kernel.
+            common += 8 * 4 * rows * rows / ranks
+            return MemoryPlan(rank0Bytes: common, otherRankBytes: common)
+        }
         var rank0 = common
         if symmetric && eigen != .none {
             // Rank 0 assembles the kernel for LAPACK (otherwise every rank writes its own

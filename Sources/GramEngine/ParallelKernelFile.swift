@@ -17,8 +17,8 @@ enum ParallelKernelFile {
     static let temporaryName = ".kernel.npy.partial"
 
     /// Rank 0: the temporary file with its header, extended to the full size.
-    static func create(directory: String, shape: [Int]) throws(NTKError) -> (path: String, dataOffset: Int, size: Int) {
-        let path = directory + "/" + temporaryName
+    static func create(directory: String, shape: [Int], name: String = temporaryName) throws(NTKError) -> (path: String, dataOffset: Int, size: Int) {
+        let path = directory + "/" + name
         let header = NPYFormat.header(shape: shape, dtype: .float64)
         let size = header.count + 8 * shape.reduce(1, *)
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

@@ -36,6 +36,12 @@ public struct SymmetricEigen: Sendable {
     /// The order n.
     public var n: Int { values.count }
 
+    /// An eigendecomposition computed elsewhere (e.g. by a distributed solver).
+    public init(values: [Double], vectors: [Double]?) {
+        self.values = values
+        self.vectors = vectors
+    }
+
     /// LAPACK's test threshold for the scaled residuals (xSYT21 in LAPACK's test suite).
     public static let residualThreshold = 60.0
 

@@ -32,6 +32,12 @@ struct Gram: ParsableCommand {
     @Option(help: "Eigendecomposition: none, values, or vectors (values and vectors).")
     var eigen: EigenOutput = .values
 
+    @Option(name: .customLong("eigen-solver"), help: "lapack (rank 0, with its node's idle cores) or scalapack (all ranks, no rank holds the kernel: pdsyevd, or pdsyevr for values or --eigen-top).")
+    var eigenSolver: EigenSolver = .lapack
+
+    @Option(name: .customLong("eigen-top"), help: "Only the K largest eigenpairs.")
+    var eigenTop: Int?
+
     @Option(help: "Samples per tile side (default \(GramOptions.defaultTileSize)).")
     var tile: Int?
 
@@ -61,6 +67,8 @@ struct Gram: ParsableCommand {
         if kernel != .empirical && (parameterOptions.params != nil || method != .structured) {
             throw ValidationError("--kernel \(kernel.rawValue) is the infinite-width limit: it takes no --params or --method")
         }
+        if let eigenTop, eigenTop < 1 { throw ValidationError("--eigen-top must be at least 1") }
+        if eigenTop != nil && eigen == .none { throw ValidationError("--eigen-top needs --eigen values or vectors") }
         if noCheckpoint && (resume || checkpoint != nil) {
             throw ValidationError("--no-checkpoint excludes --resume and --checkpoint")
         }
@@ -74,6 +82,8 @@ struct Gram: ParsableCommand {
         options.data2 = data2
         options.outputKernel = outputKernel
         options.kernel = kernel
+        options.eigenSolver = eigenSolver
+        options.eigenTop = eigenTop
         options.eigen = data2 == nil ? eigen : .none
         options.tileSize = tile
         options.method = method

@@ -7,6 +7,7 @@ extension OutputKernel: ExpressibleByArgument {}
 extension GradientMethod: ExpressibleByArgument {}
 extension EigenOutput: ExpressibleByArgument {}
 extension KernelKind: ExpressibleByArgument {}
+extension EigenSolver: ExpressibleByArgument {}
 
 /// An activation name on the command line.
 enum ActivationName: String, ExpressibleByArgument, CaseIterable {

@@ -75,28 +75,40 @@ func scaledResiduals(matrix a: [Double], n: Int, values: [Double], vectors v: [D
 }
 
 /// Writes `vectors` (count columns) to a fresh .npy through writeVectors and returns its
-/// contents on rank 0 (nil elsewhere). Collective.
-func roundTrip(_ vectors: BlockCyclicMatrix, count: Int, label: String, world: Communicator) throws -> [Double]? {
+/// contents on rank 0 (nil elsewhere, or when rank 0 cannot read it back: then the
+/// reason is in `failures`). Collective.
+func roundTrip(_ vectors: BlockCyclicMatrix, count: Int, label: String, world: Communicator,
+               failures: inout [String]) throws -> [Double]? {
     var path = ""
     var dataOffset = 0
     if world.isRoot {
-        path = NSTemporaryDirectory() + "scalapack-check-\(getpid())-\(label).npy"
+        let candidate = NSTemporaryDirectory() + "scalapack-check-\(getpid())-\(label).npy"
         let header = NPYFormat.header(shape: [vectors.n, count], dtype: .float64)
-        guard FileManager.default.createFile(atPath: path, contents: header) else { throw CheckFailure("cannot create \(path)") }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        try handle.truncate(atOffset: UInt64(header.count + 8 * vectors.n * count))
-        try handle.close()
-        dataOffset = header.count
+        if FileManager.default.createFile(atPath: candidate, contents: header),
+           truncate(candidate, off_t(header.count + 8 * vectors.n * count)) == 0 {
+            path = candidate
+            dataOffset = header.count
+        }
     }
+    // An empty path tells every rank that rank 0 could not create the file.
     path = String(decoding: try world.broadcast(bytes: Array(path.utf8)), as: UTF8.self)
+    if path.isEmpty { throw CheckFailure("\(label): rank 0 cannot create the eigenvector file") }
     var offset = [Int64(dataOffset)]
     try world.broadcast(&offset)
     try ScaLAPACKEigen.writeVectors(vectors, columns: count, path: path, dataOffset: Int(offset[0]), world: world)
     guard world.isRoot else { return nil }
     defer { unlink(path) }
-    let array = try NPYFormat.read(contentsOf: URL(fileURLWithPath: path))
-    guard array.shape == [vectors.n, count] else { throw CheckFailure("\(label): the file has shape \(array.shape)") }
-    return array.doubles()
+    do {
+        let array = try NPYFormat.read(contentsOf: URL(fileURLWithPath: path))
+        guard array.shape == [vectors.n, count] else {
+            failures.append("\(label): the file has shape \(array.shape)")
+            return nil
+        }
+        return array.doubles()
+    } catch {
+        failures.append("\(label): reading the eigenvectors back failed: \(error)")
+        return nil
+    }
 }
 
 struct CheckFailure: Error, CustomStringConvertible {
@@ -113,12 +125,29 @@ func identicalEverywhere(_ values: [Double], world: Communicator) throws -> Bool
 }
 
 /// One (n, nb) case: values, vectors, the top k (values and vectors). Returns a summary
-/// on rank 0 and throws CheckFailure (on rank 0) on a mismatch.
+/// on rank 0; throws CheckFailure on every rank on a mismatch (rank 0 compares, and the
+/// ranks agree before the next collective, so that one failing rank cannot hang the job).
 func checkCase(n: Int, nb: Int, top: Int, world: Communicator) throws -> String {
+    var summary = ""
+    var failure: String? = nil
+    do {
+        summary = try compareCase(n: n, nb: nb, top: top, world: world)
+    } catch let error as CheckFailure {
+        failure = error.description
+    }
+    if try world.agree(status: failure == nil ? 0 : 1).status != 0 {
+        throw CheckFailure(failure ?? "n=\(n) nb=\(nb): rank 0 found a mismatch")
+    }
+    return summary
+}
+
+/// `checkCase` before the agreement: throws CheckFailure on rank 0 only (after every
+/// collective of the case), or a DistributedEigenError / MPIError on every rank.
+func compareCase(n: Int, nb: Int, top: Int, world: Communicator) throws -> String {
     let seed = UInt64(n * 1000 + nb)
     let blocks = myBlocks(n: n, nb: nb, seed: seed, world: world)
     let matrix = world.isRoot ? fullMatrix(n: n, seed: seed) : []
-    let reference = world.isRoot ? try SymmetricEigen.compute(matrix: matrix, n: n, vectors: false).values : []
+    let reference = world.isRoot ? ((try? SymmetricEigen.compute(matrix: matrix, n: n, vectors: false).values) ?? []) : []
     let scale = reference.map(abs).max() ?? 1
     var failures: [String] = []
     func compare(_ got: [Double], _ want: ArraySlice<Double>, _ what: String) -> Double {
@@ -138,8 +167,9 @@ func checkCase(n: Int, nb: Int, top: Int, world: Communicator) throws -> String 
     // All pairs (pdsyevd).
     let all = try ScaLAPACKEigen.solve(n: n, blockSize: nb, blocks: blocks, vectors: true, top: nil, world: world)
     if !(try identicalEverywhere(all.values, world: world)) { failures.append("vector-run values differ between ranks") }
+    // (A missing matrix is the same on every rank: the returned shape is global.)
     guard let allVectors = all.vectors, allVectors.columns == n else { throw CheckFailure("no eigenvectors returned") }
-    let allRead = try roundTrip(allVectors, count: n, label: "all", world: world)
+    let allRead = try roundTrip(allVectors, count: n, label: "all", world: world, failures: &failures)
     var residuals = (0.0, 0.0)
     if world.isRoot, let allRead {
         worstValues = max(worstValues, compare(all.values, reference[...], "pdsyevd values"))
@@ -151,7 +181,7 @@ func checkCase(n: Int, nb: Int, top: Int, world: Communicator) throws -> String 
     let topValues = try ScaLAPACKEigen.solve(n: n, blockSize: nb, blocks: blocks, vectors: false, top: top, world: world)
     let topPairs = try ScaLAPACKEigen.solve(n: n, blockSize: nb, blocks: blocks, vectors: true, top: top, world: world)
     guard let topVectors = topPairs.vectors, topVectors.columns == k else { throw CheckFailure("no top-\(k) eigenvectors returned") }
-    let topRead = try roundTrip(topVectors, count: k, label: "top", world: world)
+    let topRead = try roundTrip(topVectors, count: k, label: "top", world: world, failures: &failures)
     var topResiduals = (0.0, 0.0)
     if world.isRoot, let topRead {
         worstValues = max(worstValues, compare(topValues.values, reference[(n - k)...], "top \(k) values"))
@@ -186,6 +216,35 @@ func checkNonFinite(world: Communicator) throws -> String {
     return "NaN refused"
 }
 
+/// Blocks given twice, or by no rank, and an unwritable vector file: every rank must
+/// throw the same error.
+func checkRefusals(world: Communicator) throws -> String {
+    let n = 45, nb = 7
+    let blocks = myBlocks(n: n, nb: nb, seed: 1, world: world)
+    func outcome(_ body: () throws -> Void) -> DistributedEigenError? {
+        do { try body() } catch let error as DistributedEigenError { return error } catch { return nil }
+        return nil
+    }
+    var twice = blocks
+    if world.isRoot, let first = blocks.first { twice.append(first) }
+    var missing = blocks
+    if world.rank == world.size - 1 { missing.removeLast() }
+    let vectors = try ScaLAPACKEigen.solve(n: n, blockSize: nb, blocks: blocks, vectors: true, top: nil, world: world).vectors!
+    let results = [
+        outcome { _ = try ScaLAPACKEigen.solve(n: n, blockSize: nb, blocks: twice, vectors: false, top: nil, world: world) },
+        outcome { _ = try ScaLAPACKEigen.solve(n: n, blockSize: nb, blocks: missing, vectors: false, top: 3, world: world) },
+        outcome { try ScaLAPACKEigen.writeVectors(vectors, columns: n, path: "/nonexistent-directory/v.npy", dataOffset: 128, world: world) },
+    ]
+    let expected: [(DistributedEigenError?) -> Bool] = [
+        { if case .invalidBlocks(let m) = $0 { return m.contains("more than once") }; return false },
+        { if case .invalidBlocks(let m) = $0 { return m.contains("no rank") }; return false },
+        { if case .io(let m) = $0 { return m.contains("/nonexistent-directory/v.npy") }; return false },
+    ]
+    let ok: Int32 = zip(results, expected).allSatisfy { $1($0) } ? 0 : 1
+    if try world.allreduce(ok, .max) != 0 { throw CheckFailure("refusals on rank \(world.rank): \(results.map { String(describing: $0) })") }
+    return "bad blocks and paths refused"
+}
+
 func runSuite(world: Communicator) -> Int32 {
     var lines: [String] = []
     var failure: String? = nil
@@ -194,6 +253,7 @@ func runSuite(world: Communicator) -> Int32 {
             lines.append(try checkCase(n: n, nb: nb, top: 5, world: world))
         }
         lines.append(try checkNonFinite(world: world))
+        lines.append(try checkRefusals(world: world))
     } catch {
         failure = String(describing: error)
     }
