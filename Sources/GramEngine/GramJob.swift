@@ -221,6 +221,15 @@ public enum GramJob {
             computer = TileComputer(infinite: loaded.infinite!, kind: options.kernel, outputCount: k, plan: plan,
                                     outputKernel: options.outputKernel, rowData: loaded.data.values, columnData: loaded.data2?.values)
         }
+        // Per-sample quantities once across the ranks (broadcast), when they all fit the
+        // cache: each rank would otherwise recompute nearly all of them.
+        if network != nil && options.method == .structured
+            && computer.factorBytesPerSample * (n + (m ?? 0)) <= options.cacheMegabytes << 20 {
+            try computer.preload(world: world)
+        }
+        let precomputedOutputs = world.isRoot ? computer.cachedOutputs(columnSet: false) : nil
+        let precomputedOutputs2 = world.isRoot && m != nil ? computer.cachedOutputs(columnSet: true) : nil
+
         // Without an eigendecomposition rank 0 needs no kernel: every rank writes its own
         // tiles into kernel.npy and no rank ever holds N x N.
         let stream = m != nil || options.eigen == .none || options.eigenSolver == .scalapack
@@ -321,6 +330,7 @@ public enum GramJob {
             guard world.isRoot, let output else { return true }
             try finish(options: options, loaded: loaded, plan: plan, memory: memory, streamedKernel: streamed?.path,
                        distributedEigen: distributedValues.map { ($0, vectorsStaged, distributedSeconds ?? 0) },
+                       outputs: (precomputedOutputs, precomputedOutputs2),
                        kernel: &kernel, rows: rowCount, columns: columnCount,
                        output: output, ranks: world.size, localRanks: localRanks, tilesReused: result.reused,
                        seconds: ["load": loadSeconds, "gradients": result.gradientSeconds, "tile_products": result.productSeconds,
@@ -493,6 +503,7 @@ public enum GramJob {
     /// Rank 0's part after the gather: mirror, check, eigendecompose, write, report.
     static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, memory: MemoryPlan, streamedKernel: String?,
                        distributedEigen: (values: [Double], vectorsStaged: Bool, seconds: Double)?,
+                       outputs precomputed: ([Double]?, [Double]?),
                        kernel: inout [Double], rows: Int, columns: Int,
                        output: OutputDirectory, ranks: Int, localRanks: Int, tilesReused: Int, seconds: [String: Double],
                        totalStart: UInt64) throws(NTKError) {
@@ -556,11 +567,13 @@ public enum GramJob {
             if let v = eigen.vectors { try stage("eigenvectors.npy", shape: [v.count / max(1, eigen.n), eigen.n], v) }
             if distributedEigen?.vectorsStaged == true { files.append("eigenvectors.npy") }
         }
+        // f(X) comes with the per-sample quantities when they were computed for every
+        // sample; otherwise one more forward pass.
         if let network {
-            try stage("outputs.npy", shape: [n, k], network.outputs(loaded.data.values, count: n))
+            try stage("outputs.npy", shape: [n, k], precomputed.0 ?? network.outputs(loaded.data.values, count: n))
         }
         if let network, let data2 = loaded.data2 {
-            try stage("outputs2.npy", shape: [data2.count, k], network.outputs(data2.values, count: data2.count))
+            try stage("outputs2.npy", shape: [data2.count, k], precomputed.1 ?? network.outputs(data2.values, count: data2.count))
         }
         seconds["write"] = Clock.seconds(since: writeStart)
         seconds["total"] = Clock.seconds(since: totalStart)

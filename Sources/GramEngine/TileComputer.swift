@@ -1,3 +1,4 @@
+import MPI
 import Network
 import TileKernels
 
@@ -185,6 +186,69 @@ final class TileComputer {
             for e in 0..<tileValues.count { tileValues[e] /= kd }
         }
         return tileValues
+    }
+
+    /// Bytes of structured per-sample quantities per sample: 8 (Σ_l n_in + k n_out + k).
+    var factorBytesPerSample: Int {
+        guard let network else { return 0 }
+        return 8 * (network.geometry.reduce(0) { $0 + $1.fanIn + network.outputCount * $1.fanOut } + network.outputCount)
+    }
+
+    /// Computes every block's per-sample quantities once across the ranks instead of
+    /// once per rank: block b is computed by rank b mod K and broadcast to all, which
+    /// keep it in the cache. Collective. Only for the structured method, and only when
+    /// all blocks fit in the cache bound (the caller checks).
+    func preload(world: Communicator) throws {
+        guard let network, method == .structured else { return }
+        var blocks: [Key] = (0..<plan.rowBlocks).map { Key(columnSet: false, block: $0) }
+        if !plan.symmetric { blocks += (0..<plan.columnBlocks).map { Key(columnSet: true, block: $0) } }
+        let k = network.outputCount
+        for (index, key) in blocks.enumerated() {
+            let owner = index % world.size
+            let range = key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block)
+            let b = range.count
+            var flat: [Double]
+            if owner == world.rank {
+                let start = Clock.now
+                let data = key.columnSet ? columnData! : rowData
+                let d = network.inputWidth
+                let factors = network.factors(Array(data[(range.lowerBound * d)..<(range.upperBound * d)]), count: b)
+                gradientSeconds += Clock.seconds(since: start)
+                flat = factors.inputs.flatMap { $0 } + factors.signals.flatMap { $0 } + factors.outputs
+            } else {
+                flat = [Double](repeating: 0, count: factorBytesPerSample / 8 * b)
+            }
+            try world.broadcast(&flat, root: owner)
+            // Unflatten: inputs per layer (b, n_in), signals per layer (b·k, n_out), outputs (b, k).
+            var offset = 0
+            var inputs: [[Double]] = [], signals: [[Double]] = []
+            for g in network.geometry {
+                inputs.append(Array(flat[offset..<(offset + b * g.fanIn)]))
+                offset += b * g.fanIn
+            }
+            for g in network.geometry {
+                signals.append(Array(flat[offset..<(offset + b * k * g.fanOut)]))
+                offset += b * k * g.fanOut
+            }
+            let outputs = Array(flat[offset..<(offset + b * k)])
+            let made = Entry(factors: BatchFactors(count: b, outputCount: k, inputs: inputs, signals: signals, outputs: outputs),
+                             gradients: nil, lastUse: 0)
+            cache[key] = made
+            cachedBytes += made.bytes
+        }
+    }
+
+    /// f(X) (or f(X2) for `columnSet`) from the cached per-sample quantities, row-major
+    /// (samples, k), when every block of that set is cached (after `preload`).
+    func cachedOutputs(columnSet: Bool) -> [Double]? {
+        guard let network else { return nil }
+        let count = columnSet ? plan.columnBlocks : plan.rowBlocks
+        var result: [Double] = []
+        for block in 0..<count {
+            guard let entry = cache[Key(columnSet: columnSet && !plan.symmetric, block: block)] else { return nil }
+            result += entry.factors.outputs
+        }
+        return result.count == (columnSet ? plan.columns : plan.rows) * network.outputCount ? result : nil
     }
 
     private func entry(_ key: Key) -> Entry {

@@ -19,6 +19,15 @@ public struct BatchFactors: Sendable {
     /// f(X), row-major (B, k).
     public var outputs: [Double]
 
+    /// Factors assembled elsewhere (e.g. received from another rank).
+    public init(count: Int, outputCount: Int, inputs: [[Double]], signals: [[Double]], outputs: [Double]) {
+        self.count = count
+        self.outputCount = outputCount
+        self.inputs = inputs
+        self.signals = signals
+        self.outputs = outputs
+    }
+
     /// Bytes held.
     public var byteCount: Int {
         8 * (inputs.reduce(0) { $0 + $1.count } + signals.reduce(0) { $0 + $1.count } + outputs.count)
