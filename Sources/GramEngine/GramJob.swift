@@ -223,10 +223,12 @@ public enum GramJob {
         }
         // Per-sample quantities once across the ranks (broadcast), when they all fit the
         // cache: each rank would otherwise recompute nearly all of them.
+        let preloadStart = Clock.now
         if network != nil && options.method == .structured
             && computer.factorBytesPerSample * (n + (m ?? 0)) <= options.cacheMegabytes << 20 {
             try computer.preload(world: world)
         }
+        let preloadSeconds = try world.allreduce(Clock.seconds(since: preloadStart), .max)
         let precomputedOutputs = world.isRoot ? computer.cachedOutputs(columnSet: false) : nil
         let precomputedOutputs2 = world.isRoot && m != nil ? computer.cachedOutputs(columnSet: true) : nil
 
@@ -334,7 +336,8 @@ public enum GramJob {
                        kernel: &kernel, rows: rowCount, columns: columnCount,
                        output: output, ranks: world.size, localRanks: localRanks, tilesReused: result.reused,
                        seconds: ["load": loadSeconds, "gradients": result.gradientSeconds, "tile_products": result.productSeconds,
-                                 "tiles": result.tileSeconds, "gather": result.gatherSeconds],
+                                 "tiles": result.tileSeconds, "gather": result.gatherSeconds,
+                                 "per_sample_shared": preloadSeconds],
                        totalStart: totalStart)
             return true
         }

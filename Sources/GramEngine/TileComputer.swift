@@ -203,21 +203,22 @@ final class TileComputer {
         var blocks: [Key] = (0..<plan.rowBlocks).map { Key(columnSet: false, block: $0) }
         if !plan.symmetric { blocks += (0..<plan.columnBlocks).map { Key(columnSet: true, block: $0) } }
         let k = network.outputCount
+        // First every rank computes its own blocks (in parallel), then all are broadcast.
+        var own: [Int: [Double]] = [:]
+        let start = Clock.now
+        for (index, key) in blocks.enumerated() where index % world.size == world.rank {
+            let range = key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block)
+            let data = key.columnSet ? columnData! : rowData
+            let d = network.inputWidth
+            let factors = network.factors(Array(data[(range.lowerBound * d)..<(range.upperBound * d)]), count: range.count)
+            own[index] = factors.inputs.flatMap { $0 } + factors.signals.flatMap { $0 } + factors.outputs
+        }
+        gradientSeconds += Clock.seconds(since: start)
         for (index, key) in blocks.enumerated() {
             let owner = index % world.size
             let range = key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block)
             let b = range.count
-            var flat: [Double]
-            if owner == world.rank {
-                let start = Clock.now
-                let data = key.columnSet ? columnData! : rowData
-                let d = network.inputWidth
-                let factors = network.factors(Array(data[(range.lowerBound * d)..<(range.upperBound * d)]), count: b)
-                gradientSeconds += Clock.seconds(since: start)
-                flat = factors.inputs.flatMap { $0 } + factors.signals.flatMap { $0 } + factors.outputs
-            } else {
-                flat = [Double](repeating: 0, count: factorBytesPerSample / 8 * b)
-            }
+            var flat = own.removeValue(forKey: index) ?? [Double](repeating: 0, count: factorBytesPerSample / 8 * b)
             try world.broadcast(&flat, root: owner)
             // Unflatten: inputs per layer (b, n_in), signals per layer (b·k, n_out), outputs (b, k).
             var offset = 0
