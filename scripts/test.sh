@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/mpi-env.sh
 swift build --build-tests
-swift test --skip-build "$@"
+# One test at a time: the multi-rank tests start several processes each on what may be a
+# 2-core machine, and some assert that a failure is noticed within seconds.
+swift test --skip-build --no-parallel "$@"

@@ -35,6 +35,9 @@ enum Launcher {
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         env["OPENBLAS_NUM_THREADS"] = "1"
+        // A session directory of its own per launch: concurrent mpiruns of one user race
+        // to create the shared /tmp/ompi.HOST.UID ("File exists").
+        env["TMPDIR"] = Launcher.sessionDirectory()
         for (key, value) in environment { env[key] = value }
         process.environment = env
         if let ranks {
@@ -73,6 +76,13 @@ enum Launcher {
         group.wait()
         return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                       stderr: String(decoding: errData, as: UTF8.self), seconds: Date().timeIntervalSince(start), timedOut: timedOut)
+    }
+
+    /// A fresh, private TMPDIR for one mpirun.
+    static func sessionDirectory() -> String {
+        let path = "/tmp/ntk-mpi-\(UUID().uuidString.prefix(12))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
     }
 
     /// A fresh temporary directory.

@@ -23,6 +23,7 @@ import NumPyIO
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["NTK_TILE_DELAY_MS"] = String(delayMs)
+        env["TMPDIR"] = Launcher.sessionDirectory()
         process.environment = env
         // Through perl, to start mpirun with default signal dispositions and an empty mask:
         // the test runner's threads block signals, and a child inherits that mask.

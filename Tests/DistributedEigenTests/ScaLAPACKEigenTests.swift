@@ -31,6 +31,10 @@ enum CheckLauncher {
         environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         environment["OPENBLAS_NUM_THREADS"] = "1"
+        // A private session directory: concurrent mpiruns race on /tmp/ompi.HOST.UID.
+        let session = "/tmp/ntk-mpi-\(UUID().uuidString.prefix(12))"
+        try? FileManager.default.createDirectory(atPath: session, withIntermediateDirectories: true)
+        environment["TMPDIR"] = session
         process.environment = environment
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["mpirun", "--oversubscribe", "--bind-to", "none", "--timeout", String(Int(timeout)),
