@@ -38,6 +38,8 @@ public struct GramOptions: Sendable {
     /// Samples per tile side; nil chooses `GramOptions.defaultTileSize`.
     public var tileSize: Int?
     public var method: GradientMethod = .structured
+    /// float64 (default) or float32 tile products (structured method only).
+    public var precision: Precision = .f64
     public var force = false
     /// Progress lines on stderr: nil means only when stderr is a terminal.
     public var progress: Bool?
@@ -193,7 +195,8 @@ public enum GramJob {
         let plan = TilePlan(rows: n, columns: m ?? n, tileSize: tileSize, symmetric: m == nil, ranks: world.size)
         let manifest = Checkpoint.Manifest(
             n: n, m: m, inputWidth: loaded.data.width, tileSize: tileSize, tiles: plan.tiles.count,
-            outputKernel: options.outputKernel.rawValue, method: options.kernel == .empirical ? options.method.rawValue : options.kernel.rawValue,
+            outputKernel: options.outputKernel.rawValue,
+            method: options.kernel == .empirical ? options.method.rawValue + (options.precision == .f32 ? "/f32" : "") : options.kernel.rawValue,
             dataHash: Checkpoint.fingerprint(loaded.data.values), data2Hash: loaded.data2.map { Checkpoint.fingerprint($0.values) },
             modelHash: Checkpoint.fingerprint(loaded.spec.encodeJSON()),
             parametersHash: network.map { Checkpoint.fingerprint($0.flatParameters) } ?? "none")
@@ -223,6 +226,7 @@ public enum GramJob {
         }
         // Per-sample quantities once across the ranks (broadcast), when they all fit the
         // cache: each rank would otherwise recompute nearly all of them.
+        computer.precision = options.precision
         let preloadStart = Clock.now
         if network != nil && options.method == .structured
             && computer.factorBytesPerSample * (n + (m ?? 0)) <= options.cacheMegabytes << 20 {
@@ -594,6 +598,7 @@ public enum GramJob {
                                   blasCore: BLASLibrary.coreName, seconds: seconds, spectrum: spectrum,
                                   files: files + ["summary.json"])
         summary.kernel = options.kernel.rawValue
+        if options.precision == .f32 { summary.method += " (float32 products)" }
         summary.memoryEstimate = ["rank0_bytes": Double(memory.rank0Bytes), "other_rank_bytes": Double(memory.otherRankBytes)]
         if let eigen, !eigen.values.isEmpty {
             if options.eigenTop == nil { summary.diagnostics = try? SpectralDiagnostics(eigenvalues: eigen.values) }
@@ -634,10 +639,12 @@ public enum EmpiricalKernel {
     /// for the full kernel (row i·k + a, column j·k + b) and 1 otherwise. A symmetric
     /// kernel is mirrored from its upper triangle, so it is exactly symmetric.
     public static func compute(network: Network, x: DataSet, x2: DataSet? = nil, outputKernel: OutputKernel = .mean,
-                               method: GradientMethod = .structured, tileSize: Int = GramOptions.defaultTileSize) -> [Double] {
+                               method: GradientMethod = .structured, precision: Precision = .f64,
+                               tileSize: Int = GramOptions.defaultTileSize) -> [Double] {
         let plan = TilePlan(rows: x.count, columns: x2?.count ?? x.count, tileSize: tileSize, symmetric: x2 == nil, ranks: 1)
         let computer = TileComputer(network: network, plan: plan, outputKernel: outputKernel, method: method,
                                     rowData: x.values, columnData: x2?.values, cacheBytes: 1 << 30)
+        computer.precision = method == .structured ? precision : .f64
         let entry = computer.entrySize == 1 ? 1 : network.outputCount
         let rows = x.count * entry, columns = (x2?.count ?? x.count) * entry
         var kernel = [Double](repeating: 0, count: rows * columns)

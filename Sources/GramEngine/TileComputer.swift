@@ -25,15 +25,22 @@ final class TileComputer {
     private final class Entry {
         let factors: BatchFactors
         let gradients: [Double]?
+        /// The factors rounded to float32 (with `Precision.f32`).
+        let inputs32: [[Float]]?
+        let signals32: [[Float]]?
         var lastUse: Int
         let bytes: Int
-        init(factors: BatchFactors, gradients: [Double]?, lastUse: Int) {
+        init(factors: BatchFactors, gradients: [Double]?, lastUse: Int, single: Bool = false) {
             self.factors = factors
             self.gradients = gradients
+            self.inputs32 = single ? factors.inputs.map { $0.map(Float.init) } : nil
+            self.signals32 = single ? factors.signals.map { $0.map(Float.init) } : nil
             self.lastUse = lastUse
-            self.bytes = factors.byteCount + 8 * (gradients?.count ?? 0)
+            self.bytes = factors.byteCount + 8 * (gradients?.count ?? 0) + (single ? factors.byteCount / 2 : 0)
         }
     }
+    /// The arithmetic of the structured products.
+    var precision: Precision = .f64
     private var cache: [Key: Entry] = [:]
     private var cachedBytes = 0
     private var clock = 0
@@ -135,23 +142,47 @@ final class TileComputer {
             for (l, g) in network.geometry.enumerated() {
                 let s2 = g.weightScale * g.weightScale
                 let t2 = g.biasScale * g.biasScale
-                a.inputs[l].withUnsafeBufferPointer { za in
-                    b.inputs[l].withUnsafeBufferPointer { zb in
-                        zz.withUnsafeMutableBufferPointer { c in
-                            InnerProducts.multiplyTransposed(m: m, n: n, k: g.fanIn, a: za.baseAddress!, lda: g.fanIn,
-                                                             b: zb.baseAddress!, ldb: g.fanIn, c: c.baseAddress!, ldc: n)
+                if precision == .f32 {
+                    rowsEntry.inputs32![l].withUnsafeBufferPointer { za in
+                        columnsEntry.inputs32![l].withUnsafeBufferPointer { zb in
+                            zz.withUnsafeMutableBufferPointer { c in
+                                InnerProducts.multiplyTransposed(m: m, n: n, k: g.fanIn, a: za.baseAddress!, lda: g.fanIn,
+                                                                 b: zb.baseAddress!, ldb: g.fanIn, c: c.baseAddress!, ldc: n)
+                            }
                         }
                     }
-                }
-                a.signals[l].withUnsafeBufferPointer { da in
-                    b.signals[l].withUnsafeBufferPointer { db in
-                        dd.withUnsafeMutableBufferPointer { c in
-                            if kk == 1 {
-                                InnerProducts.multiplyTransposed(m: m, n: n, k: k * g.fanOut, a: da.baseAddress!, lda: k * g.fanOut,
-                                                                 b: db.baseAddress!, ldb: k * g.fanOut, c: c.baseAddress!, ldc: n)
-                            } else {
-                                InnerProducts.multiplyTransposed(m: m * k, n: n * k, k: g.fanOut, a: da.baseAddress!, lda: g.fanOut,
-                                                                 b: db.baseAddress!, ldb: g.fanOut, c: c.baseAddress!, ldc: n * k)
+                    rowsEntry.signals32![l].withUnsafeBufferPointer { da in
+                        columnsEntry.signals32![l].withUnsafeBufferPointer { db in
+                            dd.withUnsafeMutableBufferPointer { c in
+                                if kk == 1 {
+                                    InnerProducts.multiplyTransposed(m: m, n: n, k: k * g.fanOut, a: da.baseAddress!, lda: k * g.fanOut,
+                                                                     b: db.baseAddress!, ldb: k * g.fanOut, c: c.baseAddress!, ldc: n)
+                                } else {
+                                    InnerProducts.multiplyTransposed(m: m * k, n: n * k, k: g.fanOut, a: da.baseAddress!, lda: g.fanOut,
+                                                                     b: db.baseAddress!, ldb: g.fanOut, c: c.baseAddress!, ldc: n * k)
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    a.inputs[l].withUnsafeBufferPointer { za in
+                        b.inputs[l].withUnsafeBufferPointer { zb in
+                            zz.withUnsafeMutableBufferPointer { c in
+                                InnerProducts.multiplyTransposed(m: m, n: n, k: g.fanIn, a: za.baseAddress!, lda: g.fanIn,
+                                                                 b: zb.baseAddress!, ldb: g.fanIn, c: c.baseAddress!, ldc: n)
+                            }
+                        }
+                    }
+                    a.signals[l].withUnsafeBufferPointer { da in
+                        b.signals[l].withUnsafeBufferPointer { db in
+                            dd.withUnsafeMutableBufferPointer { c in
+                                if kk == 1 {
+                                    InnerProducts.multiplyTransposed(m: m, n: n, k: k * g.fanOut, a: da.baseAddress!, lda: k * g.fanOut,
+                                                                     b: db.baseAddress!, ldb: k * g.fanOut, c: c.baseAddress!, ldc: n)
+                                } else {
+                                    InnerProducts.multiplyTransposed(m: m * k, n: n * k, k: g.fanOut, a: da.baseAddress!, lda: g.fanOut,
+                                                                     b: db.baseAddress!, ldb: g.fanOut, c: c.baseAddress!, ldc: n * k)
+                                }
                             }
                         }
                     }
@@ -233,7 +264,7 @@ final class TileComputer {
             }
             let outputs = Array(flat[offset..<(offset + b * k)])
             let made = Entry(factors: BatchFactors(count: b, outputCount: k, inputs: inputs, signals: signals, outputs: outputs),
-                             gradients: nil, lastUse: 0)
+                             gradients: nil, lastUse: 0, single: precision == .f32)
             cache[key] = made
             cachedBytes += made.bytes
         }
@@ -266,7 +297,7 @@ final class TileComputer {
         let x = Array(data[(range.lowerBound * d)..<(range.upperBound * d)])
         let factors = network.factors(x, count: range.count)
         let gradients = method == .explicit ? network.gradients(from: factors) : nil
-        let made = Entry(factors: factors, gradients: gradients, lastUse: clock)
+        let made = Entry(factors: factors, gradients: gradients, lastUse: clock, single: precision == .f32 && method == .structured)
         gradientSeconds += Clock.seconds(since: start)
         // Evict least recently used entries, but always keep room for the current pair.
         while cachedBytes + made.bytes > cacheBytes && cache.count > 1 {

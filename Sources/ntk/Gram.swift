@@ -44,6 +44,9 @@ struct Gram: ParsableCommand {
     @Option(help: "structured (per-layer factors, the fast path) or explicit (full per-sample gradient vectors).")
     var method: GradientMethod = .structured
 
+    @Option(help: "f64 (default) or f32: float32 tile products with float64 chunk sums (structured method; about 1e-6 relative).")
+    var precision: Precision = .f64
+
     @Option(name: .customLong("cache-mb"), help: "Per-rank bound, in MiB, on cached per-sample quantities (default 2048).")
     var cacheMegabytes: Int = 2048
 
@@ -69,6 +72,9 @@ struct Gram: ParsableCommand {
         }
         if let eigenTop, eigenTop < 1 { throw ValidationError("--eigen-top must be at least 1") }
         if eigenTop != nil && eigen == .none { throw ValidationError("--eigen-top needs --eigen values or vectors") }
+        if precision == .f32 && (method != .structured || kernel != .empirical) {
+            throw ValidationError("--precision f32 applies to the empirical kernel's structured method only")
+        }
         if noCheckpoint && (resume || checkpoint != nil) {
             throw ValidationError("--no-checkpoint excludes --resume and --checkpoint")
         }
@@ -87,6 +93,7 @@ struct Gram: ParsableCommand {
         options.eigen = data2 == nil ? eigen : .none
         options.tileSize = tile
         options.method = method
+        options.precision = precision
         options.force = outputOptions.force
         options.progress = outputOptions.progress
         options.cacheMegabytes = cacheMegabytes

@@ -8,6 +8,7 @@ extension GradientMethod: ExpressibleByArgument {}
 extension EigenOutput: ExpressibleByArgument {}
 extension KernelKind: ExpressibleByArgument {}
 extension EigenSolver: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 
 /// An activation name on the command line.
 enum ActivationName: String, ExpressibleByArgument, CaseIterable {

@@ -180,3 +180,24 @@ import NumPyIO
         }
     }
 }
+
+@Suite(.serialized) struct SinglePrecisionRunTests {
+    @Test("--precision f32 gives the same kernel bitwise on 1 and 3 ranks, within 2e-5 of float64, and is refused with --method explicit")
+    func ranks() throws {
+        let dir = try DistributedTests.inputs()
+        var kernels: [[Double]] = []
+        for (ranks, precision) in [(1, "f32"), (3, "f32"), (1, "f64")] {
+            let out = dir + "/p-\(ranks)-\(precision)"
+            let result = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "1", "--tile", "4",
+                                           "--precision", precision, "--out", out], ranks: ranks, timeout: 60)
+            try #require(result.status == 0, "\(result.stderr)")
+            kernels.append(try Launcher.readNPY(out + "/kernel.npy").doubles())
+        }
+        #expect(kernels[0] == kernels[1])
+        let scale = kernels[2].map(abs).max()!
+        #expect(zip(kernels[0], kernels[2]).allSatisfy { abs($0 - $1) <= 2e-5 * scale })
+        let refused = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--precision", "f32",
+                                        "--method", "explicit", "--out", dir + "/refused"], ranks: 2, timeout: 30)
+        #expect(refused.status == 64, "\(refused.stderr)")
+    }
+}

@@ -110,3 +110,24 @@ func sampleData(_ n: Int, _ d: Int, seed: UInt64) -> DataSet {
         }
     }
 }
+
+@Suite struct SinglePrecisionTests {
+    /// Rounding the factors to float32 costs ~2⁻²⁴ relative per factor and the chunked
+    /// float32 sums ~√256·2⁻²⁴ on random-sign data: 2e-5 relative to max |Θ| bounds both
+    /// with margin; a wrong product or a lost layer would be O(1).
+    @Test("--precision f32 agrees with float64 to 2e-5 relative in every output mode, symmetric and cross")
+    func agreesWithDouble() {
+        let x = sampleData(40, 6, seed: 11), x2 = sampleData(9, 6, seed: 12)
+        let spec = ModelSpec.fullyConnected(depth: 2, width: 300, activation: .relu, weightStd: 1.4, biasStd: 0.1, outputs: 3, parameterization: .ntk)
+        let network = Network.initialized(spec: spec, inputWidth: 6, seed: 13)
+        for mode in OutputKernel.allCases {
+            for second in [nil, x2] {
+                let a = EmpiricalKernel.compute(network: network, x: x, x2: second, outputKernel: mode, precision: .f64, tileSize: 16)
+                let b = EmpiricalKernel.compute(network: network, x: x, x2: second, outputKernel: mode, precision: .f32, tileSize: 16)
+                let error = relativeError(b, a)
+                #expect(error <= 2e-5, "\(mode) cross \(second != nil): \(error)")
+                #expect(error > 0, "float32 products must differ from float64 somewhere")
+            }
+        }
+    }
+}

@@ -44,3 +44,40 @@ func lcgMatrix(_ count: Int, seed: UInt64) -> [Double] {
         for i in 0..<n { for j in 0..<n { #expect(whole[i * n + j] == whole[j * n + i]) } }
     }
 }
+
+@Suite struct InnerProductsF32Tests {
+    /// float32 products summed in float32 over chunks of 256: the error of an entry is at
+    /// most about 256 · 2⁻²⁴ ≈ 1.5e-5 of Σ|x_i y_i| (the standard γ_n bound for the chunk),
+    /// the chunks being summed in float64.
+    @Test("float32 products with float64 chunk sums stay within the γ_256 bound of the exact inner products",
+          arguments: [(1, 1, 1), (4, 4, 16), (9, 7, 33), (13, 26, 600), (5, 5, 0)])
+    func bound(shape: (Int, Int, Int)) {
+        let (m, n, k) = shape
+        let a = lcgMatrix(m * k, seed: 3).map(Float.init), b = lcgMatrix(n * k, seed: 4).map(Float.init)
+        var c = [Double](repeating: .nan, count: m * n)
+        InnerProducts.multiplyTransposed(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k, c: &c, ldc: n)
+        for i in 0..<m { for j in 0..<n {
+            var exact = 0.0, scale = 0.0
+            for p in 0..<k {
+                let product = Double(a[i * k + p]) * Double(b[j * k + p])
+                exact += product
+                scale += abs(product)
+            }
+            #expect(abs(c[i * n + j] - exact) <= 256 * 0x1p-24 * scale + 1e-300, "(\(i), \(j))")
+        } }
+    }
+
+    @Test("float32 entries are bitwise the same whatever block computes them")
+    func blockIndependence() {
+        let n = 13, k = 531
+        let x = lcgMatrix(n * k, seed: 7).map(Float.init)
+        var whole = [Double](repeating: 0, count: n * n)
+        InnerProducts.multiplyTransposed(m: n, n: n, k: k, a: x, lda: k, b: x, ldb: k, c: &whole, ldc: n)
+        var part = [Double](repeating: 0, count: 3 * 5)
+        x.withUnsafeBufferPointer { p in
+            InnerProducts.multiplyTransposed(m: 3, n: 5, k: k, a: p.baseAddress! + 6 * k, lda: k,
+                                             b: p.baseAddress! + 2 * k, ldb: k, c: &part, ldc: 5)
+        }
+        for i in 0..<3 { for j in 0..<5 { #expect(part[i * 5 + j] == whole[(6 + i) * n + 2 + j]) } }
+    }
+}
