@@ -331,9 +331,9 @@ public enum GramJob {
 
         // Rank 0: finish, eigendecompose, write. The others wait quietly, leaving their
         // cores to rank 0's BLAS threads.
-        let localRanks = (try? world.nodeLocal().size) ?? 1
-        let finished = try agreement.stage(quietly: true) { () throws(NTKError) -> Bool in
-            guard world.isRoot, let output else { return true }
+        let localRanks = localRanksForPlan
+        try agreement.stage(quietly: true) { () throws(NTKError) in
+            guard world.isRoot, let output else { return }
             try finish(options: options, loaded: loaded, plan: plan, memory: memory, streamedKernel: streamed?.path,
                        distributedEigen: distributedValues.map { ($0, vectorsStaged, distributedSeconds ?? 0) },
                        outputs: (precomputedOutputs, precomputedOutputs2),
@@ -343,9 +343,7 @@ public enum GramJob {
                                  "tiles": result.tileSeconds, "gather": result.gatherSeconds,
                                  "per_sample_shared": preloadSeconds],
                        totalStart: totalStart)
-            return true
         }
-        _ = finished
     }
 
     /// A kernel assembled on rank 0, and what it cost.
