@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // The layout mirrors the architecture, bottom to top:
-//   C shims (CMPI, CLAPACK, CZlib, CCPU) -> typed MPI layer (MPI) -> numerical modules
+//   C shims (CMPI, CLAPACK, CZlib, CCPU, CSystem) -> typed MPI layer (MPI) -> numerical modules
 //   (NumPyIO, Network, TileKernels, LinearAlgebra) -> distributed engine (GramEngine)
 //   -> command line (ntk).
 import Foundation
@@ -53,15 +53,16 @@ let package = Package(
         .target(name: "NumPyIO", dependencies: ["CZlib"]),
         .target(name: "LinearAlgebra", dependencies: ["CLAPACK"]),
         .systemLibrary(name: "CCPU", path: "Sources/CCPU"),
+        .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
         .target(name: "TileKernels", dependencies: ["CCPU"], swiftSettings: tileKernelSettings),
         .target(name: "Plots"),
-        .target(name: "Network", dependencies: ["LinearAlgebra"]),
+        .target(name: "Network", dependencies: ["LinearAlgebra", "TileKernels"]),
         // The distributed symmetric eigensolver (ScaLAPACK on a process grid over all ranks).
         .target(name: "DistributedEigen", dependencies: ["MPI", "CScaLAPACK"]),
         .target(name: "LearningDynamics", dependencies: ["LinearAlgebra"]),
 
         // The distributed Gram engine: tile plan, per-rank compute, gather, eigensolve, outputs.
-        .target(name: "GramEngine", dependencies: ["MPI", "NumPyIO", "LinearAlgebra", "TileKernels", "Network", "Plots",
+        .target(name: "GramEngine", dependencies: ["CSystem", "MPI", "NumPyIO", "LinearAlgebra", "TileKernels", "Network", "Plots",
                                                   "LearningDynamics", "DistributedEigen"]),
 
         // Command line: argument parsing and little else.

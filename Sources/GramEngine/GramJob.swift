@@ -237,16 +237,13 @@ public enum GramJob {
         let precomputedOutputs2 = world.isRoot && m != nil ? computer.cachedOutputs(columnSet: true) : nil
 
         // Without an eigendecomposition rank 0 needs no kernel: every rank writes its own
-        // tiles into kernel.npy and no rank ever holds N x N.
+        // tiles into kernel.npy as it finishes them, and no rank ever holds N x N.
         let stream = m != nil || options.eigen == .none || options.eigenSolver == .scalapack
-        var result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
-                                       checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world,
-                                       assemble: !stream)
-        var streamed: (path: String, size: Int)? = nil
+        var writer: ParallelKernelFile.Writer? = nil
+        var created: (path: String, dataOffset: Int, size: Int)? = nil
         if stream {
-            let writeStart = Clock.now
             let shape: [Int] = entry == 1 ? [n, m ?? n] : [n, m ?? n, k, k]
-            let created: (path: String, dataOffset: Int, size: Int)? = try agreement.stage { () throws(NTKError) -> (path: String, dataOffset: Int, size: Int)? in
+            created = try agreement.stage { () throws(NTKError) -> (path: String, dataOffset: Int, size: Int)? in
                 guard world.isRoot, let output else { return nil }
                 let created = try ParallelKernelFile.create(directory: output.path, shape: shape)
                 // Staged at once: renamed at commit, removed if the run fails.
@@ -256,24 +253,32 @@ public enum GramJob {
             // Every rank needs the data offset; it depends only on the shape.
             let dataOffset = NPYFormat.header(shape: shape, dtype: .float64).count
             let path = options.output + "/" + ParallelKernelFile.temporaryName
-            let tiles = result.tiles
-            // ScaLAPACK needs the tiles again after the write; otherwise release them.
-            result.tiles = options.eigenSolver == .scalapack ? tiles : [:]
-            try agreement.stage(quietly: true) { () throws(NTKError) in
-                for (index, values) in tiles {
-                    if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                        throw NTKError(.dataError, "tile \(index) of the kernel has a non-finite entry (flat \(bad)): the network overflows on this data; rescale the inputs or the parameters")
-                    }
-                }
-                try ParallelKernelFile.writeTiles(path: path, dataOffset: dataOffset, plan: plan, entry: entry,
-                                                  fullLayout: options.outputKernel == .full, values: tiles)
+            writer = try agreement.stage { () throws(NTKError) -> ParallelKernelFile.Writer in
+                try ParallelKernelFile.Writer(path: path, dataOffset: dataOffset, plan: plan, entry: entry,
+                                              fullLayout: options.outputKernel == .full)
             }
+        }
+        var sink: TileSink? = nil
+        if let writer {
+            sink = { (index: Int, values: [Double]) throws(NTKError) in try writer.accept(index: index, values: values) }
+        }
+        var result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
+                                       checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world,
+                                       assemble: !stream, sink: sink,
+                                       keepTiles: !stream || options.eigenSolver == .scalapack)
+        var streamed: (path: String, size: Int)? = nil
+        if stream {
+            // Every rank has written its tiles; rank 0 syncs the file and checks its size.
+            let syncStart = Clock.now
+            let writeSeconds = writer?.seconds ?? 0
+            writer?.finish()
             try agreement.stage { () throws(NTKError) in
                 guard let created else { return }
                 try ParallelKernelFile.finish(path: created.path, size: created.size)
             }
             if let created { streamed = (created.path, created.size) }
-            result.gatherSeconds = Clock.seconds(since: writeStart)
+            result.gatherSeconds = Clock.seconds(since: syncStart)
+            result.writeDuringTilesSeconds = try world.allreduce(writeSeconds, .max)
         }
 
         // ScaLAPACK: every rank hands in its tiles; nobody holds the whole kernel.
@@ -341,10 +346,14 @@ public enum GramJob {
                        output: output, ranks: world.size, localRanks: localRanks, tilesReused: result.reused,
                        seconds: ["load": loadSeconds, "gradients": result.gradientSeconds, "tile_products": result.productSeconds,
                                  "tiles": result.tileSeconds, "gather": result.gatherSeconds,
-                                 "per_sample_shared": preloadSeconds],
+                                 "per_sample_shared": preloadSeconds]
+                                 .merging(stream ? ["write_tiles": result.writeDuringTilesSeconds] : [:]) { a, _ in a },
                        totalStart: totalStart)
         }
     }
+
+    /// Receives each tile of this rank as soon as it is done (or reused).
+    typealias TileSink = (Int, [Double]) throws(NTKError) -> Void
 
     /// A kernel assembled on rank 0, and what it cost.
     struct DistributedKernel {
@@ -357,6 +366,8 @@ public enum GramJob {
         var productSeconds: Double
         var tileSeconds: Double
         var gatherSeconds: Double
+        /// Seconds spent writing tiles into the kernel file inside the tile loop.
+        var writeDuringTilesSeconds: Double = 0
     }
 
     /// Computes this rank's tiles (saving each to `checkpoint`, reusing verified saved
@@ -365,7 +376,8 @@ public enum GramJob {
     /// Collective.
     static func computeKernel(computer: TileComputer, plan: TilePlan, entry: Int, rows: Int, columns: Int,
                               checkpoint: Checkpoint?, reuse: Bool, progress progressOption: Bool?,
-                              world: Communicator, assemble: Bool = true) throws -> DistributedKernel {
+                              world: Communicator, assemble: Bool = true, sink: TileSink? = nil,
+                              keepTiles: Bool = true) throws -> DistributedKernel {
         let agreement = Agreement(world: world)
         let mine = plan.tileIndices(ofRank: world.rank)
         let progress = Progress(enabled: world.isRoot && (progressOption ?? (isatty(2) != 0)),
@@ -376,23 +388,28 @@ public enum GramJob {
         var reused = 0
         var stopSignal: Int32? = nil
         var saveError: NTKError? = nil
+        var doneCount = 0
         for (done, index) in mine.enumerated() {
             if let signal = Interruption.requested { stopSignal = signal; break }
             let tile = plan.tiles[index]
             let count = plan.rowRange(tile.row).count * plan.columnRange(tile.column).count * entry * entry
+            let tileValues: [Double]
             if reuse, let saved = checkpoint?.load(index: index, tile: tile, count: count) {
-                values[index] = saved
+                tileValues = saved
                 reused += 1
             } else {
-                let computed = computer.compute(tile)
+                tileValues = computer.compute(tile)
                 if delay > 0 { usleep(delay * 1000) }
-                do { try checkpoint?.save(index: index, tile: tile, values: computed) } catch { saveError = error; break }
-                values[index] = computed
+                do { try checkpoint?.save(index: index, tile: tile, values: tileValues) } catch { saveError = error; break }
             }
+            if let sink {
+                do { try sink(index, tileValues) } catch { saveError = error; break }
+            }
+            if keepTiles { values[index] = tileValues }
+            doneCount += 1
             progress.update(done: done + 1)
         }
         if mine.isEmpty { progress.update(done: 0) }
-        let doneCount = values.count
         try agreement.stage(quietly: true) { () throws(NTKError) in
             if let saveError { throw saveError }
             if let stopSignal {

@@ -1,3 +1,4 @@
+import CSystem
 import Foundation
 import MPI
 import NumPyIO
@@ -39,15 +40,153 @@ enum ParallelKernelFile {
         return (path, header.count, size)
     }
 
-    /// Every rank: writes its tiles (and, for a symmetric kernel, their mirror images)
-    /// into the file. `values` are this rank's tiles in the engine's layout: (rows·k',
-    /// columns·k') with row i·k + a, column j·k + b.
-    static func writeTiles(path: String, dataOffset: Int, plan: TilePlan, entry k: Int, fullLayout: Bool,
-                           values: [Int: [Double]]) throws(NTKError) {
-        guard !values.isEmpty else { return }
-        let fd = open(path, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw NTKError(.ioError, "cannot open \(path) to write tiles: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+    /// Every rank's handle on the file while its tiles are computed: each tile (and, for
+    /// a symmetric kernel, its mirror image) goes into the file as soon as it is done, and
+    /// the kernel starts writing it to disk at once, so that the final sync has little
+    /// left to wait for and no rank keeps its tiles.
+    ///
+    /// When the file's blocks are all allocated (rank 0 reserved them), the tiles are
+    /// copied into a shared mapping of the file: memory copies instead of one system
+    /// call per row segment, and no risk of SIGBUS from a full disk. Otherwise (a file
+    /// system without fallocate) they go out by positional writes, which report a full
+    /// disk as an error.
+    final class Writer {
+        let path: String
+        let fd: Int32
+        let dataOffset: Int
+        let plan: TilePlan
+        let entry: Int
+        let fullLayout: Bool
+        let size: Int
+        private var mapping: UnsafeMutableRawPointer?
+        private var isOpen = true
+
+        init(path: String, dataOffset: Int, plan: TilePlan, entry: Int, fullLayout: Bool) throws(NTKError) {
+            let fd = open(path, O_RDWR | O_CLOEXEC)
+            guard fd >= 0 else { throw NTKError(.ioError, "cannot open \(path) to write tiles: \(String(cString: strerror(errno)))") }
+            self.path = path
+            self.fd = fd
+            self.dataOffset = dataOffset
+            self.plan = plan
+            self.entry = entry
+            self.fullLayout = fullLayout
+            size = dataOffset + 8 * plan.rows * plan.columns * entry * entry
+            var status = stat()
+            let allocated = fstat(fd, &status) == 0 && Int(status.st_size) == size && Int(status.st_blocks) * 512 >= size
+            if allocated, let m = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), m != MAP_FAILED {
+                mapping = m
+            } else {
+                mapping = nil
+            }
+        }
+
+        deinit { finish() }
+
+        /// Unmaps and closes the file (before rank 0 syncs it: a page still mapped
+        /// writable in another process makes the sync slower).
+        func finish() {
+            guard isOpen else { return }
+            isOpen = false
+            if let mapping { munmap(mapping, size) }
+            mapping = nil
+            // Start writing this rank's pages to disk while the other ranks finish.
+            _ = ntk_start_writeback(fd, 0, 0)
+            close(fd)
+        }
+
+        /// Seconds spent in `accept`.
+        private(set) var seconds = 0.0
+
+        /// Checks that a finished tile is finite and writes it.
+        func accept(index: Int, values: [Double]) throws(NTKError) {
+            let start = Clock.now
+            defer { seconds += Clock.seconds(since: start) }
+            if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                throw NTKError(.dataError, "tile \(index) of the kernel has a non-finite entry (flat \(bad)): the network overflows on this data; rescale the inputs or the parameters")
+            }
+            try write(index: index, values: values)
+        }
+
+        /// Writes one finished tile, in the engine's layout: (rows·k', columns·k') with row
+        /// i·k + a, column j·k + b.
+        func write(index: Int, values: [Double]) throws(NTKError) {
+            if let mapping {
+                // Fault the tile's rows (and its mirror's) in with one call: far cheaper
+                // than a page fault per page.
+                let t = plan.tiles[index]
+                let rowBytes = 8 * plan.columns * entry * entry
+                for range in [plan.rowRange(t.row)] + (plan.symmetric && t.row != t.column ? [plan.columnRange(t.column)] : []) {
+                    let start = dataOffset + range.lowerBound * rowBytes
+                    let page = start - start % 4096
+                    _ = madvise(mapping + page, start - page + range.count * rowBytes, 23 /* MADV_POPULATE_WRITE */)
+                }
+                let data = (mapping + dataOffset).assumingMemoryBound(to: Double.self)
+                values.withUnsafeBufferPointer {
+                    copy(tile: $0.baseAddress!, index: index, plan: plan, entry: entry, fullLayout: fullLayout, into: data)
+                }
+            } else {
+                try writeTilesPositionally(fd: fd, path: path, dataOffset: dataOffset, plan: plan, entry: entry,
+                                           fullLayout: fullLayout, values: [index: values])
+            }
+        }
+    }
+
+    /// One tile (and its mirror image) into the mapped data of the file (C order: (N, M) or
+    /// (N, M, k, k)).
+    static func copy(tile: UnsafePointer<Double>, index: Int, plan: TilePlan, entry k: Int, fullLayout: Bool,
+                     into data: UnsafeMutablePointer<Double>) {
+        let t = plan.tiles[index]
+        let rows = plan.rowRange(t.row), columns = plan.columnRange(t.column)
+        let width = columns.count * k
+        let columnsTotal = plan.columns
+        let diagonal = plan.symmetric && t.row == t.column
+        // Offset of (sample i, sample j, a, b).
+        @inline(__always) func offset(_ i: Int, _ j: Int, _ a: Int, _ b: Int) -> Int {
+            fullLayout ? ((i * columnsTotal + j) * k + a) * k + b : i * columnsTotal + j
+        }
+        if k == 1 {
+            if diagonal {
+                // The upper half, mirrored within the tile so the file is exactly symmetric.
+                for (r, i) in rows.enumerated() {
+                    let row = data + offset(i, columns.lowerBound, 0, 0)
+                    for s in 0..<r { row[s] = tile[s * width + r] }
+                    (row + r).update(from: tile + r * width + r, count: width - r)
+                }
+                return
+            }
+            for (r, i) in rows.enumerated() {
+                (data + offset(i, columns.lowerBound, 0, 0)).update(from: tile + r * width, count: width)
+            }
+            guard plan.symmetric else { return }
+            // The mirror image: Θ[j, i] = Θ[i, j], in 16 x 16 blocks for the caches.
+            let block = 16
+            for r0 in stride(from: 0, to: rows.count, by: block) {
+                for s0 in stride(from: 0, to: columns.count, by: block) {
+                    for s in s0..<min(s0 + block, columns.count) {
+                        let target = data + offset(columns.lowerBound + s, rows.lowerBound, 0, 0)
+                        for r in r0..<min(r0 + block, rows.count) { target[r] = tile[r * width + s] }
+                    }
+                }
+            }
+            return
+        }
+        for (r, i) in rows.enumerated() {
+            for (s, j) in columns.enumerated() {
+                for a in 0..<k { for b in 0..<k {
+                    // A diagonal tile's lower half is the mirror of its upper half, so the
+                    // file is exactly symmetric: Θ[i, j, a, b] = Θ[j, i, b, a].
+                    let value = diagonal && (j < i || (j == i && b < a))
+                        ? tile[(s * k + b) * width + r * k + a] : tile[(r * k + a) * width + s * k + b]
+                    data[offset(i, j, a, b)] = value
+                    if plan.symmetric && !diagonal { data[offset(j, i, b, a)] = value }
+                } }
+            }
+        }
+    }
+
+    /// The tiles by pwrite, row segment by row segment.
+    static func writeTilesPositionally(fd: Int32, path: String, dataOffset: Int, plan: TilePlan, entry k: Int, fullLayout: Bool,
+                                       values: [Int: [Double]]) throws(NTKError) {
         let columnsTotal = plan.columns
         // Offset of (sample i, sample j, a, b) in the file's C order: (N, M) or (N, M, k, k).
         func offset(_ i: Int, _ j: Int, _ a: Int, _ b: Int) -> Int {

@@ -33,8 +33,8 @@ final class TileComputer {
         init(factors: BatchFactors, gradients: [Double]?, lastUse: Int, single: Bool = false) {
             self.factors = factors
             self.gradients = gradients
-            self.inputs32 = single ? factors.inputs.map { $0.map(Float.init) } : nil
-            self.signals32 = single ? factors.signals.map { $0.map(Float.init) } : nil
+            self.inputs32 = single ? factors.inputRanges.indices.map { l in factors.withInputs(l) { $0.map(Float.init) } } : nil
+            self.signals32 = single ? factors.signalRanges.indices.map { l in factors.withSignals(l) { $0.map(Float.init) } } : nil
             self.lastUse = lastUse
             self.bytes = factors.byteCount + 8 * (gradients?.count ?? 0) + (single ? factors.byteCount / 2 : 0)
         }
@@ -120,6 +120,11 @@ final class TileComputer {
         let kk = outputKernel == .full ? k : 1
         let m = a.count, n = b.count
         var tileValues = [Double](repeating: 0, count: m * kk * n * kk)
+        // A diagonal tile of a symmetric kernel is read by its upper triangle only (the
+        // writers and the gather mirror it): the products skip the blocks below it, which
+        // stay zero.
+        let diagonal = plan.symmetric && tile.row == tile.column
+        let upperSamples = diagonal ? 1 : 0, upperEntries = diagonal ? kk : 0
         switch method {
         case .explicit:
             let p = network.parameterCount
@@ -128,10 +133,12 @@ final class TileComputer {
                     tileValues.withUnsafeMutableBufferPointer { c in
                         if kk == 1 {
                             InnerProducts.multiplyTransposed(m: m, n: n, k: k * p, a: ga.baseAddress!, lda: k * p,
-                                                             b: gb.baseAddress!, ldb: k * p, c: c.baseAddress!, ldc: n)
+                                                             b: gb.baseAddress!, ldb: k * p, c: c.baseAddress!, ldc: n,
+                                                             upperFrom: upperSamples)
                         } else {
                             InnerProducts.multiplyTransposed(m: m * k, n: n * k, k: p, a: ga.baseAddress!, lda: p,
-                                                             b: gb.baseAddress!, ldb: p, c: c.baseAddress!, ldc: n * k)
+                                                             b: gb.baseAddress!, ldb: p, c: c.baseAddress!, ldc: n * k,
+                                                             upperFrom: upperEntries)
                         }
                     }
                 }
@@ -165,23 +172,26 @@ final class TileComputer {
                         }
                     }
                 } else {
-                    a.inputs[l].withUnsafeBufferPointer { za in
-                        b.inputs[l].withUnsafeBufferPointer { zb in
+                    a.withInputs(l) { za in
+                        b.withInputs(l) { zb in
                             zz.withUnsafeMutableBufferPointer { c in
                                 InnerProducts.multiplyTransposed(m: m, n: n, k: g.fanIn, a: za.baseAddress!, lda: g.fanIn,
-                                                                 b: zb.baseAddress!, ldb: g.fanIn, c: c.baseAddress!, ldc: n)
+                                                                 b: zb.baseAddress!, ldb: g.fanIn, c: c.baseAddress!, ldc: n,
+                                                                 upperFrom: upperSamples)
                             }
                         }
                     }
-                    a.signals[l].withUnsafeBufferPointer { da in
-                        b.signals[l].withUnsafeBufferPointer { db in
+                    a.withSignals(l) { da in
+                        b.withSignals(l) { db in
                             dd.withUnsafeMutableBufferPointer { c in
                                 if kk == 1 {
                                     InnerProducts.multiplyTransposed(m: m, n: n, k: k * g.fanOut, a: da.baseAddress!, lda: k * g.fanOut,
-                                                                     b: db.baseAddress!, ldb: k * g.fanOut, c: c.baseAddress!, ldc: n)
+                                                                     b: db.baseAddress!, ldb: k * g.fanOut, c: c.baseAddress!, ldc: n,
+                                                                     upperFrom: upperSamples)
                                 } else {
                                     InnerProducts.multiplyTransposed(m: m * k, n: n * k, k: g.fanOut, a: da.baseAddress!, lda: g.fanOut,
-                                                                     b: db.baseAddress!, ldb: g.fanOut, c: c.baseAddress!, ldc: n * k)
+                                                                     b: db.baseAddress!, ldb: g.fanOut, c: c.baseAddress!, ldc: n * k,
+                                                                     upperFrom: upperEntries)
                                 }
                             }
                         }
@@ -235,38 +245,34 @@ final class TileComputer {
         if !plan.symmetric { blocks += (0..<plan.columnBlocks).map { Key(columnSet: true, block: $0) } }
         let k = network.outputCount
         // First every rank computes its own blocks (in parallel), then all are broadcast.
-        var own: [Int: [Double]] = [:]
+        var own: [Int: BatchFactors] = [:]
         let start = Clock.now
         for (index, key) in blocks.enumerated() where index % world.size == world.rank {
             let range = key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block)
             let data = key.columnSet ? columnData! : rowData
             let d = network.inputWidth
-            let factors = network.factors(Array(data[(range.lowerBound * d)..<(range.upperBound * d)]), count: range.count)
-            own[index] = factors.inputs.flatMap { $0 } + factors.signals.flatMap { $0 } + factors.outputs
+            own[index] = network.factors(Array(data[(range.lowerBound * d)..<(range.upperBound * d)]), count: range.count)
         }
         gradientSeconds += Clock.seconds(since: start)
+        func keep(_ key: Key, _ factors: BatchFactors) {
+            let made = Entry(factors: factors, gradients: nil, lastUse: 0, single: precision == .f32)
+            cache[key] = made
+            cachedBytes += made.bytes
+        }
         for (index, key) in blocks.enumerated() {
             let owner = index % world.size
             let range = key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block)
             let b = range.count
-            var flat = own.removeValue(forKey: index) ?? [Double](repeating: 0, count: factorBytesPerSample / 8 * b)
+            if let mine = own.removeValue(forKey: index) {
+                // The owner keeps its own factors; the others receive their one buffer.
+                if world.size > 1 { try world.broadcast(sending: mine.storage) }
+                keep(key, mine)
+                continue
+            }
+            let total = BatchFactors.storageCount(count: b, outputCount: k, geometry: network.geometry)
+            var flat = [Double](unsafeUninitializedCapacity: total) { _, initialized in initialized = total }
             try world.broadcast(&flat, root: owner)
-            // Unflatten: inputs per layer (b, n_in), signals per layer (b·k, n_out), outputs (b, k).
-            var offset = 0
-            var inputs: [[Double]] = [], signals: [[Double]] = []
-            for g in network.geometry {
-                inputs.append(Array(flat[offset..<(offset + b * g.fanIn)]))
-                offset += b * g.fanIn
-            }
-            for g in network.geometry {
-                signals.append(Array(flat[offset..<(offset + b * k * g.fanOut)]))
-                offset += b * k * g.fanOut
-            }
-            let outputs = Array(flat[offset..<(offset + b * k)])
-            let made = Entry(factors: BatchFactors(count: b, outputCount: k, inputs: inputs, signals: signals, outputs: outputs),
-                             gradients: nil, lastUse: 0, single: precision == .f32)
-            cache[key] = made
-            cachedBytes += made.bytes
+            keep(key, BatchFactors(count: b, outputCount: k, geometry: network.geometry, storage: flat))
         }
     }
 

@@ -61,18 +61,32 @@ public struct Communicator: @unchecked Sendable {
     /// Broadcasts an array in place from `root`; every rank must pass the same count.
     /// Collective.
     public func broadcast<T: MPIElement>(_ values: inout [T], root: Int = 0) throws(MPIError) {
+        let count = values.count
+        let code = values.withUnsafeMutableBufferPointer { broadcastChunks($0.baseAddress, count: count, T.self, root: root) }
+        try check(code)
+    }
+
+    /// MPI_Bcast of `count` elements at `base` in pieces that fit MPI's Int32 counts.
+    private func broadcastChunks<T: MPIElement>(_ base: UnsafeMutablePointer<T>?, count total: Int, _: T.Type, root: Int) -> Int32 {
         let chunk = 1 << 28
-        let type = T.mpiDatatype.handle
-        let comm = handle
-        let total = values.count
         var code: Int32 = ntk_mpi_success()
-        values.withUnsafeMutableBufferPointer { buffer in
-            var start = 0
-            while start < total && code == ntk_mpi_success() {
-                let count = min(chunk, total - start)
-                code = MPI_Bcast(buffer.baseAddress! + start, Int32(count), type, Int32(root), comm)
-                start += count
-            }
+        var start = 0
+        while start < total && code == ntk_mpi_success() {
+            let count = min(chunk, total - start)
+            code = MPI_Bcast(base! + start, Int32(count), T.mpiDatatype.handle, Int32(root), handle)
+            start += count
+        }
+        return code
+    }
+
+    /// This rank's side of `broadcast(_:root:)` as its root: sends `values` without
+    /// taking them inout (so a buffer shared with other arrays is not copied first).
+    /// Collective.
+    public func broadcast<T: MPIElement>(sending values: [T]) throws(MPIError) {
+        let count = values.count
+        // The root's buffer is only read.
+        let code = values.withUnsafeBufferPointer {
+            broadcastChunks(UnsafeMutablePointer(mutating: $0.baseAddress), count: count, T.self, root: rank)
         }
         try check(code)
     }

@@ -66,6 +66,25 @@ public enum Activation: Sendable, Equatable, Hashable {
         }
     }
 
+    /// φ applied in place to every element (the switch hoisted out of the loop).
+    public func applyValue(_ x: UnsafeMutableBufferPointer<Double>) {
+        switch self {
+        case .relu: for i in x.indices { x[i] = x[i] > 0 ? x[i] : 0 }
+        case .identity: return
+        default: for i in x.indices { x[i] = value(x[i]) }
+        }
+    }
+
+    /// out[i] = φ'(x[i]) (the switch hoisted out of the loop).
+    public func derivatives(_ x: UnsafeBufferPointer<Double>, into out: UnsafeMutableBufferPointer<Double>) {
+        precondition(out.count >= x.count)
+        switch self {
+        case .relu: for i in x.indices { out[i] = x[i] > 0 ? 1 : 0 }
+        case .identity: for i in x.indices { out[i] = 1 }
+        default: for i in x.indices { out[i] = derivative(x[i]) }
+        }
+    }
+
     @inline(__always)
     static func logistic(_ x: Double) -> Double {
         if x >= 0 { return 1 / (1 + Foundation.exp(-x)) }

@@ -1,37 +1,70 @@
 import LinearAlgebra
+import TileKernels
 
 /// Per-sample quantities of a batch of B inputs, from one forward and one backward pass.
 ///
 /// For every dense layer l the gradient of output c at sample b is
 /// ∂f_c/∂W_l = s_l z_l(b) ⊗ δ_{l,c}(b) and ∂f_c/∂b_l = t_l δ_{l,c}(b), so the pair
 /// (z_l, δ_l) determines the whole per-sample gradient (the structured form).
+///
+/// All of it lives in one buffer, `storage` (the form ranks exchange without copies):
+/// per dense layer its inputs Z_l, row-major (B, n_in); then per dense layer its signals
+/// δ_l = ∂f/∂h_l, row-major (B·k, n_out), row b·k + c belonging to output c of sample b
+/// (so the same rows read as (B, k·n_out) concatenate the k signals of a sample); then
+/// f(X), row-major (B, k).
 public struct BatchFactors: Sendable {
     /// B, the number of samples.
     public let count: Int
     /// k, the number of outputs.
     public let outputCount: Int
-    /// Per dense layer: its inputs Z_l, row-major (B, n_in).
-    public var inputs: [[Double]]
-    /// Per dense layer: δ_l = ∂f/∂h_l, row-major (B·k, n_out); row b·k + c belongs to
-    /// output c of sample b, so the same buffer read as (B, k·n_out) concatenates the
-    /// k signals of a sample.
-    public var signals: [[Double]]
-    /// f(X), row-major (B, k).
-    public var outputs: [Double]
+    /// The factors, in the layout above.
+    public let storage: [Double]
+    /// Where each layer's Z_l and δ_l, and f(X), are in `storage`.
+    public let inputRanges: [Range<Int>]
+    public let signalRanges: [Range<Int>]
+    public let outputRange: Range<Int>
 
-    /// Factors assembled elsewhere (e.g. received from another rank).
-    public init(count: Int, outputCount: Int, inputs: [[Double]], signals: [[Double]], outputs: [Double]) {
-        self.count = count
-        self.outputCount = outputCount
-        self.inputs = inputs
-        self.signals = signals
-        self.outputs = outputs
+    /// The length of `storage` for B samples of a network of this geometry and k outputs.
+    public static func storageCount(count b: Int, outputCount k: Int, geometry: [DenseGeometry]) -> Int {
+        b * (geometry.reduce(0) { $0 + $1.fanIn + k * $1.fanOut } + k)
     }
+
+    /// Factors in the layout above (e.g. received from another rank).
+    public init(count b: Int, outputCount k: Int, geometry: [DenseGeometry], storage: [Double]) {
+        precondition(storage.count == Self.storageCount(count: b, outputCount: k, geometry: geometry))
+        var offset = 0
+        var inputs: [Range<Int>] = [], signals: [Range<Int>] = []
+        for g in geometry {
+            inputs.append(offset..<(offset + b * g.fanIn))
+            offset += b * g.fanIn
+        }
+        for g in geometry {
+            signals.append(offset..<(offset + b * k * g.fanOut))
+            offset += b * k * g.fanOut
+        }
+        self.count = b
+        self.outputCount = k
+        self.storage = storage
+        self.inputRanges = inputs
+        self.signalRanges = signals
+        self.outputRange = offset..<(offset + b * k)
+    }
+
+    /// Z_l of dense layer l, row-major (B, n_in).
+    public func withInputs<R>(_ l: Int, _ body: (UnsafeBufferPointer<Double>) -> R) -> R {
+        storage.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[inputRanges[l]])) }
+    }
+
+    /// δ_l of dense layer l, row-major (B·k, n_out).
+    public func withSignals<R>(_ l: Int, _ body: (UnsafeBufferPointer<Double>) -> R) -> R {
+        storage.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[signalRanges[l]])) }
+    }
+
+    /// f(X), row-major (B, k).
+    public var outputs: [Double] { Array(storage[outputRange]) }
 
     /// Bytes held.
-    public var byteCount: Int {
-        8 * (inputs.reduce(0) { $0 + $1.count } + signals.reduce(0) { $0 + $1.count } + outputs.count)
-    }
+    public var byteCount: Int { 8 * storage.count }
 }
 
 extension Network {
@@ -41,55 +74,130 @@ extension Network {
     }
 
     /// The structured per-sample factors of B inputs (row-major (B, d)).
-    public func factors(_ x: [Double], count: Int) -> BatchFactors {
-        let pass = forward(x, count: count, keep: true)
+    ///
+    /// The forward and backward passes write Z_l, δ_l and f(X) straight into the one
+    /// buffer of `BatchFactors`; only the pre-activations live elsewhere until the
+    /// backward pass has used them.
+    public func factors(_ x: [Double], count b: Int) -> BatchFactors {
+        precondition(x.count == b * inputWidth, "input batch must be (B, d)")
         let k = outputCount
-        let b = count
-        var signals = [[Double]](repeating: [], count: geometry.count)
-        // δ at the network output: e_c for row (b, c).
-        var width = k
-        var delta = [Double](repeating: 0, count: b * k * k)
-        for sample in 0..<b { for c in 0..<k { delta[(sample * k + c) * k + c] = 1 } }
-        var denseIndex = geometry.count
-        for (layerIndex, layer) in spec.layers.enumerated().reversed() {
-            switch layer {
-            case .activation(let activation, _):
-                let h = pass.preactivations[layerIndex]!
-                var derivative = [Double](repeating: 0, count: h.count)
-                for i in 0..<h.count { derivative[i] = activation.derivative(h[i]) }
-                delta.withUnsafeMutableBufferPointer { d in
-                    derivative.withUnsafeBufferPointer { g in
-                        for sample in 0..<b {
-                            let gRow = g.baseAddress! + sample * width
-                            for c in 0..<k {
-                                let dRow = d.baseAddress! + (sample * k + c) * width
-                                for j in 0..<width { dRow[j] *= gRow[j] }
-                            }
-                        }
-                    }
+        let total = BatchFactors.storageCount(count: b, outputCount: k, geometry: geometry)
+        let layers = spec.layers
+        guard total > 0 else { return BatchFactors(count: b, outputCount: k, geometry: geometry, storage: []) }
+        let storage = [Double](unsafeUninitializedCapacity: total) { buffer, initialized in
+            let base = buffer.baseAddress!
+            // Where dense layer l's Z_l and δ_l, and f(X), start (the layout of BatchFactors).
+            var inputStart: [Int] = [], signalStart: [Int] = []
+            var offset = 0
+            for g in geometry { inputStart.append(offset); offset += b * g.fanIn }
+            for g in geometry { signalStart.append(offset); offset += b * k * g.fanOut }
+            let outputStart = offset
+            // Pre-activations (the input of activation layer i), kept for the backward pass.
+            var preactivations: [Int: UnsafeMutableBufferPointer<Double>] = [:]
+            defer { for p in preactivations.values { p.deallocate() } }
+
+            // Forward. `current` is the input of layer i; each layer writes its result where
+            // the next layer reads it: the next dense layer's Z slot, f(X), or a kept buffer.
+            (base + inputStart[0]).update(from: x, count: x.count)
+            var current = UnsafeMutableBufferPointer(start: base + inputStart[0], count: x.count)
+            var denseIndex = 0
+            for (i, layer) in layers.enumerated() {
+                let width: Int
+                switch layer {
+                case .dense: width = geometry[denseIndex].fanOut
+                case .activation: width = current.count / max(b, 1)
                 }
-            case .dense:
-                denseIndex -= 1
-                let g = geometry[denseIndex]
-                signals[denseIndex] = delta
-                if denseIndex == 0 { break }
-                // δ_in = s δ Wᵀ: (B·k, n_out) x (n_out, n_in).
-                var next = [Double](repeating: 0, count: b * k * g.fanIn)
-                delta.withUnsafeBufferPointer { d in
-                    parameters[denseIndex].weights.withUnsafeBufferPointer { w in
-                        next.withUnsafeMutableBufferPointer { n in
-                            GEMM.multiplyTransposed(m: b * k, n: g.fanIn, k: g.fanOut, alpha: g.weightScale,
-                                                    a: d.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
-                                                    c: n.baseAddress!, ldc: g.fanIn)
-                        }
-                    }
+                let target: UnsafeMutableBufferPointer<Double>
+                if i == layers.count - 1 {
+                    target = UnsafeMutableBufferPointer(start: base + outputStart, count: b * width)
+                } else if case .dense = layers[i + 1] {
+                    target = UnsafeMutableBufferPointer(start: base + inputStart[denseIndex + (isDense(layer) ? 1 : 0)], count: b * width)
+                } else {
+                    target = UnsafeMutableBufferPointer<Double>.allocate(capacity: b * width)
+                    preactivations[i + 1] = target
                 }
-                delta = next
-                width = g.fanIn
+                switch layer {
+                case .dense:
+                    dense(denseIndex, z: UnsafeBufferPointer(current), count: b, into: target)
+                    denseIndex += 1
+                case .activation(let activation, _):
+                    _ = target.update(fromContentsOf: current)
+                    activation.applyValue(target)
+                }
+                current = target
             }
-            if denseIndex == 0 { break }
+
+            // Backward: δ at the output is e_c for row (sample, c), then δ_in = s δ Wᵀ per
+            // dense layer and δ ⊙ φ'(h) per activation, each δ_l written into its slot.
+            var width = k
+            denseIndex = geometry.count
+            var delta = UnsafeMutableBufferPointer(start: base + signalStart[denseIndex - 1], count: b * k * k)
+            delta.update(repeating: 0)
+            for sample in 0..<b { for c in 0..<k { delta[(sample * k + c) * k + c] = 1 } }
+            let scratch = UnsafeMutableBufferPointer<Double>.allocate(capacity: layers.isEmpty ? 0 : maxWidth)
+            defer { scratch.deallocate() }
+            backward: for (i, layer) in layers.enumerated().reversed() {
+                switch layer {
+                case .activation(let activation, _):
+                    let h = preactivations[i]!
+                    for sample in 0..<b {
+                        let g = UnsafeMutableBufferPointer(rebasing: scratch[0..<width])
+                        activation.derivatives(UnsafeBufferPointer(rebasing: h[(sample * width)..<((sample + 1) * width)]), into: g)
+                        for c in 0..<k {
+                            let row = delta.baseAddress! + (sample * k + c) * width
+                            for j in 0..<width { row[j] *= g[j] }
+                        }
+                    }
+                case .dense:
+                    denseIndex -= 1
+                    if denseIndex == 0 { break backward }
+                    // δ_in = s δ Wᵀ: (B·k, n_out) x (n_out, n_in); W is (n_in, n_out), so every
+                    // entry is an inner product of a row of δ with a row of W (the tile kernel).
+                    let g = geometry[denseIndex]
+                    let next = UnsafeMutableBufferPointer(start: base + signalStart[denseIndex - 1], count: b * k * g.fanIn)
+                    parameters[denseIndex].weights.withUnsafeBufferPointer { w in
+                        InnerProducts.multiplyTransposed(m: b * k, n: g.fanIn, k: g.fanOut,
+                                                         a: delta.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
+                                                         c: next.baseAddress!, ldc: g.fanIn)
+                    }
+                    for e in next.indices { next[e] *= g.weightScale }
+                    delta = next
+                    width = g.fanIn
+                }
+            }
+            initialized = total
         }
-        return BatchFactors(count: b, outputCount: k, inputs: pass.denseInputs, signals: signals, outputs: pass.outputs)
+        return BatchFactors(count: b, outputCount: k, geometry: geometry, storage: storage)
+    }
+
+    /// The widest layer (input, hidden or output).
+    var maxWidth: Int { geometry.reduce(inputWidth) { max($0, $1.fanIn, $1.fanOut) } }
+
+    private func isDense(_ layer: Layer) -> Bool {
+        if case .dense = layer { return true }
+        return false
+    }
+
+    /// h = s Z W + t b for dense layer l on B rows of Z, into `h` (B, n_out): the rows of
+    /// Wᵀ against the rows of Z by the tile kernel, whose speed does not depend on the
+    /// BLAS kernel in use.
+    func dense(_ l: Int, z: UnsafeBufferPointer<Double>, count b: Int, into h: UnsafeMutableBufferPointer<Double>) {
+        let g = geometry[l]
+        let wt = Self.transpose(parameters[l].weights, rows: g.fanIn, columns: g.fanOut)
+        wt.withUnsafeBufferPointer { w in
+            InnerProducts.multiplyTransposed(m: b, n: g.fanOut, k: g.fanIn, a: z.baseAddress!, lda: g.fanIn,
+                                             b: w.baseAddress!, ldb: g.fanIn, c: h.baseAddress!, ldc: g.fanOut)
+        }
+        let s = g.weightScale
+        if let bias = parameters[l].bias {
+            let t = g.biasScale
+            for sample in 0..<b {
+                let row = h.baseAddress! + sample * g.fanOut
+                for j in 0..<g.fanOut { row[j] = s * row[j] + t * bias[j] }
+            }
+        } else {
+            for e in 0..<(b * g.fanOut) { h[e] *= s }
+        }
     }
 
     /// Explicit per-sample gradients, row-major (B·k, P): row b·k + c is ∇θ f_c(x_b) in
@@ -104,8 +212,8 @@ extension Network {
                     let row = out.baseAddress! + (sample * k + c) * p
                     var offset = 0
                     for (l, g) in geometry.enumerated() {
-                        factors.inputs[l].withUnsafeBufferPointer { zAll in
-                            factors.signals[l].withUnsafeBufferPointer { dAll in
+                        factors.withInputs(l) { zAll in
+                            factors.withSignals(l) { dAll in
                                 let z = zAll.baseAddress! + sample * g.fanIn
                                 let d = dAll.baseAddress! + (sample * k + c) * g.fanOut
                                 for i in 0..<g.fanIn {
@@ -145,17 +253,8 @@ extension Network {
             case .dense:
                 let g = geometry[denseIndex]
                 var h = [Double](repeating: 0, count: b * g.fanOut)
-                if let bias = parameters[denseIndex].bias {
-                    for sample in 0..<b { for j in 0..<g.fanOut { h[sample * g.fanOut + j] = g.biasScale * bias[j] } }
-                }
                 current.withUnsafeBufferPointer { z in
-                    parameters[denseIndex].weights.withUnsafeBufferPointer { w in
-                        h.withUnsafeMutableBufferPointer { out in
-                            GEMM.multiply(m: b, n: g.fanOut, k: g.fanIn, alpha: g.weightScale,
-                                          a: z.baseAddress!, lda: g.fanIn, b: w.baseAddress!, ldb: g.fanOut,
-                                          beta: 1, c: out.baseAddress!, ldc: g.fanOut)
-                        }
-                    }
+                    h.withUnsafeMutableBufferPointer { dense(denseIndex, z: z, count: b, into: $0) }
                 }
                 if keep { denseInputs.append(current) }
                 current = h
@@ -163,7 +262,7 @@ extension Network {
                 denseIndex += 1
             case .activation(let activation, _):
                 if keep { preactivations[layerIndex] = current }
-                for i in 0..<current.count { current[i] = activation.value(current[i]) }
+                current.withUnsafeMutableBufferPointer { activation.applyValue($0) }
             }
         }
         _ = width
@@ -231,9 +330,21 @@ extension Network {
         return perLayer.flatMap { $0 }
     }
 
+    /// Aᵀ of a row-major (rows, columns) matrix, in 16 x 16 blocks for the caches.
     static func transpose(_ a: [Double], rows: Int, columns: Int) -> [Double] {
-        var t = [Double](repeating: 0, count: a.count)
-        for i in 0..<rows { for j in 0..<columns { t[j * rows + i] = a[i * columns + j] } }
-        return t
+        [Double](unsafeUninitializedCapacity: a.count) { t, initialized in
+            a.withUnsafeBufferPointer { source in
+                let from = source.baseAddress!, to = t.baseAddress!
+                let block = 16
+                for i0 in stride(from: 0, to: rows, by: block) {
+                    for j0 in stride(from: 0, to: columns, by: block) {
+                        for j in j0..<min(j0 + block, columns) {
+                            for i in i0..<min(i0 + block, rows) { to[j * rows + i] = from[i * columns + j] }
+                        }
+                    }
+                }
+            }
+            initialized = a.count
+        }
     }
 }

@@ -15,32 +15,34 @@ typealias Lane = SIMD4<Double>
 /// A (m x k) and B (n x k) are row-major with their rows contiguous (stride lda, ldb),
 /// so every entry C[i, j] is the inner product of row i of A with row j of B.
 ///
-/// The loops are cache-blocked (k in chunks of `chunk`, B in panels that stay in L1) and
-/// register-blocked (4 x 6 entries per step with AVX-512, 2 x 2 otherwise). Every entry
-/// is accumulated in the same order wherever it falls in a register block, a panel or a
-/// tile: per k-chunk, lane-wise fused multiply-adds over whole lanes, the lanes summed
-/// in a fixed tree, the scalar tail, then added to the previous chunks' sum. A Gram
-/// matrix computed this way is bitwise independent of the tile size and of the number
-/// of ranks, and C[i, j] of A Aᵀ equals C[j, i].
+/// The loops are those of an optimized GEMM: k is cut into chunks of `chunk`; per chunk,
+/// A is packed into blocks of `blockRows` rows stored k-major, and each panel of
+/// `blockColumns` rows of B is packed k-major (the panel stays in L1); a register block of
+/// blockRows x blockColumns entries is then updated by broadcasts of A and whole-register
+/// loads of B with fused multiply-adds, and needs no horizontal sums. Edges are padded
+/// with zeros and go through the same register block.
+///
+/// Every entry is one chain of fused multiply-adds over p = 0, 1, …, k−1 starting from
+/// zero (the chain continues across chunks from the stored C), whatever register block,
+/// panel, tile or rank computes it, and a product x·y is the same as y·x. A Gram matrix
+/// computed this way is therefore bitwise independent of the tile size and of the number
+/// of ranks, C[i, j] of A Aᵀ equals C[j, i], and `dot` gives the same value.
 public enum InnerProducts {
-    /// k per cache block: a panel of B rows of this length stays in L1.
+    /// k per cache block: a packed panel of B of this length stays in L1.
     static let chunk = 256
-    /// B rows per panel (a multiple of the register block's columns).
-    static let panel = 12
 #if NTK_TILE_AVX512
-    static let blockRows = 4
-    static let blockColumns = 6
+    static let blockRows = 12
     /// The instruction set of this build, for reports.
     public static let instructionSet = "AVX-512 (8 doubles per register, FMA)"
 #elseif NTK_TILE_FMA
-    static let blockRows = 2
-    static let blockColumns = 2
+    static let blockRows = 6
     public static let instructionSet = "AVX2 (4 doubles per register, FMA)"
 #else
-    static let blockRows = 2
-    static let blockColumns = 2
+    static let blockRows = 6
     public static let instructionSet = "SSE2 (baseline x86-64)"
 #endif
+    /// Columns of a register block: two registers.
+    static let blockColumns = 2 * Lane.scalarCount
 
     /// Whether this CPU runs the instructions the kernels were compiled for; call before
     /// any kernel and refuse to run otherwise (they would die of SIGILL).
@@ -55,161 +57,250 @@ public enum InnerProducts {
     }
 
     /// C[i * ldc + j] = <A row i, B row j> for i < m, j < n.
+    ///
+    /// `upperFrom` > 0 asks only for the upper triangle of a square Gram block (A = B) whose
+    /// rows and columns come in groups of `upperFrom` (the k outputs of one sample): the
+    /// entries whose column group precedes their row group may then be left unwritten
+    /// (register blocks lying wholly below the diagonal are skipped).
     public static func multiplyTransposed(m: Int, n: Int, k: Int,
                                           a: UnsafePointer<Double>, lda: Int,
                                           b: UnsafePointer<Double>, ldb: Int,
-                                          c: UnsafeMutablePointer<Double>, ldc: Int) {
+                                          c: UnsafeMutablePointer<Double>, ldc: Int,
+                                          upperFrom: Int = 0) {
         if m == 0 || n == 0 { return }
         if k == 0 {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = 0 } }
             return
         }
+        let rowBlocks = (m + blockRows - 1) / blockRows
+        let kc = min(chunk, k)
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: rowBlocks * blockRows * kc) { packedA in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: kc * blockColumns + blockRows * blockColumns) { scratch in
+                sweep(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, upperFrom: upperFrom,
+                      packedA: packedA.baseAddress!, packedB: scratch.baseAddress!,
+                      edge: scratch.baseAddress! + kc * blockColumns)
+            }
+        }
+    }
+
+    /// The loops of `multiplyTransposed`: `packedA` holds every row block of A for a chunk,
+    /// `packedB` one panel of B, `edge` one register block.
+    static func sweep(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int,
+                      b: UnsafePointer<Double>, ldb: Int, c: UnsafeMutablePointer<Double>, ldc: Int,
+                      upperFrom: Int, packedA: UnsafeMutablePointer<Double>, packedB: UnsafeMutablePointer<Double>,
+                      edge: UnsafeMutablePointer<Double>) {
+        let rowBlocks = (m + blockRows - 1) / blockRows
         var k0 = 0
         while k0 < k {
             let kc = min(chunk, k - k0)
             let first = k0 == 0
+            // A's row block r: element (p, row) at r·blockRows·kc + p·blockRows + row.
+            for r in 0..<rowBlocks {
+                pack(rows: min(blockRows, m - r * blockRows), count: blockRows, k: kc,
+                     from: a + r * blockRows * lda + k0, stride: lda, to: packedA + r * blockRows * kc)
+            }
             var j0 = 0
             while j0 < n {
-                let j1 = min(n, j0 + panel)
-                var i = 0
-                while i < m {
-                    let rows = min(blockRows, m - i)
-                    var j = j0
-                    while j < j1 {
-                        let columns = min(blockColumns, j1 - j)
-                        if rows == blockRows && columns == blockColumns {
-                            block(k: kc, a: a + i * lda + k0, lda: lda, b: b + j * ldb + k0, ldb: ldb,
-                                  c: c + i * ldc + j, ldc: ldc, first: first)
-                        } else {
-                            for r in 0..<rows {
-                                for s in 0..<columns {
-                                    let value = dotChunk(k: kc, a + (i + r) * lda + k0, b + (j + s) * ldb + k0)
-                                    let p = c + (i + r) * ldc + j + s
-                                    p.pointee = first ? value : p.pointee + value
-                                }
+                let columns = min(blockColumns, n - j0)
+                // Whether every row of the register block at row i0 lies below the diagonal.
+                func below(_ i0: Int) -> Bool { upperFrom > 0 && j0 + columns <= i0 - i0 % upperFrom }
+                if below((rowBlocks - 1) * blockRows) && below(0) {
+                    j0 += blockColumns
+                    continue
+                }
+                // The panel: element (p, column) at p·blockColumns + column.
+                pack(rows: columns, count: blockColumns, k: kc, from: b + j0 * ldb + k0, stride: ldb, to: packedB)
+                for r in 0..<rowBlocks {
+                    let i0 = r * blockRows
+                    if below(i0) { continue }
+                    let rows = min(blockRows, m - i0)
+                    let blockA = UnsafePointer(packedA + r * blockRows * kc)
+                    if rows == blockRows && columns == blockColumns {
+                        micro(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, first: first)
+                    } else {
+                        // A partial block: the full register block on a copy.
+                        for row in 0..<blockRows {
+                            for column in 0..<blockColumns {
+                                edge[row * blockColumns + column] = !first && row < rows && column < columns
+                                    ? c[(i0 + row) * ldc + j0 + column] : 0
                             }
                         }
-                        j += columns
+                        micro(k: kc, a: blockA, b: packedB, c: edge, ldc: blockColumns, first: first)
+                        for row in 0..<rows {
+                            for column in 0..<columns { c[(i0 + row) * ldc + j0 + column] = edge[row * blockColumns + column] }
+                        }
                     }
-                    i += rows
                 }
-                j0 = j1
+                j0 += blockColumns
             }
             k0 += kc
         }
     }
 
-    /// <x, y> over k elements, in the canonical accumulation order.
-    public static func dot(k: Int, _ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>) -> Double {
-        var s = 0.0
-        var k0 = 0
-        while k0 < k {
-            let kc = min(chunk, k - k0)
-            let value = dotChunk(k: kc, x + k0, y + k0)
-            s = k0 == 0 ? value : s + value
-            k0 += kc
+    /// Copies `rows` rows (k elements each, `stride` apart) k-major into `count` slots:
+    /// element (p, row) at p·count + row, the slots past `rows` zero. Sequential writes
+    /// and plain loads (gathers or scatters here cost a quarter of the products' time).
+    @inline(__always)
+    static func pack(rows: Int, count: Int, k: Int, from source: UnsafePointer<Double>, stride: Int,
+                     to target: UnsafeMutablePointer<Double>) {
+        if rows == count {
+            for p in 0..<k {
+                let column = source + p, out = target + p * count
+                for row in 0..<count { out[row] = column[row * stride] }
+            }
+        } else {
+            for p in 0..<k {
+                let column = source + p, out = target + p * count
+                for row in 0..<rows { out[row] = column[row * stride] }
+                for row in rows..<count { out[row] = 0 }
+            }
         }
-        return s
     }
 
-    /// One chunk of one entry: lanes, lane sum, scalar tail.
-    @inline(__always)
-    static func dotChunk(k: Int, _ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>) -> Double {
-        var acc = Lane()
-        let whole = k - k % Lane.scalarCount
-        var p = 0
-        while p < whole {
-            multiplyAdd(&acc, load(x + p), load(y + p))
-            p += Lane.scalarCount
-        }
-        var s = reduce(acc)
-        while p < k {
-            s += x[p] * y[p]
-            p += 1
-        }
+    /// <x, y> over k elements: the same chain of fused multiply-adds as every entry of
+    /// `multiplyTransposed`, so bitwise the same value.
+    public static func dot(k: Int, _ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>) -> Double {
+        var s = 0.0
+        for p in 0..<k { multiplyAdd(&s, x[p], y[p]) }
         return s
     }
 
 #if NTK_TILE_AVX512
-    /// A 4 x 6 block of one chunk: 24 accumulators, 10 loads per 24 FMAs (of 32 registers).
+    /// The 12 x 16 register block of one chunk: 24 accumulators (of 32 registers), 2 loads and
+    /// 12 broadcasts per 24 FMAs.
     @inline(__always)
-    static func block(k: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+    static func micro(k: Int, a: UnsafePointer<Double>, b: UnsafePointer<Double>,
                       c: UnsafeMutablePointer<Double>, ldc: Int, first: Bool) {
-        let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
-        let b0 = b, b1 = b + ldb, b2 = b + 2 * ldb, b3 = b + 3 * ldb, b4 = b + 4 * ldb, b5 = b + 5 * ldb
-        var c00 = Lane(), c01 = Lane(), c02 = Lane(), c03 = Lane(), c04 = Lane(), c05 = Lane()
-        var c10 = Lane(), c11 = Lane(), c12 = Lane(), c13 = Lane(), c14 = Lane(), c15 = Lane()
-        var c20 = Lane(), c21 = Lane(), c22 = Lane(), c23 = Lane(), c24 = Lane(), c25 = Lane()
-        var c30 = Lane(), c31 = Lane(), c32 = Lane(), c33 = Lane(), c34 = Lane(), c35 = Lane()
-        let whole = k - k % Lane.scalarCount
-        var p = 0
-        while p < whole {
-            let y0 = load(b0 + p), y1 = load(b1 + p), y2 = load(b2 + p), y3 = load(b3 + p), y4 = load(b4 + p), y5 = load(b5 + p)
-            var x = load(a0 + p)
-            multiplyAdd(&c00, x, y0); multiplyAdd(&c01, x, y1); multiplyAdd(&c02, x, y2)
-            multiplyAdd(&c03, x, y3); multiplyAdd(&c04, x, y4); multiplyAdd(&c05, x, y5)
-            x = load(a1 + p)
-            multiplyAdd(&c10, x, y0); multiplyAdd(&c11, x, y1); multiplyAdd(&c12, x, y2)
-            multiplyAdd(&c13, x, y3); multiplyAdd(&c14, x, y4); multiplyAdd(&c15, x, y5)
-            x = load(a2 + p)
-            multiplyAdd(&c20, x, y0); multiplyAdd(&c21, x, y1); multiplyAdd(&c22, x, y2)
-            multiplyAdd(&c23, x, y3); multiplyAdd(&c24, x, y4); multiplyAdd(&c25, x, y5)
-            x = load(a3 + p)
-            multiplyAdd(&c30, x, y0); multiplyAdd(&c31, x, y1); multiplyAdd(&c32, x, y2)
-            multiplyAdd(&c33, x, y3); multiplyAdd(&c34, x, y4); multiplyAdd(&c35, x, y5)
-            p += Lane.scalarCount
+        var c0_0 = Lane(), c0_1 = Lane()
+        var c1_0 = Lane(), c1_1 = Lane()
+        var c2_0 = Lane(), c2_1 = Lane()
+        var c3_0 = Lane(), c3_1 = Lane()
+        var c4_0 = Lane(), c4_1 = Lane()
+        var c5_0 = Lane(), c5_1 = Lane()
+        var c6_0 = Lane(), c6_1 = Lane()
+        var c7_0 = Lane(), c7_1 = Lane()
+        var c8_0 = Lane(), c8_1 = Lane()
+        var c9_0 = Lane(), c9_1 = Lane()
+        var c10_0 = Lane(), c10_1 = Lane()
+        var c11_0 = Lane(), c11_1 = Lane()
+        if !first {
+            c0_0 = load(c); c0_1 = load(c + Lane.scalarCount)
+            c1_0 = load(c + ldc); c1_1 = load(c + ldc + Lane.scalarCount)
+            c2_0 = load(c + 2 * ldc); c2_1 = load(c + 2 * ldc + Lane.scalarCount)
+            c3_0 = load(c + 3 * ldc); c3_1 = load(c + 3 * ldc + Lane.scalarCount)
+            c4_0 = load(c + 4 * ldc); c4_1 = load(c + 4 * ldc + Lane.scalarCount)
+            c5_0 = load(c + 5 * ldc); c5_1 = load(c + 5 * ldc + Lane.scalarCount)
+            c6_0 = load(c + 6 * ldc); c6_1 = load(c + 6 * ldc + Lane.scalarCount)
+            c7_0 = load(c + 7 * ldc); c7_1 = load(c + 7 * ldc + Lane.scalarCount)
+            c8_0 = load(c + 8 * ldc); c8_1 = load(c + 8 * ldc + Lane.scalarCount)
+            c9_0 = load(c + 9 * ldc); c9_1 = load(c + 9 * ldc + Lane.scalarCount)
+            c10_0 = load(c + 10 * ldc); c10_1 = load(c + 10 * ldc + Lane.scalarCount)
+            c11_0 = load(c + 11 * ldc); c11_1 = load(c + 11 * ldc + Lane.scalarCount)
         }
-        @inline(__always)
-        func finish(_ acc: Lane, _ x: UnsafePointer<Double>, _ y: UnsafePointer<Double>, _ out: UnsafeMutablePointer<Double>) {
-            var value = reduce(acc)
-            var q = whole
-            while q < k {
-                value += x[q] * y[q]
-                q += 1
-            }
-            out.pointee = first ? value : out.pointee + value
+        var pa = a, pb = b
+        for _ in 0..<k {
+            let y0 = load(pb), y1 = load(pb + Lane.scalarCount)
+            var x = Lane(repeating: pa[0])
+            multiplyAdd(&c0_0, x, y0); multiplyAdd(&c0_1, x, y1)
+            x = Lane(repeating: pa[1])
+            multiplyAdd(&c1_0, x, y0); multiplyAdd(&c1_1, x, y1)
+            x = Lane(repeating: pa[2])
+            multiplyAdd(&c2_0, x, y0); multiplyAdd(&c2_1, x, y1)
+            x = Lane(repeating: pa[3])
+            multiplyAdd(&c3_0, x, y0); multiplyAdd(&c3_1, x, y1)
+            x = Lane(repeating: pa[4])
+            multiplyAdd(&c4_0, x, y0); multiplyAdd(&c4_1, x, y1)
+            x = Lane(repeating: pa[5])
+            multiplyAdd(&c5_0, x, y0); multiplyAdd(&c5_1, x, y1)
+            x = Lane(repeating: pa[6])
+            multiplyAdd(&c6_0, x, y0); multiplyAdd(&c6_1, x, y1)
+            x = Lane(repeating: pa[7])
+            multiplyAdd(&c7_0, x, y0); multiplyAdd(&c7_1, x, y1)
+            x = Lane(repeating: pa[8])
+            multiplyAdd(&c8_0, x, y0); multiplyAdd(&c8_1, x, y1)
+            x = Lane(repeating: pa[9])
+            multiplyAdd(&c9_0, x, y0); multiplyAdd(&c9_1, x, y1)
+            x = Lane(repeating: pa[10])
+            multiplyAdd(&c10_0, x, y0); multiplyAdd(&c10_1, x, y1)
+            x = Lane(repeating: pa[11])
+            multiplyAdd(&c11_0, x, y0); multiplyAdd(&c11_1, x, y1)
+            pa += 12
+            pb += 2 * Lane.scalarCount
         }
-        let r0 = c, r1 = c + ldc, r2 = c + 2 * ldc, r3 = c + 3 * ldc
-        finish(c00, a0, b0, r0); finish(c01, a0, b1, r0 + 1); finish(c02, a0, b2, r0 + 2)
-        finish(c03, a0, b3, r0 + 3); finish(c04, a0, b4, r0 + 4); finish(c05, a0, b5, r0 + 5)
-        finish(c10, a1, b0, r1); finish(c11, a1, b1, r1 + 1); finish(c12, a1, b2, r1 + 2)
-        finish(c13, a1, b3, r1 + 3); finish(c14, a1, b4, r1 + 4); finish(c15, a1, b5, r1 + 5)
-        finish(c20, a2, b0, r2); finish(c21, a2, b1, r2 + 1); finish(c22, a2, b2, r2 + 2)
-        finish(c23, a2, b3, r2 + 3); finish(c24, a2, b4, r2 + 4); finish(c25, a2, b5, r2 + 5)
-        finish(c30, a3, b0, r3); finish(c31, a3, b1, r3 + 1); finish(c32, a3, b2, r3 + 2)
-        finish(c33, a3, b3, r3 + 3); finish(c34, a3, b4, r3 + 4); finish(c35, a3, b5, r3 + 5)
+        store(c0_0, c); store(c0_1, c + Lane.scalarCount)
+        store(c1_0, c + ldc); store(c1_1, c + ldc + Lane.scalarCount)
+        store(c2_0, c + 2 * ldc); store(c2_1, c + 2 * ldc + Lane.scalarCount)
+        store(c3_0, c + 3 * ldc); store(c3_1, c + 3 * ldc + Lane.scalarCount)
+        store(c4_0, c + 4 * ldc); store(c4_1, c + 4 * ldc + Lane.scalarCount)
+        store(c5_0, c + 5 * ldc); store(c5_1, c + 5 * ldc + Lane.scalarCount)
+        store(c6_0, c + 6 * ldc); store(c6_1, c + 6 * ldc + Lane.scalarCount)
+        store(c7_0, c + 7 * ldc); store(c7_1, c + 7 * ldc + Lane.scalarCount)
+        store(c8_0, c + 8 * ldc); store(c8_1, c + 8 * ldc + Lane.scalarCount)
+        store(c9_0, c + 9 * ldc); store(c9_1, c + 9 * ldc + Lane.scalarCount)
+        store(c10_0, c + 10 * ldc); store(c10_1, c + 10 * ldc + Lane.scalarCount)
+        store(c11_0, c + 11 * ldc); store(c11_1, c + 11 * ldc + Lane.scalarCount)
     }
 #else
-    /// A 2 x 2 block of one chunk.
+    /// The 6 x 8 register block of one chunk: 12 accumulators (of 16 registers), 2 loads and
+    /// 6 broadcasts per 12 FMAs.
     @inline(__always)
-    static func block(k: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+    static func micro(k: Int, a: UnsafePointer<Double>, b: UnsafePointer<Double>,
                       c: UnsafeMutablePointer<Double>, ldc: Int, first: Bool) {
-        let a0 = a, a1 = a + lda, b0 = b, b1 = b + ldb
-        var c00 = Lane(), c01 = Lane(), c10 = Lane(), c11 = Lane()
-        let whole = k - k % Lane.scalarCount
-        var p = 0
-        while p < whole {
-            let x0 = load(a0 + p), x1 = load(a1 + p)
-            let y0 = load(b0 + p), y1 = load(b1 + p)
-            multiplyAdd(&c00, x0, y0); multiplyAdd(&c01, x0, y1)
-            multiplyAdd(&c10, x1, y0); multiplyAdd(&c11, x1, y1)
-            p += Lane.scalarCount
+        var c0_0 = Lane(), c0_1 = Lane()
+        var c1_0 = Lane(), c1_1 = Lane()
+        var c2_0 = Lane(), c2_1 = Lane()
+        var c3_0 = Lane(), c3_1 = Lane()
+        var c4_0 = Lane(), c4_1 = Lane()
+        var c5_0 = Lane(), c5_1 = Lane()
+        if !first {
+            c0_0 = load(c); c0_1 = load(c + Lane.scalarCount)
+            c1_0 = load(c + ldc); c1_1 = load(c + ldc + Lane.scalarCount)
+            c2_0 = load(c + 2 * ldc); c2_1 = load(c + 2 * ldc + Lane.scalarCount)
+            c3_0 = load(c + 3 * ldc); c3_1 = load(c + 3 * ldc + Lane.scalarCount)
+            c4_0 = load(c + 4 * ldc); c4_1 = load(c + 4 * ldc + Lane.scalarCount)
+            c5_0 = load(c + 5 * ldc); c5_1 = load(c + 5 * ldc + Lane.scalarCount)
         }
-        var s00 = reduce(c00), s01 = reduce(c01), s10 = reduce(c10), s11 = reduce(c11)
-        while p < k {
-            s00 += a0[p] * b0[p]
-            s01 += a0[p] * b1[p]
-            s10 += a1[p] * b0[p]
-            s11 += a1[p] * b1[p]
-            p += 1
+        var pa = a, pb = b
+        for _ in 0..<k {
+            let y0 = load(pb), y1 = load(pb + Lane.scalarCount)
+            var x = Lane(repeating: pa[0])
+            multiplyAdd(&c0_0, x, y0); multiplyAdd(&c0_1, x, y1)
+            x = Lane(repeating: pa[1])
+            multiplyAdd(&c1_0, x, y0); multiplyAdd(&c1_1, x, y1)
+            x = Lane(repeating: pa[2])
+            multiplyAdd(&c2_0, x, y0); multiplyAdd(&c2_1, x, y1)
+            x = Lane(repeating: pa[3])
+            multiplyAdd(&c3_0, x, y0); multiplyAdd(&c3_1, x, y1)
+            x = Lane(repeating: pa[4])
+            multiplyAdd(&c4_0, x, y0); multiplyAdd(&c4_1, x, y1)
+            x = Lane(repeating: pa[5])
+            multiplyAdd(&c5_0, x, y0); multiplyAdd(&c5_1, x, y1)
+            pa += 6
+            pb += 2 * Lane.scalarCount
         }
-        if first {
-            c[0] = s00; c[1] = s01; c[ldc] = s10; c[ldc + 1] = s11
-        } else {
-            c[0] += s00; c[1] += s01; c[ldc] += s10; c[ldc + 1] += s11
-        }
+        store(c0_0, c); store(c0_1, c + Lane.scalarCount)
+        store(c1_0, c + ldc); store(c1_1, c + ldc + Lane.scalarCount)
+        store(c2_0, c + 2 * ldc); store(c2_1, c + 2 * ldc + Lane.scalarCount)
+        store(c3_0, c + 3 * ldc); store(c3_1, c + 3 * ldc + Lane.scalarCount)
+        store(c4_0, c + 4 * ldc); store(c4_1, c + 4 * ldc + Lane.scalarCount)
+        store(c5_0, c + 5 * ldc); store(c5_1, c + 5 * ldc + Lane.scalarCount)
     }
 #endif
+
+    @inline(__always)
+    static func store(_ value: Lane, _ p: UnsafeMutablePointer<Double>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: value, as: Lane.self)
+    }
+
+    /// s + x·y, rounded once (as the lanes' fused multiply-adds) where the build has FMA.
+    @inline(__always)
+    static func multiplyAdd(_ s: inout Double, _ x: Double, _ y: Double) {
+#if NTK_TILE_FMA
+        s.addProduct(x, y)
+#else
+        s += x * y
+#endif
+    }
 
     @inline(__always)
     static func multiplyAdd(_ acc: inout Lane, _ x: Lane, _ y: Lane) {
@@ -225,14 +316,4 @@ public enum InnerProducts {
         UnsafeRawPointer(p).loadUnaligned(as: Lane.self)
     }
 
-    /// The lanes summed in a fixed tree; the same order for every entry.
-    @inline(__always)
-    static func reduce(_ v: Lane) -> Double {
-#if NTK_TILE_AVX512
-        let h = v.lowHalf + v.highHalf
-        return (h[0] + h[2]) + (h[1] + h[3])
-#else
-        return (v[0] + v[2]) + (v[1] + v[3])
-#endif
-    }
 }

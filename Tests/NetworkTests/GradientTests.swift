@@ -18,6 +18,12 @@ let gradientCases: [(String, ModelSpec)] = [
         .activation(.tanh, quadratureDegree: nil),
         .dense(DenseLayer(width: 2, weightStd: 1.1, biasStd: 0.05)),
         .activation(.erf, quadratureDegree: nil)])),
+    ("tanh first, relu then sigmoid between dense layers, k=2", ModelSpec(parameterization: .standard, layers: [
+        .activation(.tanh, quadratureDegree: nil),
+        .dense(DenseLayer(width: 4, weightStd: 1.3, biasStd: 0.2)),
+        .activation(.leakyRelu(alpha: 0.3), quadratureDegree: nil),
+        .activation(.sigmoid, quadratureDegree: nil),
+        .dense(DenseLayer(width: 2, weightStd: 0.9, biasStd: 0.1))])),
 ]
 
 @Suite struct GradientTests {
@@ -28,7 +34,10 @@ let gradientCases: [(String, ModelSpec)] = [
         let d = 3, b = 2
         let network = Network.initialized(spec: spec, inputWidth: d, seed: 11)
         let x: [Double] = [0.3, -1.2, 0.8, 1.1, 0.4, -0.7]
-        let g = network.gradients(from: network.factors(x, count: b))
+        let factors = network.factors(x, count: b)
+        // The factors' forward pass is the network's.
+        #expect(factors.outputs == network.outputs(x, count: b))
+        let g = network.gradients(from: factors)
         let k = network.outputCount, p = network.parameterCount
         let theta = network.flatParameters
         let h = 1e-5
@@ -101,7 +110,10 @@ let gradientCases: [(String, ModelSpec)] = [
         let b = 4, k = network.outputCount, p = network.parameterCount
         let x: [Double] = [0.3, -1.2, 0.8, 1.1, 0.4, -0.7, 0.05, 0.9, -0.3, -1.5, 0.2, 0.6]
         let w = (0..<(b * k)).map { Double($0 % 5) - 1.7 }
-        let g = network.gradients(from: network.factors(x, count: b))
+        let factors = network.factors(x, count: b)
+        // The factors' forward pass is the network's.
+        #expect(factors.outputs == network.outputs(x, count: b))
+        let g = network.gradients(from: factors)
         var expected = [Double](repeating: 0, count: p)
         for row in 0..<(b * k) { for q in 0..<p { expected[q] += w[row] * g[row * p + q] } }
         let ours = network.weightedGradient(x, count: b, weights: w)

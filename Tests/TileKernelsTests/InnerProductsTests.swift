@@ -42,6 +42,36 @@ func lcgMatrix(_ count: Int, seed: UInt64) -> [Double] {
             }
         }
         for i in 0..<n { for j in 0..<n { #expect(whole[i * n + j] == whole[j * n + i]) } }
+        // `dot` runs the same chain of multiply-adds as every entry.
+        x.withUnsafeBufferPointer { p in
+            for i in 0..<n { for j in 0..<n {
+                #expect(InnerProducts.dot(k: k, p.baseAddress! + i * k, p.baseAddress! + j * k) == whole[i * n + j])
+            } }
+        }
+    }
+
+    @Test("upperFrom g: every entry whose column group does not precede its row group is the full product's, bitwise; the rest is left alone",
+          arguments: [(1, 40, 70), (3, 39, 300), (2, 26, 9), (1, 5, 1)])
+    func upperTriangle(shape: (Int, Int, Int)) {
+        let (group, n, k) = shape
+        let x = lcgMatrix(n * k, seed: 9)
+        var whole = [Double](repeating: 0, count: n * n)
+        InnerProducts.multiplyTransposed(m: n, n: n, k: k, a: x, lda: k, b: x, ldb: k, c: &whole, ldc: n)
+        var upper = [Double](repeating: .nan, count: n * n)
+        InnerProducts.multiplyTransposed(m: n, n: n, k: k, a: x, lda: k, b: x, ldb: k, c: &upper, ldc: n, upperFrom: group)
+        var skipped = 0
+        for i in 0..<n { for j in 0..<n {
+            if j / group >= i / group {
+                #expect(upper[i * n + j] == whole[i * n + j], "(\(i), \(j))")
+            } else if upper[i * n + j].isNaN {
+                skipped += 1
+            } else {
+                // A block straddling the diagonal is computed whole.
+                #expect(upper[i * n + j] == whole[i * n + j], "(\(i), \(j))")
+            }
+        } }
+        // Blocks wholly below the diagonal were skipped when there are any.
+        #expect(n < 30 || skipped > 0)
     }
 }
 

@@ -1,0 +1,22 @@
+// Header-only shim: operating-system calls that Swift's Glibc module does not export
+// (glibc declares them only under _GNU_SOURCE). No stable API: only GramEngine uses it.
+#ifndef NTK_CSYSTEM_H
+#define NTK_CSYSTEM_H
+
+#if defined(__linux__)
+#include <sys/types.h>
+int sync_file_range(int fd, __off64_t offset, __off64_t nbytes, unsigned int flags);
+#endif
+
+/// Starts writing the dirty pages of [offset, offset + length) of a file to disk and
+/// returns at once (Linux sync_file_range with SYNC_FILE_RANGE_WRITE); a no-op elsewhere.
+static inline int ntk_start_writeback(int fd, long long offset, long long length) {
+#if defined(__linux__)
+    return sync_file_range(fd, offset, length, 2 /* SYNC_FILE_RANGE_WRITE */);
+#else
+    (void)fd; (void)offset; (void)length;
+    return 0;
+#endif
+}
+
+#endif
