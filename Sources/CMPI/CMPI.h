@@ -31,5 +31,7 @@ static inline MPI_Status *ntk_mpi_status_ignore(void) { return MPI_STATUS_IGNORE
 static inline MPI_Request ntk_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline int ntk_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 static inline MPI_Info ntk_mpi_info_null(void) { return MPI_INFO_NULL; }
+static inline int ntk_mpi_mode_nocheck(void) { return MPI_MODE_NOCHECK; }
+static inline int ntk_mpi_undefined(void) { return MPI_UNDEFINED; }
 
 #endif

@@ -224,18 +224,6 @@ public enum GramJob {
             computer = TileComputer(infinite: loaded.infinite!, kind: options.kernel, outputCount: k, plan: plan,
                                     outputKernel: options.outputKernel, rowData: loaded.data.values, columnData: loaded.data2?.values)
         }
-        // Per-sample quantities once across the ranks (broadcast), when they all fit the
-        // cache: each rank would otherwise recompute nearly all of them.
-        computer.precision = options.precision
-        let preloadStart = Clock.now
-        if network != nil && options.method == .structured
-            && computer.factorBytesPerSample * (n + (m ?? 0)) <= options.cacheMegabytes << 20 {
-            try computer.preload(world: world)
-        }
-        let preloadSeconds = try world.allreduce(Clock.seconds(since: preloadStart), .max)
-        let precomputedOutputs = world.isRoot ? computer.cachedOutputs(columnSet: false) : nil
-        let precomputedOutputs2 = world.isRoot && m != nil ? computer.cachedOutputs(columnSet: true) : nil
-
         // Without an eigendecomposition rank 0 needs no kernel: every rank writes its own
         // tiles into kernel.npy as it finishes them, and no rank ever holds N x N.
         let stream = m != nil || options.eigen == .none || options.eigenSolver == .scalapack
@@ -262,10 +250,31 @@ public enum GramJob {
         if let writer {
             sink = { (index: Int, values: [Double]) throws(NTKError) in try writer.accept(index: index, values: values) }
         }
-        var result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
+
+        // Per-sample quantities once across the ranks, in memory each node shares, when
+        // they all fit the cache: each rank would otherwise recompute nearly all of them.
+        computer.precision = options.precision
+        let preloadStart = Clock.now
+        if network != nil && options.method == .structured
+            && computer.factorBytesPerSample * (n + (m ?? 0)) <= options.cacheMegabytes << 20 {
+            try computer.preload(world: world)
+        }
+        let preloadSeconds = try world.allreduce(Clock.seconds(since: preloadStart), .max)
+        let precomputedOutputs = world.isRoot ? computer.cachedOutputs(columnSet: false) : nil
+        let precomputedOutputs2 = world.isRoot && m != nil ? computer.cachedOutputs(columnSet: true) : nil
+
+        var result: DistributedKernel
+        do {
+            result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
                                        checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world,
                                        assemble: !stream, sink: sink,
                                        keepTiles: !stream || options.eigenSolver == .scalapack)
+        } catch let failure as AgreedFailure {
+            // Every rank stops here together: release the shared memory collectively.
+            try? computer.release()
+            throw failure
+        }
+        try computer.release()
         var streamed: (path: String, size: Int)? = nil
         if stream {
             // Every rank has written its tiles; rank 0 syncs the file and checks its size.

@@ -5,9 +5,16 @@ import Foundation
 /// With R = N·k' rows and C = M·k' columns of the kernel (k' = k for the full kernel,
 /// else 1), K ranks, B samples per tile side and f bytes of per-sample quantities
 /// (structured: 8 Σ_l (n_in + k·n_out); explicit: 8 k P):
-/// - every rank: its data, 8(N + M)d; its share of the tiles until the gather,
-///   8RC/K (8RC/(2K) for a symmetric kernel, whose tiles cover its upper triangle); its
-///   cache of per-sample quantities, min(f (N + M), cache bound);
+/// - every rank: its data, 8(N + M)d; its cache of per-sample quantities,
+///   min(f (N + M), cache bound); and either
+///   - when rank 0 gathers the kernel (a symmetric kernel with an eigendecomposition by
+///     LAPACK), its share of the tiles until the gather, 8RC/K (8RC/(2K) for a symmetric
+///     kernel, whose tiles cover its upper triangle), or
+///   - when every rank writes its tiles into kernel.npy as they finish (no
+///     eigendecomposition, a cross kernel, or ScaLAPACK), the tile in flight and its two
+///     products, 3·8(Bk')², and the pages of kernel.npy it has mapped,
+///     min(8RC, 256 MiB + 4·8(Bk')²) (page cache: counted in the resident set, written back and
+///     reclaimable); ScaLAPACK keeps the share of the tiles as well;
 /// - rank 0, only when it eigendecomposes (otherwise the ranks write their tiles into
 ///   kernel.npy themselves), instead of its tile share once the gather has released it:
 ///   the assembled kernel 8RC; a gather buffer ≤ 8·B·k'·C; a copy of the kernel 8R² for
@@ -34,10 +41,15 @@ public struct MemoryPlan: Sendable, Equatable {
         let columns = (m ?? n) * entry
         let symmetric = m == nil
         let kernelBytes = 8 * rows * columns
-        let share = symmetric ? kernelBytes / (2 * ranks) + 8 * tileSize * entry * tileSize * entry : kernelBytes / ranks
+        let tileBytes = 8 * tileSize * entry * tileSize * entry
+        let share = symmetric ? kernelBytes / (2 * ranks) + tileBytes : kernelBytes / ranks
         let data = 8 * (n + (m ?? 0)) * d
         let cache = min(perSampleBytes * (n + (m ?? 0)), max(cacheBytes, 2 * perSampleBytes * tileSize))
-        var common = baseline + data + share + cache
+        // Streamed: the ranks write their tiles into kernel.npy as they finish.
+        let streamed = !symmetric || eigen == .none || solver == .scalapack
+        let held = streamed && solver != .scalapack ? 3 * tileBytes : share
+        let mapped = streamed ? min(kernelBytes, ParallelKernelFile.Writer.windowLimit + 4 * tileBytes) : 0
+        var common = baseline + data + held + cache + mapped
         if symmetric && eigen != .none && solver == .scalapack {
             // ScaLAPACK: every rank holds its piece of the matrix, of the eigenvectors and
             // the workspace, about 4 R²/K doubles, and no rank the whole kernel.

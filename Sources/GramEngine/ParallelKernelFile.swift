@@ -60,6 +60,12 @@ enum ParallelKernelFile {
         let size: Int
         private var mapping: UnsafeMutableRawPointer?
         private var isOpen = true
+        /// Bytes of the mapping faulted in since it was last dropped (an upper bound).
+        private var mappedBytes = 0
+
+        /// The mapped pages are dropped (not the data) when they may exceed this many bytes,
+        /// so the resident file pages of a rank stay below about min(file size, windowLimit).
+        static let windowLimit = 256 << 20
 
         init(path: String, dataOffset: Int, plan: TilePlan, entry: Int, fullLayout: Bool) throws(NTKError) {
             let fd = open(path, O_RDWR | O_CLOEXEC)
@@ -111,14 +117,15 @@ enum ParallelKernelFile {
         /// i·k + a, column j·k + b.
         func write(index: Int, values: [Double]) throws(NTKError) {
             if let mapping {
-                // Fault the tile's rows (and its mirror's) in with one call: far cheaper
-                // than a page fault per page.
+                // The pages a tile and its mirror touch: their bytes, and up to a page more
+                // per row segment.
                 let t = plan.tiles[index]
-                let rowBytes = 8 * plan.columns * entry * entry
-                for range in [plan.rowRange(t.row)] + (plan.symmetric && t.row != t.column ? [plan.columnRange(t.column)] : []) {
-                    let start = dataOffset + range.lowerBound * rowBytes
-                    let page = start - start % 4096
-                    _ = madvise(mapping + page, start - page + range.count * rowBytes, 23 /* MADV_POPULATE_WRITE */)
+                mappedBytes += 2 * (8 * values.count + 4096 * (plan.rowRange(t.row).count + plan.columnRange(t.column).count))
+                if size > Self.windowLimit && mappedBytes > Self.windowLimit {
+                    // Unmap the pages written so far (they stay in the page cache, dirty, on
+                    // their way to disk), so that this rank's resident set stays bounded.
+                    _ = madvise(mapping, size, 4 /* MADV_DONTNEED */)
+                    mappedBytes = 0
                 }
                 let data = (mapping + dataOffset).assumingMemoryBound(to: Double.self)
                 values.withUnsafeBufferPointer {

@@ -236,44 +236,70 @@ final class TileComputer {
     }
 
     /// Computes every block's per-sample quantities once across the ranks instead of
-    /// once per rank: block b is computed by rank b mod K and broadcast to all, which
-    /// keep it in the cache. Collective. Only for the structured method, and only when
-    /// all blocks fit in the cache bound (the caller checks).
+    /// once per rank, into memory that the ranks of a node share: each block is computed
+    /// by one rank straight into its node's copy, and sent to the other nodes' copies by
+    /// one broadcast among one rank per node. The ranks of a node then read the same
+    /// memory, without copies, until `release`. Collective. Only for the structured
+    /// method, and only when all blocks fit in the cache bound (the caller checks).
     func preload(world: Communicator) throws {
         guard let network, method == .structured else { return }
         var blocks: [Key] = (0..<plan.rowBlocks).map { Key(columnSet: false, block: $0) }
         if !plan.symmetric { blocks += (0..<plan.columnBlocks).map { Key(columnSet: true, block: $0) } }
         let k = network.outputCount
-        // First every rank computes its own blocks (in parallel), then all are broadcast.
-        var own: [Int: BatchFactors] = [:]
+        func samples(_ key: Key) -> Range<Int> { key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block) }
+        var offsets = [0]
+        for key in blocks {
+            offsets.append(offsets.last! + BatchFactors.storageCount(count: samples(key).count, outputCount: k, geometry: network.geometry))
+        }
+
+        // The node's ranks, and for each index q within a node, one rank per node.
+        let node = try world.splitShared()
+        let across = try world.split(color: node.rank, key: world.rank)
+        // Blocks are computed by ranks whose index within their node exists on every node.
+        let perNode = try world.allreduce(Int64(node.size), .min)
+        let nodes = try world.allreduce(Int64(node.isRoot ? 1 : 0), .sum)
+        func owner(_ b: Int) -> (q: Int, node: Int) { (b % Int(perNode), (b / Int(perNode)) % Int(nodes)) }
+        let memory = try SharedMemory(node: node, byteCount: 8 * offsets.last!)
+        shared = (memory, node, across)
+        let all = UnsafeMutableBufferPointer(start: memory.base?.assumingMemoryBound(to: Double.self), count: offsets.last!)
+        func slot(_ b: Int) -> UnsafeMutableBufferPointer<Double> { UnsafeMutableBufferPointer(rebasing: all[offsets[b]..<offsets[b + 1]]) }
+
         let start = Clock.now
-        for (index, key) in blocks.enumerated() where index % world.size == world.rank {
-            let range = key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block)
+        for (b, key) in blocks.enumerated() where owner(b) == (node.rank, across.rank) {
+            let range = samples(key)
             let data = key.columnSet ? columnData! : rowData
             let d = network.inputWidth
-            own[index] = network.factors(Array(data[(range.lowerBound * d)..<(range.upperBound * d)]), count: range.count)
+            network.factors(Array(data[(range.lowerBound * d)..<(range.upperBound * d)]), count: range.count, into: slot(b))
         }
         gradientSeconds += Clock.seconds(since: start)
-        func keep(_ key: Key, _ factors: BatchFactors) {
+        if nodes > 1 {
+            for b in blocks.indices where owner(b).q == node.rank {
+                try across.broadcast(slot(b), root: owner(b).node)
+            }
+        }
+        try memory.synchronize()
+        for (b, key) in blocks.enumerated() {
+            let factors = BatchFactors(count: samples(key).count, outputCount: k, geometry: network.geometry,
+                                       storage: FactorStorage(borrowing: UnsafeBufferPointer(slot(b))))
             let made = Entry(factors: factors, gradients: nil, lastUse: 0, single: precision == .f32)
             cache[key] = made
             cachedBytes += made.bytes
         }
-        for (index, key) in blocks.enumerated() {
-            let owner = index % world.size
-            let range = key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block)
-            let b = range.count
-            if let mine = own.removeValue(forKey: index) {
-                // The owner keeps its own factors; the others receive their one buffer.
-                if world.size > 1 { try world.broadcast(sending: mine.storage) }
-                keep(key, mine)
-                continue
-            }
-            let total = BatchFactors.storageCount(count: b, outputCount: k, geometry: network.geometry)
-            var flat = [Double](unsafeUninitializedCapacity: total) { _, initialized in initialized = total }
-            try world.broadcast(&flat, root: owner)
-            keep(key, BatchFactors(count: b, outputCount: k, geometry: network.geometry, storage: flat))
-        }
+    }
+
+    /// The shared memory of `preload`, and the communicators it was made with.
+    private var shared: (memory: SharedMemory, node: Communicator, across: Communicator)? = nil
+
+    /// Drops the cached per-sample quantities and frees the memory `preload` shares.
+    /// Collective when `preload` ran (every rank calls it, after its last tile).
+    func release() throws {
+        cache.removeAll()
+        cachedBytes = 0
+        guard let shared else { return }
+        self.shared = nil
+        try shared.memory.free()
+        shared.across.free()
+        shared.node.free()
     }
 
     /// f(X) (or f(X2) for `columnSet`) from the cached per-sample quantities, row-major

@@ -79,16 +79,10 @@ public struct Communicator: @unchecked Sendable {
         return code
     }
 
-    /// This rank's side of `broadcast(_:root:)` as its root: sends `values` without
-    /// taking them inout (so a buffer shared with other arrays is not copied first).
+    /// Broadcasts `buffer` in place from `root`; every rank must pass the same count.
     /// Collective.
-    public func broadcast<T: MPIElement>(sending values: [T]) throws(MPIError) {
-        let count = values.count
-        // The root's buffer is only read.
-        let code = values.withUnsafeBufferPointer {
-            broadcastChunks(UnsafeMutablePointer(mutating: $0.baseAddress), count: count, T.self, root: rank)
-        }
-        try check(code)
+    public func broadcast<T: MPIElement>(_ buffer: UnsafeMutableBufferPointer<T>, root: Int) throws(MPIError) {
+        try check(broadcastChunks(buffer.baseAddress, count: buffer.count, T.self, root: root))
     }
 
     /// Gathers a variable amount of data from every rank to `root`.
@@ -215,6 +209,28 @@ extension Communicator {
         let candidate = status != 0 ? Int32(rank) : Int32(size)
         let first = try allreduceQuietly(candidate, .min)
         return (worst, Int(first))
+    }
+
+    /// The ranks of the same `color`, ordered by `key` (then by rank), as a communicator
+    /// of their own; release it with `free()`. Collective.
+    public func split(color: Int, key: Int) throws(MPIError) -> Communicator {
+        var part: MPI_Comm? = nil
+        try check(MPI_Comm_split(handle, Int32(color), Int32(key), &part))
+        return try Communicator(handle: part)
+    }
+
+    /// The ranks sharing this rank's node (shared memory), in rank order, as a
+    /// communicator of their own; release it with `free()`. Collective.
+    public func splitShared() throws(MPIError) -> Communicator {
+        var local: MPI_Comm? = nil
+        try check(MPI_Comm_split_type(handle, ntk_mpi_comm_type_shared(), Int32(rank), ntk_mpi_info_null(), &local))
+        return try Communicator(handle: local)
+    }
+
+    /// Releases a communicator made by `split` or `splitShared` (not the world). Collective.
+    public func free() {
+        var h = handle
+        MPI_Comm_free(&h)
     }
 
     /// The number of ranks sharing this rank's node (shared memory), and this rank's

@@ -1,24 +1,45 @@
 import LinearAlgebra
 import TileKernels
 
+/// Doubles that a `BatchFactors` reads: allocated and owned by it, or lent by memory
+/// that outlives it (e.g. memory shared by the ranks of a node).
+public final class FactorStorage: @unchecked Sendable {
+    public let buffer: UnsafeBufferPointer<Double>
+    private let owned: UnsafeMutableBufferPointer<Double>?
+
+    /// Takes ownership of `buffer` (deallocated with this object).
+    public init(owning buffer: UnsafeMutableBufferPointer<Double>) {
+        self.buffer = UnsafeBufferPointer(buffer)
+        self.owned = buffer
+    }
+
+    /// Reads `buffer`, which the caller keeps allocated for this object's lifetime.
+    public init(borrowing buffer: UnsafeBufferPointer<Double>) {
+        self.buffer = buffer
+        self.owned = nil
+    }
+
+    deinit { owned?.deallocate() }
+}
+
 /// Per-sample quantities of a batch of B inputs, from one forward and one backward pass.
 ///
 /// For every dense layer l the gradient of output c at sample b is
 /// ∂f_c/∂W_l = s_l z_l(b) ⊗ δ_{l,c}(b) and ∂f_c/∂b_l = t_l δ_{l,c}(b), so the pair
 /// (z_l, δ_l) determines the whole per-sample gradient (the structured form).
 ///
-/// All of it lives in one buffer, `storage` (the form ranks exchange without copies):
-/// per dense layer its inputs Z_l, row-major (B, n_in); then per dense layer its signals
-/// δ_l = ∂f/∂h_l, row-major (B·k, n_out), row b·k + c belonging to output c of sample b
-/// (so the same rows read as (B, k·n_out) concatenate the k signals of a sample); then
-/// f(X), row-major (B, k).
+/// All of it lives in one buffer, `storage` (the form ranks exchange or share without
+/// copies): per dense layer its inputs Z_l, row-major (B, n_in); then per dense layer its
+/// signals δ_l = ∂f/∂h_l, row-major (B·k, n_out), row b·k + c belonging to output c of
+/// sample b (so the same rows read as (B, k·n_out) concatenate the k signals of a
+/// sample); then f(X), row-major (B, k).
 public struct BatchFactors: Sendable {
     /// B, the number of samples.
     public let count: Int
     /// k, the number of outputs.
     public let outputCount: Int
     /// The factors, in the layout above.
-    public let storage: [Double]
+    public let storage: FactorStorage
     /// Where each layer's Z_l and δ_l, and f(X), are in `storage`.
     public let inputRanges: [Range<Int>]
     public let signalRanges: [Range<Int>]
@@ -29,9 +50,10 @@ public struct BatchFactors: Sendable {
         b * (geometry.reduce(0) { $0 + $1.fanIn + k * $1.fanOut } + k)
     }
 
-    /// Factors in the layout above (e.g. received from another rank).
-    public init(count b: Int, outputCount k: Int, geometry: [DenseGeometry], storage: [Double]) {
-        precondition(storage.count == Self.storageCount(count: b, outputCount: k, geometry: geometry))
+    /// Factors in the layout above (computed here, received from another rank, or in
+    /// shared memory).
+    public init(count b: Int, outputCount k: Int, geometry: [DenseGeometry], storage: FactorStorage) {
+        precondition(storage.buffer.count == Self.storageCount(count: b, outputCount: k, geometry: geometry))
         var offset = 0
         var inputs: [Range<Int>] = [], signals: [Range<Int>] = []
         for g in geometry {
@@ -52,19 +74,19 @@ public struct BatchFactors: Sendable {
 
     /// Z_l of dense layer l, row-major (B, n_in).
     public func withInputs<R>(_ l: Int, _ body: (UnsafeBufferPointer<Double>) -> R) -> R {
-        storage.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[inputRanges[l]])) }
+        withExtendedLifetime(storage) { body(UnsafeBufferPointer(rebasing: storage.buffer[inputRanges[l]])) }
     }
 
     /// δ_l of dense layer l, row-major (B·k, n_out).
     public func withSignals<R>(_ l: Int, _ body: (UnsafeBufferPointer<Double>) -> R) -> R {
-        storage.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[signalRanges[l]])) }
+        withExtendedLifetime(storage) { body(UnsafeBufferPointer(rebasing: storage.buffer[signalRanges[l]])) }
     }
 
     /// f(X), row-major (B, k).
-    public var outputs: [Double] { Array(storage[outputRange]) }
+    public var outputs: [Double] { withExtendedLifetime(storage) { Array(storage.buffer[outputRange]) } }
 
     /// Bytes held.
-    public var byteCount: Int { 8 * storage.count }
+    public var byteCount: Int { 8 * storage.buffer.count }
 }
 
 extension Network {
@@ -79,12 +101,22 @@ extension Network {
     /// buffer of `BatchFactors`; only the pre-activations live elsewhere until the
     /// backward pass has used them.
     public func factors(_ x: [Double], count b: Int) -> BatchFactors {
+        let total = BatchFactors.storageCount(count: b, outputCount: outputCount, geometry: geometry)
+        let buffer = UnsafeMutableBufferPointer<Double>.allocate(capacity: total)
+        factors(x, count: b, into: buffer)
+        return BatchFactors(count: b, outputCount: outputCount, geometry: geometry, storage: FactorStorage(owning: buffer))
+    }
+
+    /// The factors of B inputs written into `buffer` (of `BatchFactors.storageCount`
+    /// doubles), in the layout of `BatchFactors`.
+    public func factors(_ x: [Double], count b: Int, into buffer: UnsafeMutableBufferPointer<Double>) {
         precondition(x.count == b * inputWidth, "input batch must be (B, d)")
         let k = outputCount
         let total = BatchFactors.storageCount(count: b, outputCount: k, geometry: geometry)
+        precondition(buffer.count == total)
         let layers = spec.layers
-        guard total > 0 else { return BatchFactors(count: b, outputCount: k, geometry: geometry, storage: []) }
-        let storage = [Double](unsafeUninitializedCapacity: total) { buffer, initialized in
+        guard total > 0 else { return }
+        do {
             let base = buffer.baseAddress!
             // Where dense layer l's Z_l and δ_l, and f(X), start (the layout of BatchFactors).
             var inputStart: [Int] = [], signalStart: [Int] = []
@@ -165,9 +197,7 @@ extension Network {
                     width = g.fanIn
                 }
             }
-            initialized = total
         }
-        return BatchFactors(count: b, outputCount: k, geometry: geometry, storage: storage)
     }
 
     /// The widest layer (input, hidden or output).
