@@ -1,3 +1,4 @@
+import Glibc
 import MPI
 import Network
 import TileKernels
@@ -259,9 +260,19 @@ final class TileComputer {
         let perNode = try world.allreduce(Int64(node.size), .min)
         let nodes = try world.allreduce(Int64(node.isRoot ? 1 : 0), .sum)
         func owner(_ b: Int) -> (q: Int, node: Int) { (b % Int(perNode), (b / Int(perNode)) % Int(nodes)) }
-        let memory = try SharedMemory(node: node, byteCount: 8 * offsets.last!)
-        shared = (memory, node, across)
-        let all = UnsafeMutableBufferPointer(start: memory.base?.assumingMemoryBound(to: Double.self), count: offsets.last!)
+        // A rank alone on its node keeps them in private memory, in huge pages where the
+        // system allows (far fewer page faults to fill it and to free it).
+        let base: UnsafeMutableRawPointer?
+        if node.size == 1 {
+            let region = LargeRegion(byteCount: 8 * offsets.last!)
+            base = region.base
+            shared = (nil, region, node, across)
+        } else {
+            let memory = try SharedMemory(node: node, byteCount: 8 * offsets.last!)
+            base = memory.base
+            shared = (memory, nil, node, across)
+        }
+        let all = UnsafeMutableBufferPointer(start: base?.assumingMemoryBound(to: Double.self), count: offsets.last!)
         func slot(_ b: Int) -> UnsafeMutableBufferPointer<Double> { UnsafeMutableBufferPointer(rebasing: all[offsets[b]..<offsets[b + 1]]) }
 
         let start = Clock.now
@@ -277,7 +288,7 @@ final class TileComputer {
                 try across.broadcast(slot(b), root: owner(b).node)
             }
         }
-        try memory.synchronize()
+        try shared?.memory?.synchronize()
         for (b, key) in blocks.enumerated() {
             let factors = BatchFactors(count: samples(key).count, outputCount: k, geometry: network.geometry,
                                        storage: FactorStorage(borrowing: UnsafeBufferPointer(slot(b))))
@@ -287,8 +298,9 @@ final class TileComputer {
         }
     }
 
-    /// The shared memory of `preload`, and the communicators it was made with.
-    private var shared: (memory: SharedMemory, node: Communicator, across: Communicator)? = nil
+    /// The memory of `preload` (shared by the node's ranks, or private to a rank alone on
+    /// its node), and the communicators it was made with.
+    private var shared: (memory: SharedMemory?, region: LargeRegion?, node: Communicator, across: Communicator)? = nil
 
     /// Drops the cached per-sample quantities and frees the memory `preload` shares.
     /// Collective when `preload` ran (every rank calls it, after its last tile).
@@ -297,7 +309,8 @@ final class TileComputer {
         cachedBytes = 0
         guard let shared else { return }
         self.shared = nil
-        try shared.memory.free()
+        try shared.memory?.free()
+        shared.region?.free()
         shared.across.free()
         shared.node.free()
     }
@@ -350,3 +363,19 @@ enum Clock {
 }
 
 import Dispatch
+
+/// A private allocation aligned to 2 MiB and marked for transparent huge pages.
+final class LargeRegion {
+    let base: UnsafeMutableRawPointer?
+    init(byteCount: Int) {
+        var pointer: UnsafeMutableRawPointer? = nil
+        if byteCount > 0 && posix_memalign(&pointer, 2 << 20, byteCount) == 0, let pointer {
+            _ = madvise(pointer, byteCount, 14 /* MADV_HUGEPAGE */)
+            base = pointer
+        } else {
+            base = nil
+        }
+    }
+    /// Releases the memory; call once.
+    func free() { Glibc.free(base) }
+}

@@ -3,7 +3,7 @@
 /// Rows (samples of the first data set) and columns (samples of the second, or the
 /// first again) are cut into blocks of `tileSize`; the last block may be shorter. A
 /// symmetric kernel keeps only the tiles with row block ≤ column block. Tiles are listed
-/// row-major and dealt to ranks in contiguous runs of about equal area, so a rank
+/// row-major and dealt to ranks in contiguous runs of about equal work, so a rank
 /// reuses the per-sample quantities of a row block across consecutive tiles.
 public struct TilePlan: Sendable, Equatable {
     /// One tile, by its row block and column block.
@@ -37,11 +37,14 @@ public struct TilePlan: Sendable, Equatable {
             for j in (symmetric ? i : 0)..<columnBlocks { tiles.append(Tile(row: i, column: j)) }
         }
         self.tiles = tiles
-        // Contiguous runs of about equal area: rank r starts at the first tile whose
-        // preceding area reaches r / ranks of the total.
+        // Contiguous runs of about equal work: rank r starts at the first tile whose
+        // preceding work reaches r / ranks of the total. A tile's work is its area; a
+        // diagonal tile of a symmetric kernel computes only its upper triangle.
         var prefix = [0]
         for t in tiles {
-            let area = Self.length(of: t.row, total: rows, tileSize: tileSize) * Self.length(of: t.column, total: columns, tileSize: tileSize)
+            let height = Self.length(of: t.row, total: rows, tileSize: tileSize)
+            let width = Self.length(of: t.column, total: columns, tileSize: tileSize)
+            let area = symmetric && t.row == t.column ? height * (height + 1) / 2 : height * width
             prefix.append(prefix.last! + area)
         }
         let total = prefix.last!

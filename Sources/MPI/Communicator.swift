@@ -182,7 +182,7 @@ import Glibc
 
 extension Communicator {
     /// Like `allreduce(_:_:)`, but waits without occupying a core: the reduction is
-    /// started non-blocking and polled with growing sleeps (up to 5 ms). Use it where a
+    /// started non-blocking and polled with growing sleeps (up to 1 ms). Use it where a
     /// rank may wait long for another (rank 0 eigendecomposing with the idle cores).
     /// Collective; all ranks must use this same call (MPI never matches a non-blocking
     /// collective with a blocking one).
@@ -197,7 +197,7 @@ extension Communicator {
             try check(MPI_Test(&request, &done, ntk_mpi_status_ignore()))
             if done != 0 { break }
             usleep(pause)
-            pause = min(pause * 2, 5000)
+            pause = min(pause * 2, 1000)
         }
         return output
     }

@@ -208,15 +208,13 @@ extension Network {
         return false
     }
 
-    /// h = s Z W + t b for dense layer l on B rows of Z, into `h` (B, n_out): the rows of
-    /// Wᵀ against the rows of Z by the tile kernel, whose speed does not depend on the
-    /// BLAS kernel in use.
+    /// h = s Z W + t b for dense layer l on B rows of Z, into `h` (B, n_out), by the tile
+    /// kernels (whose speed does not depend on the BLAS kernel in use).
     func dense(_ l: Int, z: UnsafeBufferPointer<Double>, count b: Int, into h: UnsafeMutableBufferPointer<Double>) {
         let g = geometry[l]
-        let wt = Self.transpose(parameters[l].weights, rows: g.fanIn, columns: g.fanOut)
-        wt.withUnsafeBufferPointer { w in
-            InnerProducts.multiplyTransposed(m: b, n: g.fanOut, k: g.fanIn, a: z.baseAddress!, lda: g.fanIn,
-                                             b: w.baseAddress!, ldb: g.fanIn, c: h.baseAddress!, ldc: g.fanOut)
+        parameters[l].weights.withUnsafeBufferPointer { w in
+            InnerProducts.multiply(m: b, n: g.fanOut, k: g.fanIn, a: z.baseAddress!, lda: g.fanIn,
+                                   b: w.baseAddress!, ldb: g.fanOut, c: h.baseAddress!, ldc: g.fanOut)
         }
         let s = g.weightScale
         if let bias = parameters[l].bias {

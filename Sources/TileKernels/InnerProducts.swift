@@ -83,10 +83,34 @@ public enum InnerProducts {
         }
     }
 
-    /// The loops of `multiplyTransposed`: `packedA` holds every row block of A for a chunk,
-    /// `packedB` one panel of B, `edge` one register block.
+    /// C[i * ldc + j] = Σ_p A[i * lda + p] · B[p * ldb + j] for i < m, j < n: A B with B
+    /// row-major (k x n), by the same register blocks and the same chains of multiply-adds
+    /// as `multiplyTransposed` (only B's panels are packed from its rows instead).
+    public static func multiply(m: Int, n: Int, k: Int,
+                                a: UnsafePointer<Double>, lda: Int,
+                                b: UnsafePointer<Double>, ldb: Int,
+                                c: UnsafeMutablePointer<Double>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = 0 } }
+            return
+        }
+        let rowBlocks = (m + blockRows - 1) / blockRows
+        let kc = min(chunk, k)
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: rowBlocks * blockRows * kc) { packedA in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: kc * blockColumns + blockRows * blockColumns) { scratch in
+                sweep(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: true, c: c, ldc: ldc, upperFrom: 0,
+                      packedA: packedA.baseAddress!, packedB: scratch.baseAddress!,
+                      edge: scratch.baseAddress! + kc * blockColumns)
+            }
+        }
+    }
+
+    /// The loops of `multiplyTransposed` and `multiply`: `packedA` holds every row block of
+    /// A for a chunk, `packedB` one panel of B, `edge` one register block. B is (n x k)
+    /// row-major, or (k x n) when `bByRows`.
     static func sweep(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int,
-                      b: UnsafePointer<Double>, ldb: Int, c: UnsafeMutablePointer<Double>, ldc: Int,
+                      b: UnsafePointer<Double>, ldb: Int, bByRows: Bool = false, c: UnsafeMutablePointer<Double>, ldc: Int,
                       upperFrom: Int, packedA: UnsafeMutablePointer<Double>, packedB: UnsafeMutablePointer<Double>,
                       edge: UnsafeMutablePointer<Double>) {
         let rowBlocks = (m + blockRows - 1) / blockRows
@@ -109,7 +133,16 @@ public enum InnerProducts {
                     continue
                 }
                 // The panel: element (p, column) at p·blockColumns + column.
-                pack(rows: columns, count: blockColumns, k: kc, from: b + j0 * ldb + k0, stride: ldb, to: packedB)
+                if bByRows {
+                    // Row p of the chunk holds the panel's columns contiguously.
+                    for p in 0..<kc {
+                        let source = b + (k0 + p) * ldb + j0, out = packedB + p * blockColumns
+                        for column in 0..<columns { out[column] = source[column] }
+                        for column in columns..<blockColumns { out[column] = 0 }
+                    }
+                } else {
+                    pack(rows: columns, count: blockColumns, k: kc, from: b + j0 * ldb + k0, stride: ldb, to: packedB)
+                }
                 for r in 0..<rowBlocks {
                     let i0 = r * blockRows
                     if below(i0) { continue }
@@ -117,6 +150,8 @@ public enum InnerProducts {
                     let blockA = UnsafePointer(packedA + r * blockRows * kc)
                     if rows == blockRows && columns == blockColumns {
                         micro(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, first: first)
+                    } else if rows <= 4 && columns == blockColumns {
+                        micro4(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, rows: rows, first: first)
                     } else {
                         // A partial block: the full register block on a copy.
                         for row in 0..<blockRows {
@@ -286,6 +321,41 @@ public enum InnerProducts {
         store(c5_0, c + 5 * ldc); store(c5_1, c + 5 * ldc + Lane.scalarCount)
     }
 #endif
+
+    /// A 4-row register block (the rows left after the full blocks, when at most 4):
+    /// the same chains as `micro`, reading A's packed block with its full stride.
+    @inline(__always)
+    static func micro4(k: Int, a: UnsafePointer<Double>, b: UnsafePointer<Double>,
+                       c: UnsafeMutablePointer<Double>, ldc: Int, rows: Int, first: Bool) {
+        var c0_0 = Lane(), c0_1 = Lane()
+        var c1_0 = Lane(), c1_1 = Lane()
+        var c2_0 = Lane(), c2_1 = Lane()
+        var c3_0 = Lane(), c3_1 = Lane()
+        if !first {
+            if rows > 0 { c0_0 = load(c); c0_1 = load(c + Lane.scalarCount) }
+            if rows > 1 { c1_0 = load(c + 1 * ldc); c1_1 = load(c + 1 * ldc + Lane.scalarCount) }
+            if rows > 2 { c2_0 = load(c + 2 * ldc); c2_1 = load(c + 2 * ldc + Lane.scalarCount) }
+            if rows > 3 { c3_0 = load(c + 3 * ldc); c3_1 = load(c + 3 * ldc + Lane.scalarCount) }
+        }
+        var pa = a, pb = b
+        for _ in 0..<k {
+            let y0 = load(pb), y1 = load(pb + Lane.scalarCount)
+            var x = Lane(repeating: pa[0])
+            multiplyAdd(&c0_0, x, y0); multiplyAdd(&c0_1, x, y1)
+            x = Lane(repeating: pa[1])
+            multiplyAdd(&c1_0, x, y0); multiplyAdd(&c1_1, x, y1)
+            x = Lane(repeating: pa[2])
+            multiplyAdd(&c2_0, x, y0); multiplyAdd(&c2_1, x, y1)
+            x = Lane(repeating: pa[3])
+            multiplyAdd(&c3_0, x, y0); multiplyAdd(&c3_1, x, y1)
+            pa += blockRows
+            pb += blockColumns
+        }
+        if rows > 0 { store(c0_0, c); store(c0_1, c + Lane.scalarCount) }
+        if rows > 1 { store(c1_0, c + 1 * ldc); store(c1_1, c + 1 * ldc + Lane.scalarCount) }
+        if rows > 2 { store(c2_0, c + 2 * ldc); store(c2_1, c + 2 * ldc + Lane.scalarCount) }
+        if rows > 3 { store(c3_0, c + 3 * ldc); store(c3_1, c + 3 * ldc + Lane.scalarCount) }
+    }
 
     @inline(__always)
     static func store(_ value: Lane, _ p: UnsafeMutablePointer<Double>) {
