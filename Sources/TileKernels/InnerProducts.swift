@@ -67,20 +67,7 @@ public enum InnerProducts {
                                           b: UnsafePointer<Double>, ldb: Int,
                                           c: UnsafeMutablePointer<Double>, ldc: Int,
                                           upperFrom: Int = 0) {
-        if m == 0 || n == 0 { return }
-        if k == 0 {
-            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = 0 } }
-            return
-        }
-        let rowBlocks = (m + blockRows - 1) / blockRows
-        let kc = min(chunk, k)
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: rowBlocks * blockRows * kc) { packedA in
-            withUnsafeTemporaryAllocation(of: Double.self, capacity: kc * blockColumns + blockRows * blockColumns) { scratch in
-                sweep(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, upperFrom: upperFrom,
-                      packedA: packedA.baseAddress!, packedB: scratch.baseAddress!,
-                      edge: scratch.baseAddress! + kc * blockColumns)
-            }
-        }
+        product(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: false, c: c, ldc: ldc, upperFrom: upperFrom)
     }
 
     /// C[i * ldc + j] = Σ_p A[i * lda + p] · B[p * ldb + j] for i < m, j < n: A B with B
@@ -90,6 +77,13 @@ public enum InnerProducts {
                                 a: UnsafePointer<Double>, lda: Int,
                                 b: UnsafePointer<Double>, ldb: Int,
                                 c: UnsafeMutablePointer<Double>, ldc: Int) {
+        product(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: true, c: c, ldc: ldc, upperFrom: 0)
+    }
+
+    /// The scratch memory of `sweep`, and the call.
+    static func product(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int,
+                        b: UnsafePointer<Double>, ldb: Int, bByRows: Bool,
+                        c: UnsafeMutablePointer<Double>, ldc: Int, upperFrom: Int) {
         if m == 0 || n == 0 { return }
         if k == 0 {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = 0 } }
@@ -99,7 +93,7 @@ public enum InnerProducts {
         let kc = min(chunk, k)
         withUnsafeTemporaryAllocation(of: Double.self, capacity: rowBlocks * blockRows * kc) { packedA in
             withUnsafeTemporaryAllocation(of: Double.self, capacity: kc * blockColumns + blockRows * blockColumns) { scratch in
-                sweep(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: true, c: c, ldc: ldc, upperFrom: 0,
+                sweep(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: bByRows, c: c, ldc: ldc, upperFrom: upperFrom,
                       packedA: packedA.baseAddress!, packedB: scratch.baseAddress!,
                       edge: scratch.baseAddress! + kc * blockColumns)
             }
@@ -110,7 +104,7 @@ public enum InnerProducts {
     /// A for a chunk, `packedB` one panel of B, `edge` one register block. B is (n x k)
     /// row-major, or (k x n) when `bByRows`.
     static func sweep(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int,
-                      b: UnsafePointer<Double>, ldb: Int, bByRows: Bool = false, c: UnsafeMutablePointer<Double>, ldc: Int,
+                      b: UnsafePointer<Double>, ldb: Int, bByRows: Bool, c: UnsafeMutablePointer<Double>, ldc: Int,
                       upperFrom: Int, packedA: UnsafeMutablePointer<Double>, packedB: UnsafeMutablePointer<Double>,
                       edge: UnsafeMutablePointer<Double>) {
         let rowBlocks = (m + blockRows - 1) / blockRows
