@@ -1,18 +1,24 @@
 #if NTK_TILE_AVX512
-/// Eight-lane float registers are half an AVX-512 register; sixteen fill one.
+/// Sixteen floats fill an AVX-512 register.
 typealias LaneF = SIMD16<Float>
 #else
 typealias LaneF = SIMD8<Float>
 #endif
 
 extension InnerProducts {
+    /// Columns of a float32 register block: two registers.
+    static let blockColumnsF32 = 2 * LaneF.scalarCount
+
     /// C[i * ldc + j] = <A row i, B row j> for float32 rows, into a float64 C.
     ///
-    /// Products and sums run in float32 within a k-chunk of `chunk` elements (lane-wise
-    /// FMAs, the lanes summed in a fixed tree in float64), and the chunks are summed in
-    /// float64: the rounding error of an entry is about √chunk · 2⁻²⁴ relative to the sum
-    /// of |products| instead of growing with the whole k. The order is canonical as in the
-    /// float64 kernel, so results do not depend on the tile or the rank count.
+    /// The loops are those of the float64 kernel (A packed by row blocks, B by panels,
+    /// broadcasts of A against registers of B), with twice the columns per register. Within
+    /// a k-chunk of `chunk` elements an entry is one chain of float32 fused multiply-adds
+    /// from zero; each chunk's sum is then rounded to float64 and added to C, so the
+    /// rounding error of an entry is at most about chunk · 2⁻²⁴ of the sum of |products|
+    /// (the γ_chunk bound) instead of growing with the whole k. As in the float64 kernel
+    /// the order is the same wherever an entry falls, so results depend neither on the tile
+    /// nor on the rank count.
     public static func multiplyTransposed(m: Int, n: Int, k: Int,
                                           a: UnsafePointer<Float>, lda: Int,
                                           b: UnsafePointer<Float>, ldb: Int,
@@ -22,97 +28,215 @@ extension InnerProducts {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = 0 } }
             return
         }
+        let rowBlocks = (m + blockRows - 1) / blockRows
+        let kc = min(chunk, k)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: rowBlocks * blockRows * kc + kc * blockColumnsF32) { packed in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: blockRows * blockColumnsF32) { edge in
+                sweepF32(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+                         packedA: packed.baseAddress!, packedB: packed.baseAddress! + rowBlocks * blockRows * kc,
+                         edge: edge.baseAddress!)
+            }
+        }
+    }
+
+    /// The loops of the float32 `multiplyTransposed` (see `sweep`).
+    static func sweepF32(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                         c: UnsafeMutablePointer<Double>, ldc: Int, packedA: UnsafeMutablePointer<Float>,
+                         packedB: UnsafeMutablePointer<Float>, edge: UnsafeMutablePointer<Double>) {
+        let rowBlocks = (m + blockRows - 1) / blockRows
         var k0 = 0
         while k0 < k {
             let kc = min(chunk, k - k0)
             let first = k0 == 0
+            for r in 0..<rowBlocks {
+                packF32(rows: min(blockRows, m - r * blockRows), count: blockRows, k: kc,
+                        from: a + r * blockRows * lda + k0, stride: lda, to: packedA + r * blockRows * kc)
+            }
             var j0 = 0
             while j0 < n {
-                let j1 = min(n, j0 + 16)
-                var i = 0
-                while i < m {
-                    let rows = min(4, m - i)
-                    var j = j0
-                    while j < j1 {
-                        let columns = min(4, j1 - j)
-                        if rows == 4 && columns == 4 {
-                            blockF32(k: kc, a: a + i * lda + k0, lda: lda, b: b + j * ldb + k0, ldb: ldb,
-                                     c: c + i * ldc + j, ldc: ldc, first: first)
-                        } else {
-                            for r in 0..<rows {
-                                for s in 0..<columns {
-                                    let value = dotChunkF32(k: kc, a + (i + r) * lda + k0, b + (j + s) * ldb + k0)
-                                    let p = c + (i + r) * ldc + j + s
-                                    p.pointee = first ? value : p.pointee + value
-                                }
+                let columns = min(blockColumnsF32, n - j0)
+                packF32(rows: columns, count: blockColumnsF32, k: kc, from: b + j0 * ldb + k0, stride: ldb, to: packedB)
+                for r in 0..<rowBlocks {
+                    let i0 = r * blockRows
+                    let rows = min(blockRows, m - i0)
+                    let blockA = UnsafePointer(packedA + r * blockRows * kc)
+                    if rows == blockRows && columns == blockColumnsF32 {
+                        microF32(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, first: first)
+                    } else if rows <= 4 && columns == blockColumnsF32 {
+                        micro4F32(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, rows: rows, first: first)
+                    } else {
+                        // A partial block: the full register block on a copy.
+                        for row in 0..<blockRows {
+                            for column in 0..<blockColumnsF32 {
+                                edge[row * blockColumnsF32 + column] = !first && row < rows && column < columns
+                                    ? c[(i0 + row) * ldc + j0 + column] : 0
                             }
                         }
-                        j += columns
+                        microF32(k: kc, a: blockA, b: packedB, c: edge, ldc: blockColumnsF32, first: first)
+                        for row in 0..<rows {
+                            for column in 0..<columns { c[(i0 + row) * ldc + j0 + column] = edge[row * blockColumnsF32 + column] }
+                        }
                     }
-                    i += rows
                 }
-                j0 = j1
+                j0 += blockColumnsF32
             }
             k0 += kc
         }
     }
 
+    /// Float rows copied k-major into `count` slots (see `pack`).
     @inline(__always)
-    static func dotChunkF32(k: Int, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>) -> Double {
-        var acc = LaneF()
-        let whole = k - k % LaneF.scalarCount
-        var p = 0
-        while p < whole {
-            multiplyAddF32(&acc, loadF32(x + p), loadF32(y + p))
-            p += LaneF.scalarCount
+    static func packF32(rows: Int, count: Int, k: Int, from source: UnsafePointer<Float>, stride: Int,
+                        to target: UnsafeMutablePointer<Float>) {
+        for p in 0..<k {
+            let column = source + p, out = target + p * count
+            for row in 0..<rows { out[row] = column[row * stride] }
+            for row in rows..<count { out[row] = 0 }
         }
-        var s = reduceF32(acc)
-        while p < k {
-            s += Double(x[p]) * Double(y[p])
-            p += 1
-        }
-        return s
     }
 
-    /// A 4 x 4 block of one chunk, float32 lanes.
+#if NTK_TILE_AVX512
+    /// The 12 x 32 register block of one chunk: 24 float accumulators, 2 loads and 12
+    /// broadcasts per 24 FMAs.
     @inline(__always)
-    static func blockF32(k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                         c: UnsafeMutablePointer<Double>, ldc: Int, first: Bool) {
-        let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
-        let b0 = b, b1 = b + ldb, b2 = b + 2 * ldb, b3 = b + 3 * ldb
-        var c00 = LaneF(), c01 = LaneF(), c02 = LaneF(), c03 = LaneF()
-        var c10 = LaneF(), c11 = LaneF(), c12 = LaneF(), c13 = LaneF()
-        var c20 = LaneF(), c21 = LaneF(), c22 = LaneF(), c23 = LaneF()
-        var c30 = LaneF(), c31 = LaneF(), c32 = LaneF(), c33 = LaneF()
-        let whole = k - k % LaneF.scalarCount
-        var p = 0
-        while p < whole {
-            let y0 = loadF32(b0 + p), y1 = loadF32(b1 + p), y2 = loadF32(b2 + p), y3 = loadF32(b3 + p)
-            var x = loadF32(a0 + p)
-            multiplyAddF32(&c00, x, y0); multiplyAddF32(&c01, x, y1); multiplyAddF32(&c02, x, y2); multiplyAddF32(&c03, x, y3)
-            x = loadF32(a1 + p)
-            multiplyAddF32(&c10, x, y0); multiplyAddF32(&c11, x, y1); multiplyAddF32(&c12, x, y2); multiplyAddF32(&c13, x, y3)
-            x = loadF32(a2 + p)
-            multiplyAddF32(&c20, x, y0); multiplyAddF32(&c21, x, y1); multiplyAddF32(&c22, x, y2); multiplyAddF32(&c23, x, y3)
-            x = loadF32(a3 + p)
-            multiplyAddF32(&c30, x, y0); multiplyAddF32(&c31, x, y1); multiplyAddF32(&c32, x, y2); multiplyAddF32(&c33, x, y3)
-            p += LaneF.scalarCount
+    static func microF32(k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                       c: UnsafeMutablePointer<Double>, ldc: Int, first: Bool) {
+        var c0_0 = LaneF(), c0_1 = LaneF()
+        var c1_0 = LaneF(), c1_1 = LaneF()
+        var c2_0 = LaneF(), c2_1 = LaneF()
+        var c3_0 = LaneF(), c3_1 = LaneF()
+        var c4_0 = LaneF(), c4_1 = LaneF()
+        var c5_0 = LaneF(), c5_1 = LaneF()
+        var c6_0 = LaneF(), c6_1 = LaneF()
+        var c7_0 = LaneF(), c7_1 = LaneF()
+        var c8_0 = LaneF(), c8_1 = LaneF()
+        var c9_0 = LaneF(), c9_1 = LaneF()
+        var c10_0 = LaneF(), c10_1 = LaneF()
+        var c11_0 = LaneF(), c11_1 = LaneF()
+        var pa = a, pb = b
+        for _ in 0..<k {
+            let y0 = loadF32(pb), y1 = loadF32(pb + LaneF.scalarCount)
+            var x = LaneF(repeating: pa[0])
+            multiplyAddF32(&c0_0, x, y0); multiplyAddF32(&c0_1, x, y1)
+            x = LaneF(repeating: pa[1])
+            multiplyAddF32(&c1_0, x, y0); multiplyAddF32(&c1_1, x, y1)
+            x = LaneF(repeating: pa[2])
+            multiplyAddF32(&c2_0, x, y0); multiplyAddF32(&c2_1, x, y1)
+            x = LaneF(repeating: pa[3])
+            multiplyAddF32(&c3_0, x, y0); multiplyAddF32(&c3_1, x, y1)
+            x = LaneF(repeating: pa[4])
+            multiplyAddF32(&c4_0, x, y0); multiplyAddF32(&c4_1, x, y1)
+            x = LaneF(repeating: pa[5])
+            multiplyAddF32(&c5_0, x, y0); multiplyAddF32(&c5_1, x, y1)
+            x = LaneF(repeating: pa[6])
+            multiplyAddF32(&c6_0, x, y0); multiplyAddF32(&c6_1, x, y1)
+            x = LaneF(repeating: pa[7])
+            multiplyAddF32(&c7_0, x, y0); multiplyAddF32(&c7_1, x, y1)
+            x = LaneF(repeating: pa[8])
+            multiplyAddF32(&c8_0, x, y0); multiplyAddF32(&c8_1, x, y1)
+            x = LaneF(repeating: pa[9])
+            multiplyAddF32(&c9_0, x, y0); multiplyAddF32(&c9_1, x, y1)
+            x = LaneF(repeating: pa[10])
+            multiplyAddF32(&c10_0, x, y0); multiplyAddF32(&c10_1, x, y1)
+            x = LaneF(repeating: pa[11])
+            multiplyAddF32(&c11_0, x, y0); multiplyAddF32(&c11_1, x, y1)
+            pa += blockRows
+            pb += blockColumnsF32
         }
-        @inline(__always)
-        func finish(_ acc: LaneF, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Double>) {
-            var value = reduceF32(acc)
-            var q = whole
-            while q < k {
-                value += Double(x[q]) * Double(y[q])
-                q += 1
-            }
-            out.pointee = first ? value : out.pointee + value
+        addChunk(c0_0, c0_1, c, first: first)
+        addChunk(c1_0, c1_1, c + 1 * ldc, first: first)
+        addChunk(c2_0, c2_1, c + 2 * ldc, first: first)
+        addChunk(c3_0, c3_1, c + 3 * ldc, first: first)
+        addChunk(c4_0, c4_1, c + 4 * ldc, first: first)
+        addChunk(c5_0, c5_1, c + 5 * ldc, first: first)
+        addChunk(c6_0, c6_1, c + 6 * ldc, first: first)
+        addChunk(c7_0, c7_1, c + 7 * ldc, first: first)
+        addChunk(c8_0, c8_1, c + 8 * ldc, first: first)
+        addChunk(c9_0, c9_1, c + 9 * ldc, first: first)
+        addChunk(c10_0, c10_1, c + 10 * ldc, first: first)
+        addChunk(c11_0, c11_1, c + 11 * ldc, first: first)
+    }
+#else
+    /// The 6 x 16 register block of one chunk: 12 float accumulators, 2 loads and 6
+    /// broadcasts per 12 FMAs.
+    @inline(__always)
+    static func microF32(k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                       c: UnsafeMutablePointer<Double>, ldc: Int, first: Bool) {
+        var c0_0 = LaneF(), c0_1 = LaneF()
+        var c1_0 = LaneF(), c1_1 = LaneF()
+        var c2_0 = LaneF(), c2_1 = LaneF()
+        var c3_0 = LaneF(), c3_1 = LaneF()
+        var c4_0 = LaneF(), c4_1 = LaneF()
+        var c5_0 = LaneF(), c5_1 = LaneF()
+        var pa = a, pb = b
+        for _ in 0..<k {
+            let y0 = loadF32(pb), y1 = loadF32(pb + LaneF.scalarCount)
+            var x = LaneF(repeating: pa[0])
+            multiplyAddF32(&c0_0, x, y0); multiplyAddF32(&c0_1, x, y1)
+            x = LaneF(repeating: pa[1])
+            multiplyAddF32(&c1_0, x, y0); multiplyAddF32(&c1_1, x, y1)
+            x = LaneF(repeating: pa[2])
+            multiplyAddF32(&c2_0, x, y0); multiplyAddF32(&c2_1, x, y1)
+            x = LaneF(repeating: pa[3])
+            multiplyAddF32(&c3_0, x, y0); multiplyAddF32(&c3_1, x, y1)
+            x = LaneF(repeating: pa[4])
+            multiplyAddF32(&c4_0, x, y0); multiplyAddF32(&c4_1, x, y1)
+            x = LaneF(repeating: pa[5])
+            multiplyAddF32(&c5_0, x, y0); multiplyAddF32(&c5_1, x, y1)
+            pa += blockRows
+            pb += blockColumnsF32
         }
-        let r0 = c, r1 = c + ldc, r2 = c + 2 * ldc, r3 = c + 3 * ldc
-        finish(c00, a0, b0, r0); finish(c01, a0, b1, r0 + 1); finish(c02, a0, b2, r0 + 2); finish(c03, a0, b3, r0 + 3)
-        finish(c10, a1, b0, r1); finish(c11, a1, b1, r1 + 1); finish(c12, a1, b2, r1 + 2); finish(c13, a1, b3, r1 + 3)
-        finish(c20, a2, b0, r2); finish(c21, a2, b1, r2 + 1); finish(c22, a2, b2, r2 + 2); finish(c23, a2, b3, r2 + 3)
-        finish(c30, a3, b0, r3); finish(c31, a3, b1, r3 + 1); finish(c32, a3, b2, r3 + 2); finish(c33, a3, b3, r3 + 3)
+        addChunk(c0_0, c0_1, c, first: first)
+        addChunk(c1_0, c1_1, c + 1 * ldc, first: first)
+        addChunk(c2_0, c2_1, c + 2 * ldc, first: first)
+        addChunk(c3_0, c3_1, c + 3 * ldc, first: first)
+        addChunk(c4_0, c4_1, c + 4 * ldc, first: first)
+        addChunk(c5_0, c5_1, c + 5 * ldc, first: first)
+    }
+#endif
+
+    /// A 4-row register block (the rows left after the full blocks, when at most 4).
+    @inline(__always)
+    static func micro4F32(k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                       c: UnsafeMutablePointer<Double>, ldc: Int, rows: Int, first: Bool) {
+        var c0_0 = LaneF(), c0_1 = LaneF()
+        var c1_0 = LaneF(), c1_1 = LaneF()
+        var c2_0 = LaneF(), c2_1 = LaneF()
+        var c3_0 = LaneF(), c3_1 = LaneF()
+        var pa = a, pb = b
+        for _ in 0..<k {
+            let y0 = loadF32(pb), y1 = loadF32(pb + LaneF.scalarCount)
+            var x = LaneF(repeating: pa[0])
+            multiplyAddF32(&c0_0, x, y0); multiplyAddF32(&c0_1, x, y1)
+            x = LaneF(repeating: pa[1])
+            multiplyAddF32(&c1_0, x, y0); multiplyAddF32(&c1_1, x, y1)
+            x = LaneF(repeating: pa[2])
+            multiplyAddF32(&c2_0, x, y0); multiplyAddF32(&c2_1, x, y1)
+            x = LaneF(repeating: pa[3])
+            multiplyAddF32(&c3_0, x, y0); multiplyAddF32(&c3_1, x, y1)
+            pa += blockRows
+            pb += blockColumnsF32
+        }
+        if rows > 0 { addChunk(c0_0, c0_1, c, first: first) }
+        if rows > 1 { addChunk(c1_0, c1_1, c + 1 * ldc, first: first) }
+        if rows > 2 { addChunk(c2_0, c2_1, c + 2 * ldc, first: first) }
+        if rows > 3 { addChunk(c3_0, c3_1, c + 3 * ldc, first: first) }
+    }
+
+    /// C[0..<2·LaneF.scalarCount] = the chunk sums (first chunk) or C + them, in float64
+    /// (the widening is exact).
+    @inline(__always)
+    static func addChunk(_ low: LaneF, _ high: LaneF, _ c: UnsafeMutablePointer<Double>, first: Bool) {
+        let w = Lane.scalarCount
+        put(Lane(low.lowHalf), c, first: first)
+        put(Lane(low.highHalf), c + w, first: first)
+        put(Lane(high.lowHalf), c + 2 * w, first: first)
+        put(Lane(high.highHalf), c + 3 * w, first: first)
+    }
+
+    @inline(__always)
+    static func put(_ value: Lane, _ p: UnsafeMutablePointer<Double>, first: Bool) {
+        UnsafeMutableRawPointer(p).storeBytes(of: first ? value : load(p) + value, as: Lane.self)
     }
 
     @inline(__always)
@@ -127,17 +251,5 @@ extension InnerProducts {
     @inline(__always)
     static func loadF32(_ p: UnsafePointer<Float>) -> LaneF {
         UnsafeRawPointer(p).loadUnaligned(as: LaneF.self)
-    }
-
-    /// The float32 lanes widened to float64 and summed in a fixed tree.
-    @inline(__always)
-    static func reduceF32(_ v: LaneF) -> Double {
-#if NTK_TILE_AVX512
-        let h = SIMD8<Double>(v.lowHalf) + SIMD8<Double>(v.highHalf)
-        let q = h.lowHalf + h.highHalf
-#else
-        let q = SIMD4<Double>(v.lowHalf) + SIMD4<Double>(v.highHalf)
-#endif
-        return (q[0] + q[2]) + (q[1] + q[3])
     }
 }
