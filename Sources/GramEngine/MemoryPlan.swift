@@ -16,7 +16,8 @@ import Foundation
 ///     min(8RC, 256 MiB + 4·8(Bk')²) (page cache: counted in the resident set, written back and
 ///     reclaimable); ScaLAPACK keeps the share of the tiles as well;
 /// - rank 0, only when it eigendecomposes (otherwise the ranks write their tiles into
-///   kernel.npy themselves), instead of its tile share once the gather has released it:
+///   kernel.npy themselves), instead of its tile share and per-sample quantities once the
+///   tile loop and the gather have released them:
 ///   the assembled kernel 8RC; a gather buffer ≤ 8·B·k'·C; a copy of the kernel 8R² for
 ///   LAPACK and, with vectors, the larger of dsyevd's workspace 8(1 + 6R + 2R²) and the
 ///   symmetric copy 8R² of the residual check; for the full kernel a permuted copy 8RC.
@@ -66,7 +67,8 @@ public struct MemoryPlan: Sendable, Equatable {
             // check multiplies by, whichever is larger (they are not held together).
             if eigen == .vectors { finish += max(8 * (1 + 6 * rows + 2 * rows * rows), 8 * rows * rows) }
             if outputKernel == .full { finish += kernelBytes }
-            rank0 = baseline + data + cache + max(share, finish)
+            // The per-sample quantities are released before the gather.
+            rank0 = baseline + data + max(cache + share, finish)
         }
         return MemoryPlan(rank0Bytes: rank0, otherRankBytes: common)
     }
