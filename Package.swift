@@ -51,7 +51,7 @@ let package = Package(
 
         // Numerical modules.
         .target(name: "NumPyIO", dependencies: ["CZlib"]),
-        .target(name: "LinearAlgebra", dependencies: ["CLAPACK"]),
+        .target(name: "LinearAlgebra", dependencies: ["CLAPACK", "CCPU"]),
         .systemLibrary(name: "CCPU", path: "Sources/CCPU"),
         .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
         .target(name: "TileKernels", dependencies: ["CCPU"], swiftSettings: tileKernelSettings),

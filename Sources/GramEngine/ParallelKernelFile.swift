@@ -62,6 +62,8 @@ enum ParallelKernelFile {
         private var isOpen = true
         /// Bytes of the mapping faulted in since it was last dropped (an upper bound).
         private var mappedBytes = 0
+        /// `Self.windowLimit` (a test may lower it).
+        private let windowLimit: Int
 
         /// The mapped pages are dropped (not the data) when they may exceed this many bytes,
         /// so the resident file pages of a rank stay below about min(file size, windowLimit).
@@ -77,9 +79,14 @@ enum ParallelKernelFile {
             self.entry = entry
             self.fullLayout = fullLayout
             size = dataOffset + 8 * plan.rows * plan.columns * entry * entry
+            // Test hooks: the positional writes of a file system without fallocate, and a
+            // small mapping window (to exercise the dropping of mapped pages).
+            let environment = ProcessInfo.processInfo.environment
+            let positional = environment["NTK_TEST_POSITIONAL_WRITES"] != nil
+            windowLimit = environment["NTK_TEST_WINDOW_BYTES"].flatMap(Int.init) ?? Self.windowLimit
             var status = stat()
             let allocated = fstat(fd, &status) == 0 && Int(status.st_size) == size && Int(status.st_blocks) * 512 >= size
-            if allocated, let m = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), m != MAP_FAILED {
+            if allocated, !positional, let m = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), m != MAP_FAILED {
                 mapping = m
             } else {
                 mapping = nil
@@ -121,7 +128,7 @@ enum ParallelKernelFile {
                 // per row segment.
                 let t = plan.tiles[index]
                 mappedBytes += 2 * (8 * values.count + 4096 * (plan.rowRange(t.row).count + plan.columnRange(t.column).count))
-                if size > Self.windowLimit && mappedBytes > Self.windowLimit {
+                if size > windowLimit && mappedBytes > windowLimit {
                     // Unmap the pages written so far (they stay in the page cache, dirty, on
                     // their way to disk), so that this rank's resident set stays bounded.
                     _ = madvise(mapping, size, 4 /* MADV_DONTNEED */)

@@ -47,7 +47,7 @@ struct Gram: ParsableCommand {
     @Option(help: "f64 (default) or f32: float32 tile products with float64 chunk sums (structured method; about 1e-6 relative).")
     var precision: Precision = .f64
 
-    @Option(name: .customLong("cache-mb"), help: "Per-rank bound, in MiB, on cached per-sample quantities (default 2048).")
+    @Option(name: .customLong("cache-mb"), help: "Bound, in MiB, on the per-sample quantities (default 2048): when all of them fit, they are computed once and shared by the ranks of each node; otherwise each rank caches up to this much.")
     var cacheMegabytes: Int = 2048
 
     @Option(help: "Where finished tiles are saved as they complete (default: DIR/checkpoint inside --out; removed after success).")

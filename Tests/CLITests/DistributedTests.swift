@@ -181,6 +181,28 @@ import NumPyIO
     }
 }
 
+extension ParallelWriteTests {
+    @Test("the positional writes (file systems without fallocate) and a mapping whose pages are dropped as it goes give the same kernel.npy bitwise, on 1 and 3 ranks")
+    func writePaths() throws {
+        let dir = try DistributedTests.inputs()
+        for mode in ["mean", "full"] {
+            var files: [Data] = []
+            for (name, environment) in [("mapped", [String: String]()), ("positional", ["NTK_TEST_POSITIONAL_WRITES": "1"]),
+                                        ("window", ["NTK_TEST_WINDOW_BYTES": "1024"])] {
+                for ranks in [1, 3] {
+                    let out = dir + "/write-\(mode)-\(name)-\(ranks)"
+                    let result = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "5",
+                                                   "--tile", "4", "--output-kernel", mode, "--eigen", "none", "--out", out],
+                                                  ranks: ranks, timeout: 60, environment: environment)
+                    try #require(result.status == 0, "\(name) \(ranks): \(result.stderr)")
+                    files.append(try Data(contentsOf: URL(fileURLWithPath: out + "/kernel.npy")))
+                }
+            }
+            #expect(files.allSatisfy { $0 == files[0] }, "\(mode)")
+        }
+    }
+}
+
 @Suite(.serialized) struct SinglePrecisionRunTests {
     @Test("--precision f32 gives the same kernel bitwise on 1 and 3 ranks, within 2e-5 of float64, and is refused with --method explicit")
     func ranks() throws {
