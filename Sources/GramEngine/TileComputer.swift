@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import MPI
 import Network
@@ -256,36 +257,54 @@ final class TileComputer {
         // The node's ranks, and for each index q within a node, one rank per node.
         let node = try world.splitShared()
         let across = try world.split(color: node.rank, key: world.rank)
-        // Blocks are computed by ranks whose index within their node exists on every node.
-        let perNode = try world.allreduce(Int64(node.size), .min)
-        let nodes = try world.allreduce(Int64(node.isRoot ? 1 : 0), .sum)
-        func owner(_ b: Int) -> (q: Int, node: Int) { (b % Int(perNode), (b / Int(perNode)) % Int(nodes)) }
-        // A rank alone on its node keeps them in private memory, in huge pages where the
-        // system allows (far fewer page faults to fill it and to free it).
+        let bytes = 8 * offsets.last!
+        // Shared memory when a node runs several ranks and its /dev/shm (where Open MPI
+        // keeps shared windows; a container's may be small) has room, on every node;
+        // otherwise every rank keeps a private copy.
+        let room = node.size == 1 || (Self.sharedMemoryRoom() ?? 0) >= bytes + bytes / 8
+        let shareable = room && ProcessInfo.processInfo.environment["NTK_TEST_PRIVATE_FACTORS"] == nil
+        let everywhere = try world.allreduce(Int32(shareable ? 0 : 1), .max) == 0
         let base: UnsafeMutableRawPointer?
-        if node.size == 1 {
-            let region = LargeRegion(byteCount: 8 * offsets.last!)
-            base = region.base
-            shared = (nil, region, node, across)
-        } else {
-            let memory = try SharedMemory(node: node, byteCount: 8 * offsets.last!)
-            base = memory.base
+        if everywhere && node.size > 1 {
+            let memory = try SharedMemory(node: node, byteCount: bytes)
             shared = (memory, nil, node, across)
+            base = memory.base
+        } else {
+            // Private memory, in huge pages where the system allows (far fewer page faults
+            // to fill it and to free it).
+            base = try Agreement(world: world).stage { () throws(NTKError) -> UnsafeMutableRawPointer? in
+                let region = LargeRegion(byteCount: bytes)
+                if region.base == nil && bytes > 0 {
+                    throw NTKError(.software, "cannot allocate \(MemoryPlan.format(bytes)) for the per-sample quantities; lower --cache-mb to recompute them by blocks instead")
+                }
+                shared = (nil, region, node, across)
+                return region.base
+            }
         }
         let all = UnsafeMutableBufferPointer(start: base?.assumingMemoryBound(to: Double.self), count: offsets.last!)
         func slot(_ b: Int) -> UnsafeMutableBufferPointer<Double> { UnsafeMutableBufferPointer(rebasing: all[offsets[b]..<offsets[b + 1]]) }
 
+        // Who computes block b: with shared memory, the rank of index q on node n (ranks
+        // whose index exists on every node), sent to the other nodes among the ranks of
+        // index q; with private copies, rank b mod K, sent to all.
+        let perNode = Int(try world.allreduce(Int64(node.size), .min))
+        let nodes = Int(try world.allreduce(Int64(node.isRoot ? 1 : 0), .sum))
+        func computes(_ b: Int) -> Bool {
+            everywhere ? (b % perNode, (b / perNode) % nodes) == (node.rank, across.rank) : b % world.size == world.rank
+        }
         let start = Clock.now
-        for (b, key) in blocks.enumerated() where owner(b) == (node.rank, across.rank) {
+        for (b, key) in blocks.enumerated() where computes(b) {
             let range = samples(key)
             let data = key.columnSet ? columnData! : rowData
             let d = network.inputWidth
             network.factors(Array(data[(range.lowerBound * d)..<(range.upperBound * d)]), count: range.count, into: slot(b))
         }
         gradientSeconds += Clock.seconds(since: start)
-        if nodes > 1 {
-            for b in blocks.indices where owner(b).q == node.rank {
-                try across.broadcast(slot(b), root: owner(b).node)
+        if !everywhere {
+            for b in blocks.indices { try world.broadcast(slot(b), root: b % world.size) }
+        } else if nodes > 1 {
+            for b in blocks.indices where b % perNode == node.rank {
+                try across.broadcast(slot(b), root: (b / perNode) % nodes)
             }
         }
         try shared?.memory?.synchronize()
@@ -298,8 +317,15 @@ final class TileComputer {
         }
     }
 
-    /// The memory of `preload` (shared by the node's ranks, or private to a rank alone on
-    /// its node), and the communicators it was made with.
+    /// Bytes free in /dev/shm, where Open MPI keeps shared-memory windows; nil without it.
+    static func sharedMemoryRoom() -> Int? {
+        var status = statvfs()
+        guard statvfs("/dev/shm", &status) == 0 else { return nil }
+        return Int(status.f_bavail) * Int(status.f_frsize)
+    }
+
+    /// The memory of `preload` (shared by the node's ranks, or private to this rank), and
+    /// the communicators it was made with.
     private var shared: (memory: SharedMemory?, region: LargeRegion?, node: Communicator, across: Communicator)? = nil
 
     /// Drops the cached per-sample quantities and frees the memory `preload` shares.

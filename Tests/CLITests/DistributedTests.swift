@@ -203,6 +203,25 @@ extension ParallelWriteTests {
     }
 }
 
+extension ParallelWriteTests {
+    @Test("per-sample quantities in private copies (a node whose /dev/shm is too small) give the kernel of the shared ones bitwise, on 2 and 3 ranks")
+    func privateFactors() throws {
+        let dir = try DistributedTests.inputs()
+        var files: [Data] = []
+        for (name, environment) in [("shared", [String: String]()), ("private", ["NTK_TEST_PRIVATE_FACTORS": "1"])] {
+            for ranks in [2, 3] {
+                let out = dir + "/factors-\(name)-\(ranks)"
+                let result = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "5",
+                                               "--tile", "4", "--eigen", "none", "--out", out],
+                                              ranks: ranks, timeout: 60, environment: environment)
+                try #require(result.status == 0, "\(name) \(ranks): \(result.stderr)")
+                files.append(try Data(contentsOf: URL(fileURLWithPath: out + "/kernel.npy")))
+            }
+        }
+        #expect(files.allSatisfy { $0 == files[0] })
+    }
+}
+
 @Suite(.serialized) struct SinglePrecisionRunTests {
     @Test("--precision f32 gives the same kernel bitwise on 1 and 3 ranks, within 2e-5 of float64, and is refused with --method explicit")
     func ranks() throws {
