@@ -294,6 +294,13 @@ final class TileComputer {
         }
         let start = Clock.now
         for (b, key) in blocks.enumerated() where computes(b) {
+            // Fault the block's pages in with one call rather than one fault per page.
+            let block = slot(b)
+            if let first = block.baseAddress, block.count > 0 {
+                let address = UInt(bitPattern: first), page = UInt(4096)
+                let from = address - address % page
+                _ = madvise(UnsafeMutableRawPointer(bitPattern: from), Int(address - from) + 8 * block.count, 23 /* MADV_POPULATE_WRITE */)
+            }
             let range = samples(key)
             let data = key.columnSet ? columnData! : rowData
             let d = network.inputWidth
