@@ -9,11 +9,13 @@ import Glibc
 /// kernel.npy written by every rank at once, each its own tiles, so that no rank ever
 /// holds the whole N×N matrix (used when rank 0 does not need it: no eigendecomposition).
 ///
-/// Rank 0 creates the file under a temporary name with the .npy header and its full
-/// size; every rank then writes its tiles with positional writes (pwrite), a symmetric
-/// kernel's tiles also at their mirrored place; rank 0 finally syncs it and checks its
-/// size on disk before the rename makes it kernel.npy. POSIX writes report a full disk;
-/// Open MPI's MPI-IO was seen to report success and leave a truncated file.
+/// Rank 0 creates the file under a temporary name with the .npy header and reserves its
+/// full size before any work; every rank then copies each tile as it finishes it into a
+/// shared mapping of the file (positional writes where the blocks could not be reserved),
+/// a symmetric kernel's tiles also at their mirrored place; rank 0 finally syncs it and
+/// checks its size on disk before the rename makes it kernel.npy. Reserved blocks mean a
+/// full disk fails at the start, not as a SIGBUS in the mapping; Open MPI's MPI-IO was
+/// seen to report success and leave a truncated file, so it is not used.
 enum ParallelKernelFile {
     static let temporaryName = ".kernel.npy.partial"
 

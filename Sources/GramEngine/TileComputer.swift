@@ -241,8 +241,10 @@ final class TileComputer {
     /// once per rank, into memory that the ranks of a node share: each block is computed
     /// by one rank straight into its node's copy, and sent to the other nodes' copies by
     /// one broadcast among one rank per node. The ranks of a node then read the same
-    /// memory, without copies, until `release`. Collective. Only for the structured
-    /// method, and only when all blocks fit in the cache bound (the caller checks).
+    /// memory, without copies, until `release`. When some node's /dev/shm lacks room, every
+    /// rank keeps a private copy instead, filled by broadcasts from the computing ranks.
+    /// Collective. Only for the structured method, and only when all blocks fit in the
+    /// cache bound (the caller checks).
     func preload(world: Communicator) throws {
         guard let network, method == .structured else { return }
         var blocks: [Key] = (0..<plan.rowBlocks).map { Key(columnSet: false, block: $0) }
@@ -263,9 +265,9 @@ final class TileComputer {
         // otherwise every rank keeps a private copy.
         let room = node.size == 1 || (Self.sharedMemoryRoom() ?? 0) >= bytes + bytes / 8
         let shareable = room && ProcessInfo.processInfo.environment["NTK_TEST_PRIVATE_FACTORS"] == nil
-        let everywhere = try world.allreduce(Int32(shareable ? 0 : 1), .max) == 0
+        let sharedEverywhere = try world.allreduce(Int32(shareable ? 0 : 1), .max) == 0
         let base: UnsafeMutableRawPointer?
-        if everywhere && node.size > 1 {
+        if sharedEverywhere && node.size > 1 {
             let memory = try SharedMemory(node: node, byteCount: bytes)
             shared = (memory, nil, node, across)
             base = memory.base
@@ -290,7 +292,7 @@ final class TileComputer {
         let perNode = Int(try world.allreduce(Int64(node.size), .min))
         let nodes = Int(try world.allreduce(Int64(node.isRoot ? 1 : 0), .sum))
         func computes(_ b: Int) -> Bool {
-            everywhere ? (b % perNode, (b / perNode) % nodes) == (node.rank, across.rank) : b % world.size == world.rank
+            sharedEverywhere ? (b % perNode, (b / perNode) % nodes) == (node.rank, across.rank) : b % world.size == world.rank
         }
         let start = Clock.now
         for (b, key) in blocks.enumerated() where computes(b) {
@@ -307,7 +309,7 @@ final class TileComputer {
             network.factors(Array(data[(range.lowerBound * d)..<(range.upperBound * d)]), count: range.count, into: slot(b))
         }
         gradientSeconds += Clock.seconds(since: start)
-        if !everywhere {
+        if !sharedEverywhere {
             for b in blocks.indices { try world.broadcast(slot(b), root: b % world.size) }
         } else if nodes > 1 {
             for b in blocks.indices where b % perNode == node.rank {
