@@ -67,7 +67,8 @@ public enum InnerProducts {
                                           b: UnsafePointer<Double>, ldb: Int,
                                           c: UnsafeMutablePointer<Double>, ldc: Int,
                                           upperFrom: Int = 0) {
-        product(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: false, c: c, ldc: ldc, upperFrom: upperFrom)
+        product(DoubleBlocks.self, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: false, c: c, ldc: ldc,
+                upperFrom: upperFrom)
     }
 
     /// C[i * ldc + j] = Σ_p A[i * lda + p] · B[p * ldb + j] for i < m, j < n: A B with B
@@ -77,13 +78,16 @@ public enum InnerProducts {
                                 a: UnsafePointer<Double>, lda: Int,
                                 b: UnsafePointer<Double>, ldb: Int,
                                 c: UnsafeMutablePointer<Double>, ldc: Int) {
-        product(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: true, c: c, ldc: ldc, upperFrom: 0)
+        product(DoubleBlocks.self, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: true, c: c, ldc: ldc,
+                upperFrom: 0)
     }
 
     /// The scratch memory of `sweep`, and the call.
-    static func product(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int,
-                        b: UnsafePointer<Double>, ldb: Int, bByRows: Bool,
-                        c: UnsafeMutablePointer<Double>, ldc: Int, upperFrom: Int) {
+    @inline(__always)
+    static func product<Blocks: RegisterBlocks>(_: Blocks.Type, m: Int, n: Int, k: Int,
+                                                a: UnsafePointer<Blocks.Element>, lda: Int,
+                                                b: UnsafePointer<Blocks.Element>, ldb: Int, bByRows: Bool,
+                                                c: UnsafeMutablePointer<Double>, ldc: Int, upperFrom: Int) {
         if m == 0 || n == 0 { return }
         if k == 0 {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = 0 } }
@@ -91,23 +95,28 @@ public enum InnerProducts {
         }
         let rowBlocks = (m + blockRows - 1) / blockRows
         let kc = min(chunk, k)
-        withUnsafeTemporaryAllocation(of: Double.self, capacity: rowBlocks * blockRows * kc) { packedA in
-            withUnsafeTemporaryAllocation(of: Double.self, capacity: kc * blockColumns + blockRows * blockColumns) { scratch in
-                sweep(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: bByRows, c: c, ldc: ldc, upperFrom: upperFrom,
-                      packedA: packedA.baseAddress!, packedB: scratch.baseAddress!,
-                      edge: scratch.baseAddress! + kc * blockColumns)
+        let columns = Blocks.columns
+        withUnsafeTemporaryAllocation(of: Blocks.Element.self, capacity: rowBlocks * blockRows * kc + kc * columns) { packed in
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: blockRows * columns) { edge in
+                sweep(Blocks.self, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: bByRows, c: c, ldc: ldc,
+                      upperFrom: upperFrom, packedA: packed.baseAddress!,
+                      packedB: packed.baseAddress! + rowBlocks * blockRows * kc, edge: edge.baseAddress!)
             }
         }
     }
 
-    /// The loops of `multiplyTransposed` and `multiply`: `packedA` holds every row block of
-    /// A for a chunk, `packedB` one panel of B, `edge` one register block. B is (n x k)
-    /// row-major, or (k x n) when `bByRows`.
-    static func sweep(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int,
-                      b: UnsafePointer<Double>, ldb: Int, bByRows: Bool, c: UnsafeMutablePointer<Double>, ldc: Int,
-                      upperFrom: Int, packedA: UnsafeMutablePointer<Double>, packedB: UnsafeMutablePointer<Double>,
-                      edge: UnsafeMutablePointer<Double>) {
+    /// The loops of both precisions' products: `packedA` holds every row block of A for a
+    /// chunk, `packedB` one panel of B, `edge` one register block. B is (n x k) row-major, or
+    /// (k x n) when `bByRows`.
+    @inline(__always)
+    static func sweep<Blocks: RegisterBlocks>(_: Blocks.Type, m: Int, n: Int, k: Int,
+                                              a: UnsafePointer<Blocks.Element>, lda: Int,
+                                              b: UnsafePointer<Blocks.Element>, ldb: Int, bByRows: Bool,
+                                              c: UnsafeMutablePointer<Double>, ldc: Int, upperFrom: Int,
+                                              packedA: UnsafeMutablePointer<Blocks.Element>,
+                                              packedB: UnsafeMutablePointer<Blocks.Element>, edge: UnsafeMutablePointer<Double>) {
         let rowBlocks = (m + blockRows - 1) / blockRows
+        let blockColumns = Blocks.columns
         var k0 = 0
         while k0 < k {
             let kc = min(chunk, k - k0)
@@ -132,7 +141,7 @@ public enum InnerProducts {
                     for p in 0..<kc {
                         let source = b + (k0 + p) * ldb + j0, out = packedB + p * blockColumns
                         for column in 0..<columns { out[column] = source[column] }
-                        for column in columns..<blockColumns { out[column] = 0 }
+                        for column in columns..<blockColumns { out[column] = .zero }
                     }
                 } else {
                     pack(rows: columns, count: blockColumns, k: kc, from: b + j0 * ldb + k0, stride: ldb, to: packedB)
@@ -143,9 +152,9 @@ public enum InnerProducts {
                     let rows = min(blockRows, m - i0)
                     let blockA = UnsafePointer(packedA + r * blockRows * kc)
                     if rows == blockRows && columns == blockColumns {
-                        micro(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, first: first)
+                        Blocks.full(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, first: first)
                     } else if rows <= 4 && columns == blockColumns {
-                        micro4(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, rows: rows, first: first)
+                        Blocks.few(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, rows: rows, first: first)
                     } else {
                         // A partial block: the full register block on a copy.
                         for row in 0..<blockRows {
@@ -154,7 +163,7 @@ public enum InnerProducts {
                                     ? c[(i0 + row) * ldc + j0 + column] : 0
                             }
                         }
-                        micro(k: kc, a: blockA, b: packedB, c: edge, ldc: blockColumns, first: first)
+                        Blocks.full(k: kc, a: blockA, b: packedB, c: edge, ldc: blockColumns, first: first)
                         for row in 0..<rows {
                             for column in 0..<columns { c[(i0 + row) * ldc + j0 + column] = edge[row * blockColumns + column] }
                         }
@@ -170,8 +179,8 @@ public enum InnerProducts {
     /// element (p, row) at p·count + row, the slots past `rows` zero. Sequential writes
     /// and plain loads (gathers or scatters here cost a quarter of the products' time).
     @inline(__always)
-    static func pack(rows: Int, count: Int, k: Int, from source: UnsafePointer<Double>, stride: Int,
-                     to target: UnsafeMutablePointer<Double>) {
+    static func pack<Element: BinaryFloatingPoint>(rows: Int, count: Int, k: Int, from source: UnsafePointer<Element>,
+                                                   stride: Int, to target: UnsafeMutablePointer<Element>) {
         if rows == count {
             for p in 0..<k {
                 let column = source + p, out = target + p * count
@@ -181,7 +190,7 @@ public enum InnerProducts {
             for p in 0..<k {
                 let column = source + p, out = target + p * count
                 for row in 0..<rows { out[row] = column[row * stride] }
-                for row in rows..<count { out[row] = 0 }
+                for row in rows..<count { out[row] = .zero }
             }
         }
     }
@@ -380,4 +389,33 @@ public enum InnerProducts {
         UnsafeRawPointer(p).loadUnaligned(as: Lane.self)
     }
 
+}
+
+/// The register blocks of one precision, for the loops both precisions share
+/// (`InnerProducts.sweep`): A and B in `Element`, C in float64.
+protocol RegisterBlocks {
+    associatedtype Element: BinaryFloatingPoint
+    /// Columns of a register block (its rows are `InnerProducts.blockRows`).
+    static var columns: Int { get }
+    /// A whole register block of one chunk.
+    static func full(k: Int, a: UnsafePointer<Element>, b: UnsafePointer<Element>,
+                     c: UnsafeMutablePointer<Double>, ldc: Int, first: Bool)
+    /// A block of at most 4 rows, with whole columns.
+    static func few(k: Int, a: UnsafePointer<Element>, b: UnsafePointer<Element>,
+                    c: UnsafeMutablePointer<Double>, ldc: Int, rows: Int, first: Bool)
+}
+
+/// Float64 products: every entry one chain of multiply-adds over the whole k.
+enum DoubleBlocks: RegisterBlocks {
+    static var columns: Int { InnerProducts.blockColumns }
+    @inline(__always)
+    static func full(k: Int, a: UnsafePointer<Double>, b: UnsafePointer<Double>,
+                     c: UnsafeMutablePointer<Double>, ldc: Int, first: Bool) {
+        InnerProducts.micro(k: k, a: a, b: b, c: c, ldc: ldc, first: first)
+    }
+    @inline(__always)
+    static func few(k: Int, a: UnsafePointer<Double>, b: UnsafePointer<Double>,
+                    c: UnsafeMutablePointer<Double>, ldc: Int, rows: Int, first: Bool) {
+        InnerProducts.micro4(k: k, a: a, b: b, c: c, ldc: ldc, rows: rows, first: first)
+    }
 }

@@ -23,76 +23,8 @@ extension InnerProducts {
                                           a: UnsafePointer<Float>, lda: Int,
                                           b: UnsafePointer<Float>, ldb: Int,
                                           c: UnsafeMutablePointer<Double>, ldc: Int) {
-        if m == 0 || n == 0 { return }
-        if k == 0 {
-            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = 0 } }
-            return
-        }
-        let rowBlocks = (m + blockRows - 1) / blockRows
-        let kc = min(chunk, k)
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: rowBlocks * blockRows * kc + kc * blockColumnsF32) { packed in
-            withUnsafeTemporaryAllocation(of: Double.self, capacity: blockRows * blockColumnsF32) { edge in
-                sweepF32(m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-                         packedA: packed.baseAddress!, packedB: packed.baseAddress! + rowBlocks * blockRows * kc,
-                         edge: edge.baseAddress!)
-            }
-        }
-    }
-
-    /// The loops of the float32 `multiplyTransposed` (see `sweep`).
-    static func sweepF32(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                         c: UnsafeMutablePointer<Double>, ldc: Int, packedA: UnsafeMutablePointer<Float>,
-                         packedB: UnsafeMutablePointer<Float>, edge: UnsafeMutablePointer<Double>) {
-        let rowBlocks = (m + blockRows - 1) / blockRows
-        var k0 = 0
-        while k0 < k {
-            let kc = min(chunk, k - k0)
-            let first = k0 == 0
-            for r in 0..<rowBlocks {
-                packF32(rows: min(blockRows, m - r * blockRows), count: blockRows, k: kc,
-                        from: a + r * blockRows * lda + k0, stride: lda, to: packedA + r * blockRows * kc)
-            }
-            var j0 = 0
-            while j0 < n {
-                let columns = min(blockColumnsF32, n - j0)
-                packF32(rows: columns, count: blockColumnsF32, k: kc, from: b + j0 * ldb + k0, stride: ldb, to: packedB)
-                for r in 0..<rowBlocks {
-                    let i0 = r * blockRows
-                    let rows = min(blockRows, m - i0)
-                    let blockA = UnsafePointer(packedA + r * blockRows * kc)
-                    if rows == blockRows && columns == blockColumnsF32 {
-                        microF32(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, first: first)
-                    } else if rows <= 4 && columns == blockColumnsF32 {
-                        micro4F32(k: kc, a: blockA, b: packedB, c: c + i0 * ldc + j0, ldc: ldc, rows: rows, first: first)
-                    } else {
-                        // A partial block: the full register block on a copy.
-                        for row in 0..<blockRows {
-                            for column in 0..<blockColumnsF32 {
-                                edge[row * blockColumnsF32 + column] = !first && row < rows && column < columns
-                                    ? c[(i0 + row) * ldc + j0 + column] : 0
-                            }
-                        }
-                        microF32(k: kc, a: blockA, b: packedB, c: edge, ldc: blockColumnsF32, first: first)
-                        for row in 0..<rows {
-                            for column in 0..<columns { c[(i0 + row) * ldc + j0 + column] = edge[row * blockColumnsF32 + column] }
-                        }
-                    }
-                }
-                j0 += blockColumnsF32
-            }
-            k0 += kc
-        }
-    }
-
-    /// Float rows copied k-major into `count` slots (see `pack`).
-    @inline(__always)
-    static func packF32(rows: Int, count: Int, k: Int, from source: UnsafePointer<Float>, stride: Int,
-                        to target: UnsafeMutablePointer<Float>) {
-        for p in 0..<k {
-            let column = source + p, out = target + p * count
-            for row in 0..<rows { out[row] = column[row * stride] }
-            for row in rows..<count { out[row] = 0 }
-        }
+        product(FloatBlocks.self, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, bByRows: false, c: c, ldc: ldc,
+                upperFrom: 0)
     }
 
 #if NTK_TILE_AVX512
@@ -251,5 +183,20 @@ extension InnerProducts {
     @inline(__always)
     static func loadF32(_ p: UnsafePointer<Float>) -> LaneF {
         UnsafeRawPointer(p).loadUnaligned(as: LaneF.self)
+    }
+}
+
+/// Float32 products: a chain of float32 multiply-adds per 256-chunk, widened into float64.
+enum FloatBlocks: RegisterBlocks {
+    static var columns: Int { InnerProducts.blockColumnsF32 }
+    @inline(__always)
+    static func full(k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                     c: UnsafeMutablePointer<Double>, ldc: Int, first: Bool) {
+        InnerProducts.microF32(k: k, a: a, b: b, c: c, ldc: ldc, first: first)
+    }
+    @inline(__always)
+    static func few(k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                    c: UnsafeMutablePointer<Double>, ldc: Int, rows: Int, first: Bool) {
+        InnerProducts.micro4F32(k: k, a: a, b: b, c: c, ldc: ldc, rows: rows, first: first)
     }
 }
