@@ -23,6 +23,8 @@ public enum NPYError: Error, Equatable, Sendable, CustomStringConvertible {
     case shapeOverflow
     /// The shape contains a negative dimension.
     case negativeDimension(Int)
+    /// Reading the file failed; the text is the system's description of the error.
+    case readFailed(String)
     /// ``NPYArray/int64s()`` met a floating-point element that is not an integer
     /// representable as `Int64` (fractional, NaN, infinite or out of range).
     case nonIntegerValue(index: Int)
@@ -50,6 +52,8 @@ public enum NPYError: Error, Equatable, Sendable, CustomStringConvertible {
             return "The array shape is too large: its element count or byte size does not fit in a 64-bit integer."
         case let .negativeDimension(dimension):
             return "The array shape contains the negative dimension \(dimension); dimensions must be zero or positive."
+        case let .readFailed(reason):
+            return "Reading the .npy file failed: \(reason)."
         case let .nonIntegerValue(index):
             return "Element \(index) is not an integer that fits in Int64, so the floating-point array cannot be read as integers."
         }

@@ -137,14 +137,13 @@ public struct NPYArray: Sendable, Equatable {
     /// Every dtype converts exactly except `int64` values beyond ±2⁵³, which round to the
     /// nearest double. Booleans become 0 and 1. `float64` arrays are copied in bulk.
     public func doubles() -> [Double] {
-        switch dtype {
-        case .float64: return elements(Double.self)
-        case .float32: return converted(UInt32.self) { Double(Float(bitPattern: $0)) }
-        case .int64: return converted(Int64.self) { Double($0) }
-        case .int32: return converted(Int32.self) { Double($0) }
-        case .int16: return converted(Int16.self) { Double($0) }
-        case .int8: return converted(Int8.self) { Double($0) }
-        case .uint8, .bool: return converted(UInt8.self) { Double($0) }
+        if dtype == .float64 { return elements(Double.self) }
+        let count = self.count
+        return [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
+            rawBytes.withUnsafeBytes { source in
+                if count > 0 { NPYArray.storeDoubles(source, dtype: dtype, into: buffer.baseAddress!) }
+            }
+            initialized = count
         }
     }
 
@@ -240,12 +239,34 @@ public struct NPYArray: Sendable, Equatable {
         let count = self.count
         return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             rawBytes.withUnsafeBytes { source in
-                for index in 0..<count {
-                    let raw = source.loadUnaligned(fromByteOffset: index &* MemoryLayout<Raw>.size, as: Raw.self)
-                    (buffer.baseAddress! + index).initialize(to: transform(Raw(littleEndian: raw)))
-                }
+                if count > 0 { NPYArray.store(source, buffer.baseAddress!, Raw.self, transform) }
             }
             initialized = count
+        }
+    }
+
+    /// Converts little-endian elements of `dtype` to doubles, stored (initialized) at
+    /// `destination`, one per element of `source`. Booleans become 0 and 1.
+    static func storeDoubles(_ source: UnsafeRawBufferPointer, dtype: NPYDType, into destination: UnsafeMutablePointer<Double>) {
+        switch dtype {
+        case .float64: store(source, destination, UInt64.self) { Double(bitPattern: $0) }
+        case .float32: store(source, destination, UInt32.self) { Double(Float(bitPattern: $0)) }
+        case .int64: store(source, destination, Int64.self) { Double($0) }
+        case .int32: store(source, destination, Int32.self) { Double($0) }
+        case .int16: store(source, destination, Int16.self) { Double($0) }
+        case .int8: store(source, destination, Int8.self) { Double($0) }
+        case .uint8, .bool: store(source, destination, UInt8.self) { Double($0) }
+        }
+    }
+
+    /// Loads each little-endian `Raw` element of `source` and initializes the matching
+    /// element at `destination` with its transform.
+    private static func store<Raw: FixedWidthInteger, T>(_ source: UnsafeRawBufferPointer, _ destination: UnsafeMutablePointer<T>,
+                                                         _: Raw.Type, _ transform: (Raw) -> T) {
+        let size = MemoryLayout<Raw>.size
+        for index in 0..<(source.count / size) {
+            let raw = source.loadUnaligned(fromByteOffset: index &* size, as: Raw.self)
+            (destination + index).initialize(to: transform(Raw(littleEndian: raw)))
         }
     }
 

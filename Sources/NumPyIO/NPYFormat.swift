@@ -68,6 +68,53 @@ public enum NPYFormat {
     /// Decodes `.npy` bytes; used directly by the `.npz` reader to avoid copies.
     static func decode(bytes raw: UnsafeRawBufferPointer) throws(NPYError) -> NPYArray {
         let total = raw.count
+        let preamble = try parsePreamble(raw)
+        guard total >= preamble.dataOffset else { throw .truncatedHeader }
+        let header = try parseHeader(
+            UnsafeRawBufferPointer(rebasing: raw[preamble.headerStart..<preamble.dataOffset]), preamble: preamble)
+        try header.checkDataSize(available: total - header.dataOffset)
+
+        let itemSize = header.dtype.itemSize
+        let source = UnsafeRawBufferPointer(rebasing: raw[header.dataOffset..<total])
+        var bytes: Data
+        if header.fortranOrder && header.shape.count > 1 && header.count > 0 {
+            bytes = Data(count: header.byteCount)
+            bytes.withUnsafeMutableBytes { destination in
+                fortranToC(source: source, destination: destination, shape: header.shape, itemSize: itemSize)
+            }
+        } else {
+            bytes = header.byteCount == 0 ? Data() : Data(bytes: source.baseAddress!, count: header.byteCount)
+        }
+        if header.bigEndian {
+            bytes.withUnsafeMutableBytes { NPYArray.swapByteOrder($0, itemSize: itemSize) }
+        }
+        if header.dtype == .bool {
+            bytes.withUnsafeMutableBytes { NPYArray.normalizeBooleans($0) }
+        }
+        return NPYArray(validatedShape: header.shape, dtype: header.dtype, count: header.count, rawBytes: bytes)
+    }
+
+    /// Where an `.npy` file's header dictionary lies, as its fixed-size start says.
+    struct Preamble {
+        /// The offset of the header dictionary: 10 for version 1.0, 12 otherwise.
+        var headerStart: Int
+        /// The header length field: the dictionary's byte count, padding included.
+        var headerLength: Int
+        /// Whether the header is UTF-8 (version 3.0) rather than Latin-1.
+        var utf8: Bool
+        /// The offset of the array data: the end of the header.
+        var dataOffset: Int { headerStart + headerLength }
+    }
+
+    /// The most bytes ``parsePreamble(_:)`` looks at: magic, version and a 4-byte length.
+    static let maxPreambleLength = 12
+
+    /// Checks the magic string and version at the start of `raw` and reads the header
+    /// length field. `raw` may be just the first ``maxPreambleLength`` bytes of a file.
+    /// - Throws: ``NPYError/badMagic``, ``NPYError/truncatedHeader``,
+    ///   ``NPYError/unsupportedVersion(major:minor:)`` or ``NPYError/headerTooLarge(_:)``.
+    static func parsePreamble(_ raw: UnsafeRawBufferPointer) throws(NPYError) -> Preamble {
+        let total = raw.count
         for index in 0..<min(total, magic.count) where raw[index] != magic[index] {
             throw .badMagic
         }
@@ -83,39 +130,17 @@ public enum NPYFormat {
             ? Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt16.self)))
             : Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
         guard headerLength <= maxHeaderLength else { throw .headerTooLarge(headerLength) }
-        let headerStart = 8 + lengthFieldSize
-        let dataStart = headerStart + headerLength
-        guard total >= dataStart else { throw .truncatedHeader }
+        return Preamble(headerStart: 8 + lengthFieldSize, headerLength: headerLength, utf8: major == 3)
+    }
 
-        let header = try NPYHeaderParser.parse(
-            UnsafeRawBufferPointer(rebasing: raw[headerStart..<dataStart]), utf8: major == 3)
-        let itemSize = header.dtype.itemSize
-        let (count, byteCount) = try NPYArray.validate(shape: header.shape, itemSize: itemSize)
-        let available = total - dataStart
-        if available < byteCount {
-            throw .truncatedData(expectedBytes: byteCount, actualBytes: available)
-        }
-        if available > byteCount {
-            throw .trailingBytes(available - byteCount)
-        }
-
-        let source = UnsafeRawBufferPointer(rebasing: raw[dataStart..<total])
-        var bytes: Data
-        if header.fortranOrder && header.shape.count > 1 && count > 0 {
-            bytes = Data(count: byteCount)
-            bytes.withUnsafeMutableBytes { destination in
-                fortranToC(source: source, destination: destination, shape: header.shape, itemSize: itemSize)
-            }
-        } else {
-            bytes = byteCount == 0 ? Data() : Data(bytes: source.baseAddress!, count: byteCount)
-        }
-        if header.bigEndian {
-            bytes.withUnsafeMutableBytes { NPYArray.swapByteOrder($0, itemSize: itemSize) }
-        }
-        if header.dtype == .bool {
-            bytes.withUnsafeMutableBytes { NPYArray.normalizeBooleans($0) }
-        }
-        return NPYArray(validatedShape: header.shape, dtype: header.dtype, count: count, rawBytes: bytes)
+    /// Parses the header dictionary (exactly `preamble.headerLength` bytes) and checks that
+    /// the shape's element count and byte size fit in `Int`.
+    /// - Throws: ``NPYError/malformedHeader(_:)``, ``NPYError/unsupportedDType(_:)``,
+    ///   ``NPYError/negativeDimension(_:)`` or ``NPYError/shapeOverflow``.
+    static func parseHeader(_ dictionary: UnsafeRawBufferPointer, preamble: Preamble) throws(NPYError) -> NPYFileHeader {
+        let header = try NPYHeaderParser.parse(dictionary, utf8: preamble.utf8)
+        return try NPYFileHeader(shape: header.shape, dtype: header.dtype, fortranOrder: header.fortranOrder,
+                                 bigEndian: header.bigEndian, dataOffset: preamble.dataOffset)
     }
 
     /// Reorders Fortran-order (column-major) elements into C order.
