@@ -43,7 +43,8 @@ public enum NPYError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .malformedHeader(detail):
             return "The .npy header is malformed: \(detail)."
         case let .unsupportedDType(descr):
-            return "The dtype \(descr) is not supported; save the array as float64, float32, int64, int32, int16, int8, uint8 or bool (for example with arr.astype(np.float64))."
+            let kind = descr.hasPrefix("[") || descr.hasPrefix("(") ? "structured or subarray dtype" : "dtype"
+            return "The \(kind) \(descr) is not supported; save the array as a plain numeric float64, float32, int64, int32, int16, int8 or uint8 array (for example with arr.astype(np.float64))."
         case let .truncatedData(expected, actual):
             return "The array data is truncated: \(expected) bytes are needed for the shape and dtype but only \(actual) are present."
         case let .trailingBytes(count):

@@ -20,7 +20,8 @@ struct NPYHeaderParser {
         case bool(Bool)
         case tuple([Int])
         case integer
-        case list(String)
+        /// A list or tuple descr (a structured or subarray dtype), as written.
+        case structured(String)
     }
 
     private let bytes: UnsafeRawBufferPointer
@@ -95,7 +96,7 @@ struct NPYHeaderParser {
                 throw .unsupportedDType("'\(Self.sanitized(text))'")
             }
             (dtype, bigEndian) = (parsed.dtype, parsed.bigEndian)
-        case let .list(text)?:
+        case let .structured(text)?:
             throw .unsupportedDType(Self.sanitized(text))
         case _?:
             throw .malformedHeader("'descr' must be a string")
@@ -123,9 +124,14 @@ struct NPYHeaderParser {
         case UInt8(ascii: "'"), UInt8(ascii: "\""):
             return .string(try parseString())
         case UInt8(ascii: "("):
+            // A descr tuple that starts with a string or list, such as ('<f8', (2,)), is a
+            // subarray dtype, not a malformed shape.
+            if key == "descr", startsStructuredTuple() {
+                return .structured(try skipBracketed())
+            }
             return .tuple(try parseTuple())
         case UInt8(ascii: "["):
-            return .list(try skipBracketed())
+            return .structured(try skipBracketed())
         case UInt8(ascii: "T"), UInt8(ascii: "F"):
             if consume("True") { return .bool(true) }
             if consume("False") { return .bool(false) }
@@ -226,7 +232,19 @@ struct NPYHeaderParser {
         return value
     }
 
-    /// Skips a bracketed Python literal (a structured descr list) and returns its text.
+    /// Whether the tuple opening at the current position has a string or a list as its
+    /// first element (the position is left unchanged).
+    private func startsStructuredTuple() -> Bool {
+        var index = position + 1
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 || bytes[index] == 0x0A {
+            index += 1
+        }
+        guard index < bytes.count else { return false }
+        return bytes[index] == UInt8(ascii: "'") || bytes[index] == UInt8(ascii: "\"") || bytes[index] == UInt8(ascii: "[")
+    }
+
+    /// Skips a bracketed Python literal (a structured descr list or subarray descr tuple)
+    /// and returns its text.
     private mutating func skipBracketed() throws(NPYError) -> String {
         let start = position
         var depth = 0

@@ -110,6 +110,29 @@ struct NPYErrorTests {
         }
     }
 
+    @Test("Structured and subarray descrs (a list, or a tuple starting with a type) are reported as such, not as a bad shape",
+          arguments: ["('<f8', (2,))", "('<i4', (2, 3))", "( '<f8', 3)", "([('a', '<f8')], (2,))", "[('a', '<f8')]"])
+    func structuredDType(descr: String) {
+        let header = "{'descr': \(descr), 'fortran_order': False, 'shape': (3,), }"
+        let error = #expect(throws: NPYError.unsupportedDType(descr)) {
+            try NPYFormat.decode(craftNPY(header: header, body: [UInt8](repeating: 0, count: 48)))
+        }
+        let text = error?.description ?? ""
+        #expect(text.hasPrefix("The structured or subarray dtype \(descr) is not supported"), "\(text)")
+        #expect(!text.contains("shape"), "\(text)")
+    }
+
+    @Test("The unsupported-dtype message offers the numeric dtypes only, not bool")
+    func unsupportedDTypeAdvice() {
+        let text = NPYError.unsupportedDType("'|b1'").description
+        #expect(text.hasPrefix("The dtype '|b1' is not supported"), "\(text)")
+        for name in ["float64", "float32", "int64", "int32", "int16", "int8", "uint8"] {
+            #expect(text.contains(name), "\(name) in \(text)")
+        }
+        #expect(!text.contains("or bool"), "\(text)")
+        #expect(text.components(separatedBy: "bool").count == 1, "\(text)")
+    }
+
     @Test("Long unsupported descrs are shortened and made printable in the error")
     func unsupportedDTypeIsSanitized() {
         let descr = "<" + String(repeating: "z", count: 100) + "\u{7}"
