@@ -81,6 +81,9 @@ public enum NPZError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidMemberName(String)
     /// zlib failed while compressing a member.
     case compressionFailed(String)
+    /// A member (named without its `.npy` suffix) records an uncompressed size, header
+    /// included, larger than the caller's limit for it.
+    case memberTooLarge(name: String, bytes: Int, limit: Int)
 
     /// One sentence for the user, without a file name (the caller adds the path).
     public var description: String {
@@ -99,6 +102,8 @@ public enum NPZError: Error, Equatable, Sendable, CustomStringConvertible {
             return "The array name cannot be stored in an .npz archive: \(reason)."
         case let .compressionFailed(detail):
             return "Compressing the .npz archive failed: \(detail)."
+        case let .memberTooLarge(name, bytes, limit):
+            return "The array '\(name)' in the .npz archive takes \(bytes) bytes uncompressed, more than the \(limit) bytes allowed for it."
         }
     }
 }

@@ -28,8 +28,26 @@ public enum NPZFormat {
     /// Decodes an `.npz` archive into `(name, array)` pairs in archive order.
     /// - Throws: the same errors as ``decode(_:)``.
     public static func decodeMembers(_ data: Data) throws(NPZError) -> [(name: String, array: NPYArray)] {
+        try decodeMembers(data, maximumMemberBytes: { _ in nil })
+    }
+
+    /// Decodes an `.npz` archive into `(name, array)` pairs in archive order, refusing
+    /// members larger than the caller allows before decompressing them.
+    ///
+    /// - Parameter maximumMemberBytes: given an array name (without `.npy`), the largest
+    ///   uncompressed size in bytes, `.npy` header included, allowed for that member, or
+    ///   `nil` for no limit. A member is refused on the size its ZIP entry records; a
+    ///   deflated member never inflates past that recorded size either, so a false record
+    ///   cannot make the reader produce more.
+    /// - Throws: ``NPZError/memberTooLarge(name:bytes:limit:)`` for a member whose recorded
+    ///   size exceeds its limit, otherwise the same errors as ``decode(_:)``.
+    public static func decodeMembers(
+        _ data: Data, maximumMemberBytes: (String) -> Int?
+    ) throws(NPZError) -> [(name: String, array: NPYArray)] {
         let result = data.withUnsafeBytes { raw in
-            Result { () throws(NPZError) -> [(name: String, array: NPYArray)] in try decodeMembers(bytes: raw) }
+            Result { () throws(NPZError) -> [(name: String, array: NPYArray)] in
+                try decodeMembers(bytes: raw, maximumMemberBytes: maximumMemberBytes)
+            }
         }
         return try result.get()
     }
@@ -86,13 +104,18 @@ public enum NPZFormat {
         try encode(arrays, compressed: compressed).write(to: url, options: .atomic)
     }
 
-    private static func decodeMembers(bytes raw: UnsafeRawBufferPointer) throws(NPZError) -> [(name: String, array: NPYArray)] {
+    private static func decodeMembers(
+        bytes raw: UnsafeRawBufferPointer, maximumMemberBytes: (String) -> Int?
+    ) throws(NPZError) -> [(name: String, array: NPYArray)] {
         let entries = try ZipReader.entries(in: raw)
         var seen = Set<String>()
         var arrays: [(name: String, array: NPYArray)] = []
         for entry in entries where entry.name.hasSuffix(".npy") {
             let name = String(entry.name.dropLast(4))
             guard seen.insert(name).inserted else { throw .duplicateMember(name) }
+            if let limit = maximumMemberBytes(name), entry.uncompressedSize > limit {
+                throw .memberTooLarge(name: name, bytes: entry.uncompressedSize, limit: limit)
+            }
             let decoded = try ZipReader.withContents(of: entry, in: raw) { bytes in
                 Result { () throws(NPYError) -> NPYArray in try NPYFormat.decode(bytes: bytes) }
             }

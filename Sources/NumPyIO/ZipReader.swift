@@ -161,6 +161,9 @@ package enum ZipReader {
     }
 
     /// Checks a member's method, sizes and CRC and passes its uncompressed bytes to `body`.
+    ///
+    /// At most the recorded uncompressed size is ever produced: a deflate stream that
+    /// inflates to more is refused as corrupt once it reaches that size.
     static func withContents<R>(
         of entry: ZipEntry, in raw: UnsafeRawBufferPointer,
         _ body: (UnsafeRawBufferPointer) -> R

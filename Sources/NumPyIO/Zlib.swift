@@ -24,7 +24,9 @@ enum Zlib {
     ///
     /// The output buffer starts at `min(expectedSize, max(16 MiB, 8 × input))` and grows
     /// (by `realloc`) only as data is actually produced, so a false size claim costs no
-    /// more memory than the stream really expands to.
+    /// more memory than the stream really expands to. zlib is never given room beyond
+    /// `expectedSize`, so a stream that would inflate further stops there and is refused:
+    /// no more than `expectedSize` bytes are ever produced.
     /// - Returns: the data, or a description of what is wrong with the stream.
     static func inflateRaw(_ input: UnsafeRawBufferPointer, expectedSize: Int) -> Result<Data, ZlibFailure> {
         var stream = z_stream()
@@ -76,8 +78,9 @@ enum Zlib {
                 break
             }
         }
-        if let failure {
+        if var failure {
             free(buffer)
+            failure.produced = Int(stream.total_out)
             return .failure(failure)
         }
         if expectedSize == 0 {
@@ -144,5 +147,7 @@ enum Zlib {
 /// Why a zlib operation failed, as a phrase for an error message.
 struct ZlibFailure: Error, Equatable {
     let reason: String
+    /// How many bytes inflating produced before it failed (0 when compressing).
+    var produced = 0
     init(_ reason: String) { self.reason = reason }
 }
