@@ -72,14 +72,16 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         return ModelSpec(parameterization: parameterization, layers: layers)
     }
 
-    /// Checks the rules a model must satisfy: at least one dense layer, positive widths,
-    /// finite non-negative standard deviations. Throws `ModelError`.
+    /// Checks the rules a model must satisfy: at least one dense layer, positive widths of
+    /// at most ``maximumInteger``, finite non-negative standard deviations. Throws `ModelError`.
     public func validate() throws(ModelError) {
         if denseLayers.isEmpty { throw ModelError("the model has no dense layer") }
         for (index, layer) in layers.enumerated() {
             switch layer {
             case .dense(let d):
-                if d.width <= 0 { throw ModelError("layer \(index): dense width must be a positive integer, got \(d.width)") }
+                if d.width <= 0 || d.width > Self.maximumInteger {
+                    throw ModelError("layer \(index): dense width must be a positive integer of at most \(Self.maximumInteger), got \(d.width)")
+                }
                 if !d.weightStd.isFinite || d.weightStd < 0 { throw ModelError("layer \(index): W_std must be finite and non-negative, got \(d.weightStd)") }
                 if let b = d.biasStd, !b.isFinite || b < 0 { throw ModelError("layer \(index): b_std must be finite and non-negative, got \(b)") }
             case .activation(let a, let degree):
@@ -91,20 +93,29 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
 
     // MARK: JSON
 
+    /// The largest value an integer field (a width, a quadrature degree) may have.
+    public static let maximumInteger = Int(Int32.max)
+
     /// Reads the model file format:
     /// `{"parameterization": "ntk"|"standard", "layers": [{"type": "dense", "width": n,
-    /// "W_std": s, "b_std": s|null}, {"type": "relu"}, ...]}`. Throws `ModelError`.
+    /// "W_std": s, "b_std": s|null}, {"type": "relu"}, ...]}`.
+    ///
+    /// The JSON is parsed strictly (RFC 8259, no key twice in an object) in time linear in
+    /// its size. Integer fields accept integral numbers (`64`, `64.0`) up to
+    /// ``maximumInteger``.
+    /// - Throws: `ModelError` naming the line and column of invalid JSON, a duplicate key
+    ///   and the object holding it, or the layer and field that break the format's rules.
     public static func decode(json data: Data) throws(ModelError) -> ModelSpec {
         let value: JSONValue
         do {
-            value = try JSONDecoder().decode(JSONValue.self, from: data)
+            value = try JSONValue.parse(data)
         } catch {
-            throw ModelError("not valid JSON (\(JSONValue.describe(error)))")
+            throw Self.modelError(error)
         }
         guard case .object(let root) = value else { throw ModelError("the top level must be a JSON object") }
         let allowedRoot: Set<String> = ["parameterization", "layers", "name", "description"]
         if let unknown = root.keys.sorted().first(where: { !allowedRoot.contains($0) }) {
-            throw ModelError("unknown key \"\(unknown)\" at the top level (allowed: parameterization, layers)")
+            throw ModelError("unknown key \"\(shortened(unknown))\" at the top level (allowed: parameterization, layers, name, description)")
         }
         var parameterization = Parameterization.ntk
         if let p = root["parameterization"] {
@@ -115,12 +126,13 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         }
         guard case .array(let rawLayers)? = root["layers"] else { throw ModelError("\"layers\" must be a JSON array of layer objects") }
         var layers: [Layer] = []
-        for (index, raw) in rawLayers.enumerated() {
-            guard case .object(let layer) = raw else { throw ModelError("layer \(index) is not a JSON object") }
+        layers.reserveCapacity(rawLayers.count)
+        for index in rawLayers.indices {
+            guard case .object(let layer) = rawLayers[index] else { throw ModelError("layer \(index) is not a JSON object") }
             guard case .string(let type)? = layer["type"] else { throw ModelError("layer \(index) has no string \"type\"") }
             switch type {
             case "dense":
-                try Self.allowOnly(["type", "width", "W_std", "b_std"], in: layer, type: type, index: index)
+                try Self.allowOnly(Self.denseKeys, in: layer, type: type, index: index)
                 guard let width = try Self.integer(layer["width"], "width", index) else {
                     throw ModelError("layer \(index): dense needs an integer \"width\"")
                 }
@@ -131,7 +143,7 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
                 guard Activation.names.contains(type) else {
                     throw ModelError("layer \(index): unknown layer type \"\(type)\" (known: dense, \(Activation.names.joined(separator: ", ")))")
                 }
-                try Self.allowOnly(["type", "alpha", "quadrature_degree"], in: layer, type: type, index: index)
+                try Self.allowOnly(Self.activationKeys, in: layer, type: type, index: index)
                 if type != "leaky_relu", layer["alpha"] != nil {
                     throw ModelError("layer \(index): \"alpha\" applies to leaky_relu only")
                 }
@@ -175,25 +187,75 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         return (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys, .prettyPrinted])) ?? Data()
     }
 
-    private static func allowOnly(_ keys: Set<String>, in layer: [String: JSONValue], type: String, index: Int) throws(ModelError) {
+    /// The message for JSON that ``JSONValue/parse(_:)`` refused.
+    private static func modelError(_ error: JSONError) -> ModelError {
+        let place = "line \(error.line), column \(error.column)"
+        switch error.reason {
+        case .syntax(let detail):
+            return ModelError("not valid JSON (\(detail) at \(place))")
+        case .duplicateKey(let key):
+            let holder: String
+            if error.path.isEmpty {
+                holder = "the top-level object"
+            } else if error.path.count == 2, error.path[0] == .key("layers"), case .index(let index) = error.path[1] {
+                holder = "layer \(index)"
+            } else {
+                var location = ""
+                for component in error.path {
+                    switch component {
+                    case .key(let key): location += (location.isEmpty ? "" : ".") + shortened(key)
+                    case .index(let index): location += "[\(index)]"
+                    }
+                }
+                holder = "the object at \(location)"
+            }
+            return ModelError("duplicate key \"\(shortened(key))\" in \(holder) (\(place))")
+        }
+    }
+
+    /// Key text for a message: control characters replaced by '?', cut to 40 characters.
+    private static func shortened(_ text: String) -> String {
+        var result = String(String.UnicodeScalarView(text.unicodeScalars.prefix(40).map { $0.value < 0x20 || $0 == "\u{7F}" ? "?" : $0 }))
+        if text.unicodeScalars.count > 40 { result += "…" }
+        return result
+    }
+
+    /// The keys a dense layer and an activation layer may have.
+    private static let denseKeys = ["type", "width", "W_std", "b_std"]
+    private static let activationKeys = ["type", "alpha", "quadrature_degree"]
+
+    private static func allowOnly(_ keys: [String], in layer: [String: JSONValue], type: String, index: Int) throws(ModelError) {
+        // Counting the allowed keys present is cheaper than testing every key of the layer.
+        var present = 0
+        for key in keys where layer[key] != nil { present += 1 }
+        guard present < layer.count else { return }
         if let unknown = layer.keys.sorted().first(where: { !keys.contains($0) }) {
-            throw ModelError("layer \(index): unknown key \"\(unknown)\" for a \(type) layer")
+            throw ModelError("layer \(index): unknown key \"\(shortened(unknown))\" for a \(type) layer")
         }
     }
 
     private static func number(_ value: JSONValue?, _ name: String, _ index: Int) throws(ModelError) -> Double? {
         switch value {
         case nil, .null?: return nil
-        case .number(let d)?: return d
-        default: throw ModelError("layer \(index): \"\(name)\" must be a number or null")
+        case let value?:
+            guard let number = value.numberValue else { throw ModelError("layer \(index): \"\(name)\" must be a number or null") }
+            return number
         }
     }
 
+    /// An integer field: an integral number (`8`, `8.0`, `8e0`) within ±``maximumInteger``.
     private static func integer(_ value: JSONValue?, _ name: String, _ index: Int) throws(ModelError) -> Int? {
         switch value {
         case nil, .null?: return nil
-        case .number(let d)? where d.rounded() == d && abs(d) < 1e15: return Int(d)
-        default: throw ModelError("layer \(index): \"\(name)\" must be an integer")
+        case let value?:
+            guard let number = value.numberValue, number.rounded() == number else {
+                throw ModelError("layer \(index): \"\(name)\" must be an integer\(value.numberValue.map { ", got \($0)" } ?? "")")
+            }
+            guard let integer = value.integerValue, abs(integer) <= maximumInteger else {
+                let shown = value.integerValue.map(String.init) ?? "\(number)"
+                throw ModelError("layer \(index): \(name) must be a positive integer of at most \(maximumInteger), got \(shown)")
+            }
+            return integer
         }
     }
 }
