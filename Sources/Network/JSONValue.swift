@@ -194,15 +194,7 @@ private struct JSONParser {
             if object.updateValue(value, forKey: key) != nil {
                 throw Failure(reason: .duplicateKey(key), offset: keyOffset)
             }
-            skipWhitespace()
-            guard position < end else { throw unexpected() }
-            let separator = base[position]
-            position += 1
-            if separator == Self.closeBrace { return .object(object) }
-            guard separator == Self.comma else {
-                position -= 1
-                throw unexpected()
-            }
+            if try endsContainer(with: Self.closeBrace) { return .object(object) }
         }
     }
 
@@ -223,16 +215,19 @@ private struct JSONParser {
             } catch {
                 throw error.inside(.index(array.count))
             }
-            skipWhitespace()
-            guard position < end else { throw unexpected() }
-            let separator = base[position]
-            position += 1
-            if separator == Self.closeBracket { return .array(array) }
-            guard separator == Self.comma else {
-                position -= 1
-                throw unexpected()
-            }
+            if try endsContainer(with: Self.closeBracket) { return .array(array) }
         }
+    }
+
+    /// Consumes what follows a member: a comma (returns false, another member follows) or
+    /// the container's closing byte (returns true).
+    private mutating func endsContainer(with closing: UInt8) throws(Failure) -> Bool {
+        skipWhitespace()
+        guard position < end else { throw unexpected() }
+        let separator = base[position]
+        guard separator == closing || separator == Self.comma else { throw unexpected() }
+        position += 1
+        return separator == closing
     }
 
     private mutating func enterContainer() throws(Failure) {
