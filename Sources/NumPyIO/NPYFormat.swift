@@ -11,7 +11,8 @@ import Foundation
 /// Both directions copy the element data in bulk; only Fortran-order input, big-endian
 /// input and boolean input need a per-element pass.
 public enum NPYFormat {
-    /// The largest header length accepted by ``decode(_:)``: 1 MiB.
+    /// The largest header length accepted by ``decode(_:)`` and
+    /// ``readHeader(fileDescriptor:)``: 1 MiB.
     ///
     /// NumPy itself refuses headers over 10000 bytes unless told otherwise; real headers
     /// are under 200 bytes. The limit keeps a corrupt length field from being trusted.
