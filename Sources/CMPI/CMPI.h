@@ -33,5 +33,7 @@ static inline int ntk_mpi_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; 
 static inline MPI_Info ntk_mpi_info_null(void) { return MPI_INFO_NULL; }
 static inline int ntk_mpi_mode_nocheck(void) { return MPI_MODE_NOCHECK; }
 static inline int ntk_mpi_undefined(void) { return MPI_UNDEFINED; }
+static inline int ntk_mpi_any_source(void) { return MPI_ANY_SOURCE; }
+static inline MPI_Status *ntk_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
 
 #endif

@@ -81,27 +81,25 @@ public enum ConvergeJob {
         let start = Clock.now
         BLASLibrary.setThreadCount(1)
         let (data, spec): (DataSet, ModelSpec) = try agreement.stage { () throws(NTKError) -> (DataSet, ModelSpec) in
-            let data = try Inputs.dataSet(options.data, role: "--data")
-            let spec: ModelSpec
-            switch options.model {
-            case .file(let path): spec = try Inputs.model(path)
-            case .spec(let s): spec = s
-            }
+            let inspected = try InputPlan.inspect(data: options.data, data2: nil, model: options.model, parameters: nil)
+            let spec = inspected.spec
             if spec.denseLayers.count < 2 {
                 throw NTKError(.dataError, "ntk converge needs a model with at least one hidden dense layer to widen")
             }
             if options.widths.isEmpty || options.widths.contains(where: { $0 < 1 }) {
                 throw NTKError(.usage, "--widths must list positive integers")
             }
+            // The widest network must fit before any data is read or parameter drawn.
+            let widest = InputPlan(n: inspected.n, m: nil, inputWidth: inspected.inputWidth,
+                                   spec: widened(spec, to: options.widths.max()!), finite: true, parameterFileBytes: 0)
+            try widest.check(available: MemoryPlan.availableBytes())
+            let data = try Inputs.dataSet(options.data, role: "--data")
             return (data, spec)
         }
         let output: OutputDirectory? = try agreement.stage { () throws(NTKError) -> OutputDirectory? in
             guard world.isRoot else { return nil }
-            let marker = options.output + "/converge.json"
-            if !options.force && FileManager.default.fileExists(atPath: marker) {
-                throw NTKError(.cannotCreate, "--out \(options.output) already holds a result (converge.json); pass --force to replace it")
-            }
-            return try OutputDirectory(path: options.output, force: true)
+            return try OutputDirectory(path: options.output, force: options.force, markers: ["converge.json"],
+                                       writes: ["converge.csv", "converge.svg", "converge.json"])
         }
         let n = data.count
         let plan = TilePlan(rows: n, columns: n, tileSize: options.tileSize, symmetric: true, ranks: world.size)
@@ -183,13 +181,10 @@ public enum ConvergeJob {
         }
         plot.notes = ["\(spec.parameterization.rawValue) parameterization; \(points.count) kernels; relative Frobenius distance to the analytic NTK"]
 
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        guard let json = try? encoder.encode(summary) else { throw NTKError(.software, "cannot encode converge.json") }
+        let json = try JSONOutput.encode(summary)
         try output.stage("converge.csv", Data(csv.utf8))
         try output.stage("converge.svg", Data(plot.render().utf8))
-        try output.stage("converge.json", json + Data("\n".utf8))
+        try output.stage("converge.json", json)
         try output.commitStaged()
         if !quiet {
             var lines = ["ntk converge: relative Frobenius distance of the empirical NTK to the analytic NTK (N = \(n))",

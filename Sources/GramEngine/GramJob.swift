@@ -143,18 +143,18 @@ public enum GramJob {
             Report.warning("OpenBLAS runs its '\(BLASLibrary.coreName)' kernel on a CPU with AVX-512: the eigendecomposition would run about 1.3-1.6x faster with OPENBLAS_CORETYPE=\(faster) set before starting ntk")
         }
 
-        // Inputs: every rank reads them; any rank's failure stops all.
-        let loadStart = Clock.now
-        let loaded: Loaded = try agreement.stage { () throws(NTKError) -> Loaded in try load(options) }
-        let loadSeconds = Clock.seconds(since: loadStart)
-        let network = loaded.network
-        let n = loaded.data.count
-        let m = loaded.data2?.count
-        let k = loaded.spec.outputCount
+        // Sizes first, from the headers and the model: nothing large is read or allocated
+        // before the memory plan has accepted the run. Any rank's failure stops all.
+        let inputs: InputPlan = try agreement.stage { () throws(NTKError) -> InputPlan in
+            try InputPlan.inspect(data: options.data, data2: options.data2, model: options.model,
+                                  parameters: options.kernel == .empirical ? options.parameters : nil)
+        }
+        let n = inputs.n
+        let m = inputs.m
+        let k = inputs.spec.outputCount
         let entry = options.outputKernel == .full ? k : 1
         let tileSize = options.tileSize ?? GramOptions.defaultTileSize
         try agreement.stage { () throws(NTKError) in
-            if tileSize < 1 { throw NTKError(.usage, "--tile must be at least 1") }
             if m == nil && options.eigen != .none && options.eigenSolver == .lapack {
                 // LAPACK's 32-bit integers: the matrix index n² and, with vectors, dsyevd's
                 // workspace 1 + 6n + 2n² must fit.
@@ -165,56 +165,65 @@ public enum GramJob {
                 }
             }
             if tileSize * entry > 46_340 {
-                throw NTKError(.usage, "--tile \(tileSize) with \(k) outputs in full mode makes tiles over 2^31 values; use --tile \(46_340 / entry) or less")
+                throw NTKError(.usage, "--tile \(tileSize) with \(k) outputs in full mode (--output-kernel full) makes tiles of over 2^31 values; use --tile \(46_340 / entry) or less")
             }
         }
 
         // Memory: refuse before any work what cannot fit on rank 0's node.
         let localRanksForPlan = (try? world.nodeLocal().size) ?? 1
-        let perSample: Int = {
-            guard let network else { return 0 }
-            if options.method == .explicit { return 8 * k * network.parameterCount }
-            return 8 * network.geometry.reduce(0) { $0 + $1.fanIn + k * $1.fanOut }
-        }()
-        let memory = MemoryPlan.estimate(n: n, m: m, inputWidth: loaded.data.width, outputs: k, outputKernel: options.outputKernel,
+        let memory = MemoryPlan.estimate(n: n, m: m, inputWidth: inputs.inputWidth, outputs: k, outputKernel: options.outputKernel,
                                          eigen: m == nil ? options.eigen : .none, solver: options.eigenSolver,
                                          ranks: world.size, tileSize: tileSize,
-                                         perSampleBytes: perSample, cacheBytes: options.cacheMegabytes << 20)
+                                         perSampleBytes: inputs.perSampleBytes(options.method), cacheBytes: options.cacheMegabytes << 20,
+                                         inputBytes: inputs.bytes)
         try agreement.stage { () throws(NTKError) in
             guard world.isRoot, let available = options.memoryBudget ?? MemoryPlan.availableBytes() else { return }
             let needed = memory.nodeBytes(localRanks: localRanksForPlan)
             if needed > available {
                 var hints: [String] = []
-                if options.eigen == .vectors { hints.append("--eigen values or none (the vectors need 8·(3R² + 6R) more bytes)") }
-                else if options.eigen == .values && m == nil { hints.append("--eigen none (saves a copy of the kernel)") }
-                if localRanksForPlan > 1 { hints.append("fewer ranks on rank 0's node (each holds its share of the tiles)") }
+                if inputs.bytes > Double(available) / 2 {
+                    hints.append("a smaller network or data set (the inputs alone: \(inputs.describe))")
+                } else if options.eigen == .vectors {
+                    hints.append("--eigen values or none (the vectors need 8·(3R² + 6R) more bytes)")
+                } else if options.eigen == .values && m == nil {
+                    hints.append("--eigen none (saves a copy of the kernel)")
+                }
+                if options.method == .explicit { hints.append("--method structured (explicit gradients take k·P doubles per sample)") }
+                if localRanksForPlan > 1 { hints.append("fewer ranks on rank 0's node (each holds its share of the tiles and its inputs)") }
                 if options.outputKernel == .full { hints.append("--output-kernel mean (the full kernel is k² times larger)") }
                 hints.append("a node with more memory")
                 throw NTKError(.usage, "this run needs about \(MemoryPlan.format(needed)) on rank 0's node (rank 0: \(MemoryPlan.format(memory.rank0Bytes)), each other rank: \(MemoryPlan.format(memory.otherRankBytes))) but \(MemoryPlan.format(available)) is available; options that need less: \(hints.joined(separator: "; "))")
             }
         }
 
+        // Inputs: every rank reads them; any rank's failure stops all.
+        let loadStart = Clock.now
+        let loaded: Loaded = try agreement.stage { () throws(NTKError) -> Loaded in try load(options, inputs: inputs) }
+        let loadSeconds = Clock.seconds(since: loadStart)
+        let network = loaded.network
+
         // Output directory and checkpoint: rank 0 creates and checks them before any work.
         let plan = TilePlan(rows: n, columns: m ?? n, tileSize: tileSize, symmetric: m == nil, ranks: world.size)
         let manifest = Checkpoint.Manifest(
             n: n, m: m, inputWidth: loaded.data.width, tileSize: tileSize, tiles: plan.tiles.count,
-            outputKernel: options.outputKernel.rawValue,
-            method: options.kernel == .empirical ? options.method.rawValue + (options.precision == .f32 ? "/f32" : "") : options.kernel.rawValue,
+            outputKernel: options.outputKernel.rawValue, kernel: options.kernel.rawValue,
+            method: options.kernel == .empirical ? options.method.rawValue : "none", precision: options.precision.rawValue,
             dataHash: Checkpoint.fingerprint(loaded.data.values), data2Hash: loaded.data2.map { Checkpoint.fingerprint($0.values) },
             modelHash: Checkpoint.fingerprint(loaded.spec.encodeJSON()),
             parametersHash: network.map { Checkpoint.fingerprint($0.flatParameters) } ?? "none")
-        let (output, reusable): (OutputDirectory?, Bool) = try agreement.stage { () throws(NTKError) -> (OutputDirectory?, Bool) in
-            guard world.isRoot else { return (nil, false) }
+        // Rank 0 claims both directories for the run (a second run into either is refused).
+        let (output, reusable, checkpointLock): (OutputDirectory?, Bool, DirectoryLock?) = try agreement.stage { () throws(NTKError) -> (OutputDirectory?, Bool, DirectoryLock?) in
+            guard world.isRoot else { return (nil, false, nil) }
             let output = try OutputDirectory(path: options.output, force: options.force)
-            var reusable = false
-            if options.checkpointing {
-                reusable = try Checkpoint.prepare(directory: options.effectiveCheckpointDirectory, manifest: manifest, resume: options.resume)
-                if options.resume && !reusable { Report.warning("no checkpoint to resume in \(options.effectiveCheckpointDirectory); starting from the beginning") }
-            }
-            return (output, reusable)
+            guard options.checkpointing else { return (output, false, nil) }
+            let (reusable, lock) = try Checkpoint.prepare(directory: options.effectiveCheckpointDirectory, manifest: manifest, resume: options.resume)
+            if options.resume && !reusable { Report.warning("no checkpoint to resume in \(options.effectiveCheckpointDirectory); starting from the beginning") }
+            return (output, reusable, lock)
         }
         let reuse = try world.allreduce(Int32(reusable ? 1 : 0), .max) == 1
-        let checkpoint = options.checkpointing ? Checkpoint(directory: options.effectiveCheckpointDirectory) : nil
+        // Names of this run's temporary files: rank 0's pid, known to every rank.
+        let runToken = try world.allreduce(Int64(world.isRoot ? Int(getpid()) : 0), .sum)
+        let checkpoint = options.checkpointing ? Checkpoint(directory: options.effectiveCheckpointDirectory, manifest: manifest) : nil
 
         // Tiles: each saved as soon as it is done; a stop request ends the loop at a tile
         // boundary.
@@ -236,14 +245,14 @@ public enum GramJob {
             let shape: [Int] = entry == 1 ? [n, m ?? n] : [n, m ?? n, k, k]
             created = try agreement.stage { () throws(NTKError) -> (path: String, dataOffset: Int, size: Int)? in
                 guard world.isRoot, let output else { return nil }
-                let created = try ParallelKernelFile.create(directory: output.path, shape: shape)
+                let created = try ParallelKernelFile.create(directory: output.path, shape: shape, name: ParallelKernelFile.temporaryName("kernel.npy", token: runToken))
                 // Staged at once: renamed at commit, removed if the run fails.
                 output.adopt(temporary: created.path, as: "kernel.npy")
                 return created
             }
             // Every rank needs the data offset; it depends only on the shape.
             let dataOffset = NPYFormat.header(shape: shape, dtype: .float64).count
-            let path = options.output + "/" + ParallelKernelFile.temporaryName
+            let path = options.output + "/" + ParallelKernelFile.temporaryName("kernel.npy", token: runToken)
             writer = try agreement.stage { () throws(NTKError) -> ParallelKernelFile.Writer in
                 try ParallelKernelFile.Writer(path: path, dataOffset: dataOffset, plan: plan, entry: entry,
                                               fullLayout: options.outputKernel == .full)
@@ -319,14 +328,14 @@ public enum GramJob {
                 let shape = [order, count]
                 let created: (path: String, dataOffset: Int, size: Int)? = try agreement.stage { () throws(NTKError) -> (path: String, dataOffset: Int, size: Int)? in
                     guard world.isRoot, let output else { return nil }
-                    let file = try ParallelKernelFile.create(directory: output.path, shape: shape, name: ".eigenvectors.npy.partial")
+                    let file = try ParallelKernelFile.create(directory: output.path, shape: shape, name: ParallelKernelFile.temporaryName("eigenvectors.npy", token: runToken))
                     output.adopt(temporary: file.path, as: "eigenvectors.npy")
                     return file
                 }
                 let dataOffset = NPYFormat.header(shape: shape, dtype: .float64).count
                 try agreement.stage(quietly: true) { () throws(NTKError) in
                     do {
-                        try ScaLAPACKEigen.writeVectors(vectors, columns: count, path: options.output + "/.eigenvectors.npy.partial",
+                        try ScaLAPACKEigen.writeVectors(vectors, columns: count, path: options.output + "/" + ParallelKernelFile.temporaryName("eigenvectors.npy", token: runToken),
                                                         dataOffset: dataOffset, world: world)
                     } catch {
                         throw NTKError(.ioError, "writing the eigenvectors failed: \(error)")
@@ -352,6 +361,7 @@ public enum GramJob {
         try agreement.stage(quietly: true) { () throws(NTKError) in
             guard world.isRoot, let output else { return }
             try finish(options: options, loaded: loaded, plan: plan, memory: memory, streamedKernel: streamed?.path,
+                       checkpoint: checkpoint.map { ($0, checkpointLock) },
                        distributedEigen: distributedValues.map { ($0, vectorsStaged, distributedSeconds ?? 0) },
                        outputs: (precomputedOutputs, precomputedOutputs2),
                        kernel: &kernel, rows: rowCount, columns: columnCount,
@@ -401,8 +411,11 @@ public enum GramJob {
         var stopSignal: Int32? = nil
         var saveError: NTKError? = nil
         var doneCount = 0
+        // A stop request on any rank reaches every rank at its next tile boundary.
+        let notice = try StopNotice(world: world)
         for (done, index) in mine.enumerated() {
-            if let signal = Interruption.requested { stopSignal = signal; break }
+            if let signal = Interruption.requested { try notice.raise(code: signal); stopSignal = signal; break }
+            if let code = try notice.poll() { stopSignal = code; break }
             let tile = plan.tiles[index]
             let count = plan.rowRange(tile.row).count * plan.columnRange(tile.column).count * entry * entry
             let tileValues: [Double]
@@ -422,6 +435,12 @@ public enum GramJob {
             progress.update(done: done + 1)
         }
         if mine.isEmpty { progress.update(done: 0) }
+        // Ranks that are done wait for the others without a core, passing on a stop
+        // request that arrives meanwhile; then every rank knows whether any rank stopped.
+        try notice.waitForAll { () throws(MPIError) in
+            if let signal = Interruption.requested { try notice.raise(code: signal) }
+        }
+        if let code = try notice.close(), stopSignal == nil { stopSignal = code }
         try agreement.stage(quietly: true) { () throws(NTKError) in
             if let saveError { throw saveError }
             if let stopSignal {
@@ -451,23 +470,22 @@ public enum GramJob {
     }
 
 
-    static func load(_ options: GramOptions) throws(NTKError) -> Loaded {
+    /// Reads the inputs of `options`, sized by `inputs` (inspected first when nil, and then
+    /// checked against this process's available memory: the commands without a tile
+    /// memory plan).
+    static func load(_ options: GramOptions, inputs planned: InputPlan? = nil) throws(NTKError) -> Loaded {
+        let inputs: InputPlan
+        if let planned {
+            inputs = planned
+        } else {
+            inputs = try InputPlan.inspect(data: options.data, data2: options.data2, model: options.model,
+                                           parameters: options.kernel == .empirical ? options.parameters : nil)
+            try inputs.check(available: MemoryPlan.availableBytes())
+        }
         let data = try Inputs.dataSet(options.data, role: "--data")
         var data2: DataSet? = nil
-        if let path = options.data2 {
-            let second = try Inputs.dataSet(path, role: "--data2")
-            if second.width != data.width {
-                throw NTKError(.dataError, "--data2 file \(path) has \(second.width) features per sample but --data has \(data.width)")
-            }
-            data2 = second
-        }
-        let spec: ModelSpec
-        switch options.model {
-        case .file(let path): spec = try Inputs.model(path)
-        case .spec(let s):
-            do { try s.validate() } catch { throw NTKError(.usage, error.message) }
-            spec = s
-        }
+        if let path = options.data2 { data2 = try Inputs.dataSet(path, role: "--data2") }
+        let spec = inputs.spec
         if options.kernel != .empirical {
             do {
                 let infinite = try InfiniteWidthKernel(spec: spec, inputWidth: data.width)
@@ -536,6 +554,7 @@ public enum GramJob {
 
     /// Rank 0's part after the gather: mirror, check, eigendecompose, write, report.
     static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, memory: MemoryPlan, streamedKernel: String?,
+                       checkpoint: (Checkpoint, DirectoryLock?)?,
                        distributedEigen: (values: [Double], vectorsStaged: Bool, seconds: Double)?,
                        outputs precomputed: ([Double]?, [Double]?),
                        kernel: inout [Double], rows: Int, columns: Int,
@@ -564,7 +583,11 @@ public enum GramJob {
             do {
                 eigen = try SymmetricEigen.compute(matrix: kernel, n: rows, vectors: options.eigen == .vectors)
             } catch {
-                throw NTKError(.software, "eigendecomposition: \(error)")
+                switch error {
+                case .overflow, .nonFinite:
+                    throw NTKError(.dataError, "eigendecomposition: \(error): the network's outputs are too large on this data; rescale the inputs or the parameters, or use --eigen none")
+                default: throw NTKError(.software, "eigendecomposition: \(error)")
+                }
             }
             seconds["eigen"] = Clock.seconds(since: start)
             if let top = options.eigenTop, var full = eigen, top < full.n {
@@ -636,15 +659,10 @@ public enum GramJob {
             }
         }
         if options.kernel != .empirical { summary.method = "closed form / quadrature" }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        let json: Data
-        do { json = try encoder.encode(summary) } catch { throw NTKError(.software, "cannot encode summary.json: \(error)") }
-        try output.stage("summary.json", json + Data("\n".utf8))
+        try output.stage("summary.json", try JSONOutput.encode(summary))
         try output.commit()
-        if options.checkpointing {
-            Checkpoint(directory: options.effectiveCheckpointDirectory).remove(directoryToo: options.checkpointDirectory == nil)
+        if let (checkpoint, lock) = checkpoint {
+            checkpoint.remove(directoryToo: options.checkpointDirectory == nil, lock: lock)
         }
         if !options.quiet { Report.summary(summary, directory: output.path) }
     }

@@ -1,6 +1,9 @@
 import Foundation
 import Network
 import NumPyIO
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A data set: N samples of width d, row-major float64.
 public struct DataSet: Sendable {
@@ -18,47 +21,111 @@ public struct DataSet: Sendable {
 
 /// Reading the tool's input files, with every failure mapped to one clear `NTKError`.
 public enum Inputs {
-    /// The bytes of an input file; a missing file, a directory or an unreadable file is
-    /// `noInput` (66). `role` names the flag in messages.
-    public static func read(_ path: String, role: String) throws(NTKError) -> Data {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw NTKError(.noInput, "\(role) file \(path) does not exist")
+    /// An input file opened for reading, and its size. Refuses (`noInput`, 66) a missing
+    /// path (naming a dangling symbolic link or a path component that is a file), a
+    /// directory, anything but a regular file (a device such as /dev/zero, a FIFO, a
+    /// socket) and a file that cannot be opened (with the system's reason). The caller
+    /// closes the descriptor. `role` names the flag in messages.
+    public static func open(_ path: String, role: String) throws(NTKError) -> (fd: Int32, size: Int) {
+        var status = stat()
+        if stat(path, &status) != 0 {
+            let code = errno
+            var link = stat()
+            if lstat(path, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK {
+                let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? "?"
+                throw NTKError(.noInput, "\(role) \(path) is a symbolic link to \(target), which does not exist")
+            }
+            if code == ENOTDIR { throw NTKError(.noInput, "\(role) \(path) does not exist: a component of the path is not a directory") }
+            if code == ENOENT { throw NTKError(.noInput, "\(role) file \(path) does not exist") }
+            throw NTKError(.noInput, "\(role) file \(path) cannot be read: \(SystemError.text(code))")
         }
-        if isDirectory.boolValue { throw NTKError(.noInput, "\(role) path \(path) is a directory, not a file") }
-        guard FileManager.default.isReadableFile(atPath: path), let data = FileManager.default.contents(atPath: path) else {
-            throw NTKError(.noInput, "\(role) file \(path) cannot be read (check its permissions)")
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw NTKError(.noInput, "\(role) path \(path) is a directory, not a file")
+        case S_IFCHR: throw NTKError(.noInput, "\(role) \(path) is not a regular file (it is a character device)")
+        case S_IFBLK: throw NTKError(.noInput, "\(role) \(path) is not a regular file (it is a block device)")
+        case S_IFIFO: throw NTKError(.noInput, "\(role) \(path) is not a regular file (it is a FIFO); save the array to a file first")
+        case S_IFSOCK: throw NTKError(.noInput, "\(role) \(path) is not a regular file (it is a socket)")
+        default: throw NTKError(.noInput, "\(role) \(path) is not a regular file")
         }
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw NTKError(.noInput, "\(role) file \(path) cannot be read: \(SystemError.text(errno))") }
+        return (fd, Int(status.st_size))
+    }
+
+    /// The bytes of an input file of at most `limit` bytes (see `open` for what is
+    /// refused); a larger file is `dataError` (65), refused before it is read.
+    public static func read(_ path: String, role: String, limit: Int = Int.max, why: String = "") throws(NTKError) -> Data {
+        let (fd, size) = try open(path, role: role)
+        defer { close(fd) }
+        if size > limit {
+            throw NTKError(.dataError, "\(role) file \(path) has \(size) bytes, more than the \(limit) \(why.isEmpty ? "it may have" : why)")
+        }
+        var data = Data(count: size)
+        var failure: String? = nil
+        data.withUnsafeMutableBytes { (buffer: UnsafeMutableRawBufferPointer) in
+            var done = 0
+            while done < size {
+                let count = pread(fd, buffer.baseAddress! + done, size - done, off_t(done))
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 { failure = count == 0 ? "the file shrank while it was read" : SystemError.text(errno); return }
+                done += count
+            }
+        }
+        if let failure { throw NTKError(.noInput, "\(role) file \(path) cannot be read: \(failure)") }
         return data
     }
 
-    /// A data set from a 2-D .npy file (float64 or float32; integer arrays are converted).
-    /// Refuses other ranks, empty sets, non-finite values (`dataError`, 65).
-    public static func dataSet(_ path: String, role: String = "--data") throws(NTKError) -> DataSet {
-        let bytes = try read(path, role: role)
-        let array: NPYArray
+    /// The header of a 2-D data file, read without its data (so that a job can plan its
+    /// memory before reading anything large). Refuses other ranks, empty sets and dtypes
+    /// that are not numbers (`dataError`, 65).
+    public static func dataHeader(_ path: String, role: String = "--data") throws(NTKError) -> NPYFileHeader {
+        let (fd, _) = try open(path, role: role)
+        defer { close(fd) }
+        let header: NPYFileHeader
         do {
-            array = try NPYFormat.decode(bytes)
+            header = try NPYFormat.readHeader(fileDescriptor: fd)
         } catch {
             throw NTKError(.dataError, "\(role) file \(path) is not a valid .npy file: \(error)")
         }
-        guard array.shape.count == 2 else {
-            throw NTKError(.dataError, "\(role) file \(path) must hold a 2-D array (N, d), but its shape is \(format(array.shape))")
+        guard header.shape.count == 2 else {
+            throw NTKError(.dataError, "\(role) file \(path) must hold a 2-D array (N, d), but its shape is \(format(header.shape))")
         }
-        if array.dtype == .bool { throw NTKError(.dataError, "\(role) file \(path) holds booleans; expected float64 or float32") }
-        let n = array.shape[0], d = array.shape[1]
-        if n == 0 { throw NTKError(.dataError, "\(role) file \(path) is an empty data set (N = 0)") }
-        if d == 0 { throw NTKError(.dataError, "\(role) file \(path) has zero features (d = 0)") }
-        let values = array.doubles()
+        if header.dtype == .bool {
+            throw NTKError(.dataError, "\(role) file \(path) holds booleans; expected float64 or float32 (integer arrays are converted)")
+        }
+        if header.shape[0] == 0 { throw NTKError(.dataError, "\(role) file \(path) is an empty data set (N = 0)") }
+        if header.shape[1] == 0 { throw NTKError(.dataError, "\(role) file \(path) has zero features (d = 0)") }
+        return header
+    }
+
+    /// A data set from a 2-D .npy file (float64 or float32; integer arrays are converted),
+    /// read straight into its float64 array (the file is never held whole in memory).
+    /// Refuses what `dataHeader` refuses, and non-finite values (`dataError`, 65).
+    public static func dataSet(_ path: String, role: String = "--data") throws(NTKError) -> DataSet {
+        let header = try dataHeader(path, role: role)
+        let (fd, _) = try open(path, role: role)
+        defer { close(fd) }
+        let values: [Double]
+        do {
+            values = try NPYFormat.readDoubles(fileDescriptor: fd, header: header)
+        } catch {
+            throw NTKError(.dataError, "\(role) file \(path) is not a valid .npy file: \(error)")
+        }
+        let n = header.shape[0], d = header.shape[1]
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
             throw NTKError(.dataError, "\(role) file \(path) holds a non-finite value (\(values[bad])) at row \(bad / d), column \(bad % d)")
         }
         return DataSet(count: n, width: d, values: values)
     }
 
+    /// The largest model file read: a description of even thousands of layers is a few
+    /// hundred kilobytes.
+    public static let maximumModelBytes = 16 << 20
+
     /// A model from a JSON model file (`dataError` when malformed).
     public static func model(_ path: String) throws(NTKError) -> ModelSpec {
-        let bytes = try read(path, role: "--model")
+        let bytes = try read(path, role: "--model", limit: maximumModelBytes, why: "a model file may have")
         do {
             return try ModelSpec.decode(json: bytes)
         } catch {
@@ -68,11 +135,26 @@ public enum Inputs {
 
     /// Network parameters from a .npz file (W0, b0, W1, …) for `spec` on inputs of
     /// width `inputWidth` (`dataError` when malformed or not matching the model).
+    ///
+    /// Nothing larger than the model's parameters is read or inflated: the file is refused
+    /// when it is larger than they can take, and each member when it would inflate to more
+    /// than its array needs (a member named in the model, or a small unknown one).
     public static func network(spec: ModelSpec, inputWidth: Int, parametersPath path: String) throws(NTKError) -> Network {
-        let bytes = try read(path, role: "--params")
+        let geometry = Network.geometry(of: spec, inputWidth: inputWidth)
+        var bounds: [String: Int] = [:]
+        for (l, g) in geometry.enumerated() {
+            bounds["W\(l)"] = 8 * g.fanIn * g.fanOut + npyHeaderSlack
+            bounds["b\(l)"] = 8 * g.fanOut + npyHeaderSlack
+        }
+        let fileLimit = bounds.values.reduce(0, +) + bounds.count * zipMemberSlack + (1 << 16)
+        let bytes = try read(path, role: "--params", limit: fileLimit, why: "that the model's \(geometry.count) dense layers' parameters can take")
         let members: [String: NPYArray]
         do {
-            members = try NPZFormat.decode(bytes)
+            var decoded: [String: NPYArray] = [:]
+            for (name, array) in try NPZFormat.decodeMembers(bytes, maximumMemberBytes: { bounds[$0] ?? unknownMemberBound }) {
+                decoded[name] = array
+            }
+            members = decoded
         } catch {
             throw NTKError(.dataError, "--params file \(path) is not a valid .npz file: \(error)")
         }
@@ -89,6 +171,13 @@ public enum Inputs {
             throw NTKError(.dataError, "--params file \(path) does not fit the model: \(error.message)")
         }
     }
+
+    /// Room for a member's .npy header (numpy writes 128 bytes; 4 KiB allows long ones).
+    static let npyHeaderSlack = 4096
+    /// Room for a member's ZIP local header and central directory entry.
+    static let zipMemberSlack = 1024
+    /// The bound on a member the model does not name (it is refused by name afterwards).
+    static let unknownMemberBound = 1 << 20
 
     static func format(_ shape: [Int]) -> String {
         shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"

@@ -5,7 +5,7 @@ import Foundation
 /// With R = N·k' rows and C = M·k' columns of the kernel (k' = k for the full kernel,
 /// else 1), K ranks, B samples per tile side and f bytes of per-sample quantities
 /// (structured: 8 Σ_l (n_in + k·n_out); explicit: 8 k P):
-/// - every rank: its data, 8(N + M)d; its cache of per-sample quantities,
+/// - every rank: its inputs (`InputPlan.bytes`: the data 8(N + M)d and the parameters); its cache of per-sample quantities,
 ///   min(f (N + M), cache bound); and either
 ///   - when rank 0 gathers the kernel (a symmetric kernel with an eigendecomposition by
 ///     LAPACK), its share of the tiles until the gather, 8RC/K (8RC/(2K) for a symmetric
@@ -33,48 +33,58 @@ public struct MemoryPlan: Sendable, Equatable {
     /// The memory of a rank before any array: runtime, MPI and BLAS buffers.
     public static let baseline = 48 << 20
 
-    /// The estimate for a job of these sizes.
+    /// The estimate for a job of these sizes. `inputBytes` is what each rank holds for
+    /// its inputs (`InputPlan.bytes`: data and parameters); without it, the data alone.
+    /// The arithmetic is in doubles, so absurd sizes give huge estimates (refused), never
+    /// wrapped ones; the result saturates at `Int.max`.
     public static func estimate(n: Int, m: Int?, inputWidth d: Int, outputs k: Int, outputKernel: OutputKernel,
-                                eigen: EigenOutput, solver: EigenSolver = .lapack, ranks: Int, tileSize: Int, perSampleBytes: Int,
-                                cacheBytes: Int) -> MemoryPlan {
-        let entry = outputKernel == .full ? k : 1
-        let rows = n * entry
-        let columns = (m ?? n) * entry
+                                eigen: EigenOutput, solver: EigenSolver = .lapack, ranks: Int, tileSize: Int, perSampleBytes: Double,
+                                cacheBytes: Int, inputBytes: Double? = nil) -> MemoryPlan {
+        let entry = Double(outputKernel == .full ? k : 1)
+        let rows = Double(n) * entry
+        let columns = Double(m ?? n) * entry
         let symmetric = m == nil
+        let ranks = Double(ranks), tileSize = Double(tileSize)
         let kernelBytes = 8 * rows * columns
         let tileBytes = 8 * tileSize * entry * tileSize * entry
         let share = symmetric ? kernelBytes / (2 * ranks) + tileBytes : kernelBytes / ranks
-        let data = 8 * (n + (m ?? 0)) * d
-        let cache = min(perSampleBytes * (n + (m ?? 0)), max(cacheBytes, 2 * perSampleBytes * tileSize))
+        let samples = Double(n + (m ?? 0))
+        let inputs = inputBytes ?? 8 * samples * Double(d)
+        let cache = Swift.min(perSampleBytes * samples, Swift.max(Double(cacheBytes), 2 * perSampleBytes * tileSize))
         // Streamed: the ranks write their tiles into kernel.npy as they finish.
         let streamed = !symmetric || eigen == .none || solver == .scalapack
         let held = streamed && solver != .scalapack ? 3 * tileBytes : share
-        let mapped = streamed ? min(kernelBytes, ParallelKernelFile.Writer.windowLimit + 4 * tileBytes) : 0
-        var common = baseline + data + held + cache + mapped
+        let mapped = streamed ? Swift.min(kernelBytes, Double(ParallelKernelFile.Writer.windowLimit) + 4 * tileBytes) : 0
+        var common = Double(baseline) + inputs + held + cache + mapped
         if symmetric && eigen != .none && solver == .scalapack {
             // ScaLAPACK: every rank holds its piece of the matrix, of the eigenvectors and
             // the workspace, about 4 R²/K doubles, and no rank the whole kernel.
             common += 8 * 4 * rows * rows / ranks
-            return MemoryPlan(rank0Bytes: common, otherRankBytes: common)
+            return MemoryPlan(rank0Bytes: clamp(common), otherRankBytes: clamp(common))
         }
         var rank0 = common
         if symmetric && eigen != .none {
             // Rank 0 assembles the kernel for LAPACK (otherwise every rank writes its own
             // tiles into kernel.npy and rank 0 holds no more than the others). Its tiles
             // are released as they are gathered, so the peak is the larger of the two phases.
-            var finish = kernelBytes + 8 * min(tileSize * entry, rows) * columns + 8 * rows * rows
+            var finish = kernelBytes + 8 * Swift.min(tileSize * entry, rows) * columns + 8 * rows * rows
             // With vectors: dsyevd's workspace, or later the symmetric copy the residual
             // check multiplies by, whichever is larger (they are not held together).
-            if eigen == .vectors { finish += max(8 * (1 + 6 * rows + 2 * rows * rows), 8 * rows * rows) }
+            if eigen == .vectors { finish += Swift.max(8 * (1 + 6 * rows + 2 * rows * rows), 8 * rows * rows) }
             if outputKernel == .full { finish += kernelBytes }
             // The per-sample quantities are released before the gather.
-            rank0 = baseline + data + max(cache + share, finish)
+            rank0 = Double(baseline) + inputs + Swift.max(cache + share, finish)
         }
-        return MemoryPlan(rank0Bytes: rank0, otherRankBytes: common)
+        return MemoryPlan(rank0Bytes: clamp(rank0), otherRankBytes: clamp(common))
     }
 
+    /// A byte count as an integer, saturating at Int.max.
+    static func clamp(_ bytes: Double) -> Int { bytes >= 9.2e18 ? Int.max : Int(bytes) }
+
     /// Bytes the node holding rank 0 needs when `localRanks` ranks share it.
-    public func nodeBytes(localRanks: Int) -> Int { rank0Bytes + max(0, localRanks - 1) * otherRankBytes }
+    public func nodeBytes(localRanks: Int) -> Int {
+        Self.clamp(Double(rank0Bytes) + Double(max(0, localRanks - 1)) * Double(otherRankBytes))
+    }
 
     /// Memory this process may still use: the smaller of MemAvailable and the cgroup
     /// limit minus current usage; nil when neither can be read.
@@ -95,8 +105,11 @@ public struct MemoryPlan: Sendable, Equatable {
         return candidates.min()
     }
 
-    static func format(_ bytes: Int) -> String {
-        let gib = Double(bytes) / Double(1 << 30)
-        return gib >= 1 ? String(format: "%.2f GiB", gib) : String(format: "%.1f MiB", Double(bytes) / Double(1 << 20))
+    static func format(_ bytes: Int) -> String { format(Double(bytes)) }
+
+    static func format(_ bytes: Double) -> String {
+        let gib = bytes / Double(1 << 30)
+        if gib >= Double(1 << 20) { return String(format: "%.3g PiB", gib / Double(1 << 20)) }
+        return gib >= 1 ? String(format: "%.2f GiB", gib) : String(format: "%.1f MiB", bytes / Double(1 << 20))
     }
 }

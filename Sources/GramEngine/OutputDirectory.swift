@@ -10,6 +10,15 @@ import Glibc
 /// (fsync); `commit` then renames them into place and syncs the directory. A run that
 /// fails before `commit` leaves the previous results untouched and removes its
 /// temporary files.
+///
+/// Ownership: a run holds the directory's `DirectoryLock` from `init` to the end of the
+/// process, so two runs never write into one directory (the second is refused, 73). The
+/// tool replaces or removes only files it wrote: the names it committed are recorded in
+/// the hidden file `.ntk-files`, and a file of a result name that is not recorded there
+/// (or, for directories written by earlier versions, listed in an ntk summary.json) is
+/// never touched: the run is refused (73) instead. `--out` itself may be a symbolic link
+/// (scratch directories often are): the link is followed, and the rules above apply to
+/// the directory it names.
 public final class OutputDirectory {
     public let path: String
     /// The names of files that mark a finished result; an existing one is only replaced
@@ -17,51 +26,103 @@ public final class OutputDirectory {
     public static let resultMarkers = ["summary.json", "kernel.npy"]
     /// Every file name a job may write.
     public static let resultFiles = ["kernel.npy", "eigenvalues.npy", "eigenvectors.npy", "outputs.npy", "outputs2.npy", "summary.json"]
+    /// The record of the files the tool committed here.
+    static let recordName = ".ntk-files"
     private var staged: [(temporary: String, final: String)] = []
+    /// Names the tool wrote in this directory (earlier runs' commits).
+    private var owned: Set<String>? = []
+    private var lock: DirectoryLock? = nil
 
-    /// Creates `path` (and parents) if needed. Refuses (73) a path that is a file, a
-    /// directory that cannot be written, or one that already holds a result unless
-    /// `force`.
-    public init(path: String, force: Bool) throws(NTKError) {
+    /// Creates `path` (and parents) if needed and claims it for this run. Refuses (73) a
+    /// path that is a file, a directory that cannot be written, one another run holds, one
+    /// that already holds a result (a file of `markers`) unless `force`, and one holding a
+    /// file named like one of `writes` that the tool did not write.
+    public init(path: String, force: Bool, markers: [String] = resultMarkers, writes: [String] = resultFiles) throws(NTKError) {
         self.path = path
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-            guard isDirectory.boolValue else {
-                throw NTKError(.cannotCreate, "--out \(path) exists and is not a directory")
-            }
-            if !force, let existing = Self.resultMarkers.first(where: { FileManager.default.fileExists(atPath: path + "/" + $0) }) {
-                throw NTKError(.cannotCreate, "--out \(path) already holds a result (\(existing)); pass --force to replace it, or choose another directory")
-            }
-        } else {
-            do {
-                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            } catch {
-                throw NTKError(.cannotCreate, "cannot create the output directory \(path): \(Self.reason(error))")
-            }
-        }
+        try FileSystem.makeDirectories(path, role: "--out")
         guard access(path, W_OK | X_OK) == 0 else {
             throw NTKError(.cannotCreate, "the output directory \(path) is not writable")
+        }
+        lock = try DirectoryLock(directory: path, role: "the output directory")
+        owned = Self.ownedNames(in: path)
+        if !force, let existing = markers.first(where: { FileSystem.exists(path + "/" + $0) }) {
+            throw NTKError(.cannotCreate, "--out \(path) already holds a result (\(existing)); pass --force to replace it, or choose another directory")
+        }
+        for name in writes { try checkReplaceable(name) }
+        // Temporaries of an earlier run that died (nobody else holds the lock).
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: path) {
+            for name in names where Self.isTemporary(name) { unlink(path + "/" + name) }
         }
     }
 
     /// A directory used only to stage and rename single files (no result checks).
+    /// The caller owns the directory and the files it names (no lock, no record).
     init(stagingIn path: String) throws(NTKError) {
         self.path = path
         guard access(path, W_OK | X_OK) == 0 else {
             throw NTKError(.cannotCreate, "the directory \(path) is not writable")
         }
+        owned = nil
+    }
+
+    /// Refuses (73) when `name` exists here and the tool did not write it.
+    func checkReplaceable(_ name: String) throws(NTKError) {
+        guard let owned, FileSystem.exists(path + "/" + name), !owned.contains(name) else { return }
+        throw NTKError(.cannotCreate, "--out \(path) holds \(name), which ntk did not write; ntk replaces only its own files: move it away, or choose another directory")
+    }
+
+    /// Whether `name` is one of the tool's temporary names, `.<file>.partial-<digits>`.
+    static func isTemporary(_ name: String) -> Bool {
+        guard name.hasPrefix("."), let range = name.range(of: ".partial-", options: .backwards) else { return false }
+        let suffix = name[range.upperBound...]
+        return !suffix.isEmpty && suffix.allSatisfy(\.isNumber)
+    }
+
+    /// The names recorded in `.ntk-files`, and those listed in an ntk summary.json
+    /// (result directories written before the record existed).
+    static func ownedNames(in path: String) -> Set<String> {
+        var names = Set<String>()
+        if let data = FileManager.default.contents(atPath: path + "/" + recordName),
+           let list = try? JSONDecoder().decode([String].self, from: data) {
+            names.formUnion(list)
+        }
+        if let data = FileManager.default.contents(atPath: path + "/summary.json"),
+           let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+           object["tool"] as? String == "ntk", let files = object["files"] as? [String] {
+            names.formUnion(files)
+        }
+        return names
     }
 
     /// Renames the staged files into place and syncs the directory, touching nothing else.
     func commitStaged() throws(NTKError) {
+        for (_, final) in staged { try checkReplaceable((final as NSString).lastPathComponent) }
+        if var owned {
+            // Recorded before the renames: a crash between them leaves files the record
+            // already claims, never files it does not.
+            owned.formUnion(staged.map { ($0.final as NSString).lastPathComponent })
+            try writeRecord(owned)
+            self.owned = owned
+        }
         for (temporary, final) in staged {
             if rename(temporary, final) != 0 {
                 throw NTKError(.ioError, "cannot move \(temporary) to \(final): \(String(cString: strerror(errno)))")
             }
         }
         staged.removeAll()
-        let fd = open(path, O_RDONLY | O_DIRECTORY)
-        if fd >= 0 { _ = fsync(fd); close(fd) }
+        FileSystem.syncDirectory(path)
+    }
+
+    /// Replaces `.ntk-files` with `names` (temporary file, fsync, rename).
+    private func writeRecord(_ names: Set<String>) throws(NTKError) {
+        let data = (try? JSONEncoder().encode(names.sorted())) ?? Data("[]".utf8)
+        let temporary = "\(path)/\(Self.recordName).partial-\(getpid())"
+        try FileSystem.writeFile(temporary, parts: [data])
+        if rename(temporary, "\(path)/\(Self.recordName)") != 0 {
+            let reason = SystemError.text(errno)
+            unlink(temporary)
+            throw NTKError(.ioError, "cannot write \(path)/\(Self.recordName): \(reason)")
+        }
     }
 
     /// Writes `data` to a temporary file next to `name`, flushed to disk; it becomes
@@ -90,29 +151,13 @@ public final class OutputDirectory {
     /// Writes `parts` one after the other to a temporary file next to `name`, flushed
     /// to disk; it becomes `name` at `commit`.
     func stage(_ name: String, parts: [UnsafeRawBufferPointer]) throws(NTKError) {
+        try checkReplaceable(name)
         let temporary = "\(path)/.\(name).partial-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw NTKError(.cannotCreate, "cannot create \(temporary): \(String(cString: strerror(errno)))")
-        }
         staged.append((temporary, "\(path)/\(name)"))
-        var failure: String? = nil
-        for buffer in parts where failure == nil && buffer.count > 0 {
-            var offset = 0
-            while offset < buffer.count {
-                let written = write(fd, buffer.baseAddress! + offset, min(buffer.count - offset, 1 << 30))
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    failure = String(cString: strerror(errno))
-                    break
-                }
-                offset += written
-            }
-        }
-        if failure == nil && fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
-        if close(fd) != 0 && failure == nil { failure = String(cString: strerror(errno)) }
-        if let failure {
-            throw NTKError(.ioError, "writing \(path)/\(name) failed: \(failure); nothing was replaced")
+        do {
+            try FileSystem.writeFile(temporary, parts: parts)
+        } catch {
+            throw NTKError(error.status, "writing \(path)/\(name) failed: \(error.message); nothing was replaced")
         }
     }
 
@@ -121,11 +166,20 @@ public final class OutputDirectory {
     /// Result files of an earlier run that were not staged again (say eigenvectors.npy
     /// after a values-only run) are removed, so the directory never mixes two runs; the
     /// completion marker summary.json is removed first and renamed in last.
+    /// Only files the tool wrote are removed or replaced (see the type's notes).
     public func commit() throws(NTKError) {
         let stagedNames = Set(staged.map { ($0.final as NSString).lastPathComponent })
-        unlink("\(path)/summary.json")
-        for name in Self.resultFiles where !stagedNames.contains(name) { unlink("\(path)/\(name)") }
+        for (_, final) in staged { try checkReplaceable((final as NSString).lastPathComponent) }
+        let owned = self.owned ?? []
+        if owned.contains("summary.json") { unlink("\(path)/summary.json") }
+        for name in Self.resultFiles where !stagedNames.contains(name) && owned.contains(name) { unlink("\(path)/\(name)") }
         try commitStaged()
+    }
+
+    /// Releases the claim on the directory (the process's end releases it too).
+    public func release() {
+        lock?.release()
+        lock = nil
     }
 
     /// Takes a file written elsewhere into this directory's staging (renamed into place
@@ -141,14 +195,6 @@ public final class OutputDirectory {
     }
 
     deinit { discard() }
-
-    static func reason(_ error: Error) -> String {
-        let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        return nsError.localizedDescription
-    }
 }
 
 extension OutputDirectory {

@@ -17,14 +17,16 @@ import Glibc
 /// full disk fails at the start, not as a SIGBUS in the mapping; Open MPI's MPI-IO was
 /// seen to report success and leave a truncated file, so it is not used.
 enum ParallelKernelFile {
-    static let temporaryName = ".kernel.npy.partial"
+    /// The temporary name of `file` in a run whose ranks share `token` (rank 0's pid): of
+    /// the form the output directory recognizes as the tool's (`.NAME.partial-DIGITS`).
+    static func temporaryName(_ file: String, token: Int64) -> String { ".\(file).partial-\(token)" }
 
     /// Rank 0: the temporary file with its header, extended to the full size.
-    static func create(directory: String, shape: [Int], name: String = temporaryName) throws(NTKError) -> (path: String, dataOffset: Int, size: Int) {
+    static func create(directory: String, shape: [Int], name: String) throws(NTKError) -> (path: String, dataOffset: Int, size: Int) {
         let path = directory + "/" + name
         let header = NPYFormat.header(shape: shape, dtype: .float64)
         let size = header.count + 8 * shape.reduce(1, *)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw NTKError(.cannotCreate, "cannot create \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let written = header.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }

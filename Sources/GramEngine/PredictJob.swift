@@ -51,7 +51,7 @@ public struct PredictSummary: Codable, Sendable {
     public var diagonalShift: Double
     public var times: [String]
     public var diagnostics: SpectralDiagnostics
-    /// c / (η λ_i) per mode, in decreasing-eigenvalue order (+∞ as "inf" for λ_i ≤ 0).
+    /// c / (η λ_i) per mode, in decreasing-eigenvalue order (null in the JSON for λ_i ≤ 0, where it is +∞).
     public var timeConstants: [Double]
     public var ranks: Int
     public var seconds: [String: Double]
@@ -103,10 +103,9 @@ public enum PredictJob {
         let loaded = try agreement.stage { () throws(NTKError) -> Loaded in try load(options) }
         let output: OutputDirectory? = try agreement.stage { () throws(NTKError) -> OutputDirectory? in
             guard world.isRoot else { return nil }
-            if !options.force && FileManager.default.fileExists(atPath: options.output + "/summary.json") {
-                throw NTKError(.cannotCreate, "--out \(options.output) already holds a result (summary.json); pass --force to replace it")
-            }
-            return try OutputDirectory(path: options.output, force: true)
+            return try OutputDirectory(path: options.output, force: options.force, markers: ["summary.json"],
+                                       writes: ["train_predictions.npy", "test_predictions.npy", "metrics.json", "spectrum.svg",
+                                                "label_power.svg", "report.txt", "summary.json"])
         }
         let n = loaded.train.count, k = loaded.spec.outputCount
         let m = loaded.test?.count
@@ -181,21 +180,17 @@ public enum PredictJob {
                 train += p.train.elements
                 if let tp = p.test { test += tp.elements }
             }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             let summary = PredictSummary(kernel: options.kernel.rawValue, n: n, m: m, outputs: k, learningRate: options.learningRate,
                                          normalization: dynamics.normalization, maxStableLearningRate: dynamics.maxStableLearningRate,
                                          diagonalShift: dynamics.diagonalShift, times: times.map(\.description),
                                          diagnostics: diagnostics, timeConstants: dynamics.timeConstants.reversed(),
                                          ranks: world.size,
                                          seconds: ["kernels": kernelSeconds, "dynamics": solveSeconds, "total": Clock.seconds(since: start)])
-            guard let metricsJSON = try? encoder.encode(["times": metrics]), let summaryJSON = try? encoder.encode(summary) else {
-                throw NTKError(.software, "cannot encode the results as JSON")
-            }
+            let metricsJSON = try JSONOutput.encode(["times": metrics])
+            let summaryJSON = try JSONOutput.encode(summary)
             try output.stage("train_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: train)))
             if let m { try output.stage("test_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, m, k], doubles: test))) }
-            try output.stage("metrics.json", metricsJSON + Data("\n".utf8))
+            try output.stage("metrics.json", metricsJSON)
             try output.stage("spectrum.svg", Data(SpectralReport.spectrumPlot(eigenvalues: dynamics.eigen.values).utf8))
             if let power = diagnostics.cumulativeLabelPower {
                 try output.stage("label_power.svg", Data(SpectralReport.labelPowerPlot(power).utf8))
@@ -204,7 +199,7 @@ public enum PredictJob {
                                              learningRate: options.learningRate, normalization: dynamics.normalization,
                                              metrics: metrics)
             try output.stage("report.txt", Data(report.utf8))
-            try output.stage("summary.json", summaryJSON + Data("\n".utf8))
+            try output.stage("summary.json", summaryJSON)
             try output.commitStaged()
             if !options.quiet { print(report + "  wrote train_predictions.npy\(m != nil ? ", test_predictions.npy" : ""), metrics.json, spectrum.svg, label_power.svg, report.txt, summary.json to \(output.path)") }
         }

@@ -92,10 +92,9 @@ public enum TrainJob {
         let loaded = try agreement.stage { () throws(NTKError) -> PredictJob.Loaded in try PredictJob.load(predictOptions) }
         let output: OutputDirectory? = try agreement.stage { () throws(NTKError) -> OutputDirectory? in
             guard world.isRoot else { return nil }
-            if !options.force && FileManager.default.fileExists(atPath: options.output + "/training.json") {
-                throw NTKError(.cannotCreate, "--out \(options.output) already holds a result (training.json); pass --force to replace it")
-            }
-            return try OutputDirectory(path: options.output, force: true)
+            return try OutputDirectory(path: options.output, force: options.force, markers: ["training.json"],
+                                       writes: ["train_outputs.npy", "ntk_train_predictions.npy", "test_outputs.npy",
+                                                "ntk_test_predictions.npy", "trained_params.npz", "training.json"])
         }
         var network = loaded.network!
         let initial = network
@@ -229,10 +228,7 @@ public enum TrainJob {
                                           maxStableLearningRate: dynamics.maxStableLearningRate, records: records,
                                           kernelChange: (change / norm).squareRoot(), ranks: world.size,
                                           seconds: ["training": trainSeconds, "kernels": kernelSeconds, "total": Clock.seconds(since: start)])
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            guard let json = try? encoder.encode(summary) else { throw NTKError(.software, "cannot encode training.json") }
+            let json = try JSONOutput.encode(summary)
             let t = options.steps.count
             try output.stage("train_outputs.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: realTrain)))
             try output.stage("ntk_train_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: ntkTrain)))
@@ -244,7 +240,7 @@ public enum TrainJob {
             do { try output.stage("trained_params.npz", try NPZFormat.encode(arrays)) } catch let error as NTKError { throw error } catch {
                 throw NTKError(.software, "cannot encode the trained parameters: \(error)")
             }
-            try output.stage("training.json", json + Data("\n".utf8))
+            try output.stage("training.json", json)
             try output.commitStaged()
             if !options.quiet {
                 func g(_ v: Double?) -> String { v.map { String(format: "%.4g", $0) } ?? "-" }

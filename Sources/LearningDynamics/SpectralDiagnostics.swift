@@ -82,7 +82,11 @@ public struct SpectralDiagnostics: Codable, Sendable, Equatable {
         trace = eigenvalues.reduce(0, +)
         negativeEigenvalues = eigenvalues.count(where: { $0 < 0 })
 
-        let clamped = eigenvalues.map { Swift.max($0, 0) }
+        // Ratios are computed on the spectrum scaled by its largest magnitude, so that
+        // eigenvalues near the largest double (or the smallest) neither overflow nor
+        // underflow in sums and squares; the trace alone may be ±∞ when its true value is.
+        let scale = Self.scale(eigenvalues)
+        let clamped = eigenvalues.map { Swift.max($0, 0) / scale }
         let positiveSum = clamped.reduce(0, +)
         if positiveSum > 0 {
             var entropy = 0.0, squares = 0.0
@@ -94,7 +98,7 @@ public struct SpectralDiagnostics: Codable, Sendable, Equatable {
             effectiveRank = exp(entropy)
             participationRatio = positiveSum * positiveSum / squares
         }
-        stableRank = lambdaMax > 0 ? trace / lambdaMax : nil
+        stableRank = lambdaMax > 0 ? eigenvalues.reduce(0) { $0 + $1 / lambdaMax } : nil
 
         // Ranks r = 1 ... K over the decreasing spectrum, above the rounding floor.
         let fitCount = Swift.min(n, decayFitModes ?? Swift.max(2, (n + 1) / 2))
@@ -175,9 +179,11 @@ public struct SpectralDiagnostics: Codable, Sendable, Equatable {
         let targetNorm = gram.reduce(0) { $0 + $1 * $1 }.squareRoot()
         let centeredTargetNorm = centeredGram.reduce(0) { $0 + $1 * $1 }.squareRoot()
 
+        // On the scaled spectrum (see the spectrum-only initializer); the alignments are ratios.
+        let scale = Self.scale(eigenvalues)
         var inner = 0.0, centeredInner = 0.0, squares = 0.0, weightedU2 = 0.0, squaresU2 = 0.0
         for i in 0..<n {
-            let lambda = eigenvalues[i]
+            let lambda = eigenvalues[i] / scale
             inner += lambda * modePower[i]
             centeredInner += lambda * centeredModePower[i]
             squares += lambda * lambda
@@ -204,6 +210,13 @@ public struct SpectralDiagnostics: Codable, Sendable, Equatable {
             }
             cumulativeLabelPower = cumulative
         }
+    }
+
+    /// The largest eigenvalue magnitude, or 1 for the zero spectrum: the divisor that keeps
+    /// sums of eigenvalues and of their squares finite.
+    static func scale(_ eigenvalues: [Double]) -> Double {
+        let largest = eigenvalues.reduce(0) { Swift.max($0, abs($1)) }
+        return largest > 0 ? largest : 1
     }
 
     /// The diagnostics of an eigendecomposition, with the target relations when it holds

@@ -11,6 +11,8 @@ public enum EigenError: Error, Equatable, CustomStringConvertible, Sendable {
     case residual(name: String, value: Double, threshold: Double)
     /// The matrix is too large for LAPACK's 32-bit integers.
     case tooLarge(n: Int)
+    /// Some eigenvalue is beyond the float64 range (entries near the largest double).
+    case overflow(largestEntry: Double)
 
     public var description: String {
         switch self {
@@ -22,6 +24,8 @@ public enum EigenError: Error, Equatable, CustomStringConvertible, Sendable {
             return "the eigendecomposition failed its check: \(name) = \(value) exceeds \(threshold)"
         case .tooLarge(let n):
             return "a \(n) x \(n) matrix is too large for LAPACK's 32-bit indices"
+        case .overflow(let largest):
+            return "the kernel's eigenvalues exceed the float64 range (its largest entry is \(largest))"
         }
     }
 }
@@ -73,7 +77,11 @@ public struct SymmetricEigen: Sendable {
             }
         }
         if info != 0 { throw .lapack(info: info) }
-        for value in w where !value.isFinite { throw .lapack(info: -1000) }
+        if w.contains(where: { !$0.isFinite }) {
+            var largest = 0.0
+            for i in 0..<n { for j in i..<n { largest = max(largest, abs(matrix[i * n + j])) } }
+            throw .overflow(largestEntry: largest)
+        }
 
         var result = SymmetricEigen(values: w, vectors: nil)
         if wantVectors {

@@ -79,7 +79,8 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         for (index, layer) in layers.enumerated() {
             switch layer {
             case .dense(let d):
-                if d.width <= 0 || d.width > Self.maximumInteger {
+                if d.width <= 0 { throw ModelError("layer \(index): dense width must be a positive integer, got \(d.width)") }
+                if d.width > Self.maximumInteger {
                     throw ModelError("layer \(index): dense width must be a positive integer of at most \(Self.maximumInteger), got \(d.width)")
                 }
                 if !d.weightStd.isFinite || d.weightStd < 0 { throw ModelError("layer \(index): W_std must be finite and non-negative, got \(d.weightStd)") }

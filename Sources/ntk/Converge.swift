@@ -31,8 +31,8 @@ struct Converge: ParsableCommand {
 
     func parsedWidths() throws -> [Int] {
         let values = widths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) >= 1 }) else {
-            throw ValidationError("--widths must be a comma-separated list of positive integers, got '\(widths)'")
+        guard !values.isEmpty, values.allSatisfy({ (1...Limits.maximumWidth).contains($0 ?? 0) }) else {
+            throw ValidationError("--widths must be a comma-separated list of integers between 1 and \(Limits.maximumWidth), got '\(widths)'")
         }
         return values.map { $0! }
     }
@@ -48,7 +48,7 @@ struct Converge: ParsableCommand {
     func validate() throws {
         _ = try parsedWidths()
         _ = try parsedSeeds()
-        if tile < 1 { throw ValidationError("--tile must be at least 1, got \(tile)") }
+        try Limits.check(tile, "--tile", 1...Limits.maximumTile)
     }
 
     func run() throws {

@@ -64,13 +64,13 @@ struct Gram: ParsableCommand {
 
 
     func validate() throws {
-        if let tile, tile < 1 { throw ValidationError("--tile must be at least 1, got \(tile)") }
-        if let memoryBudget, memoryBudget < 1 { throw ValidationError("--memory-budget-mb must be at least 1") }
-        if cacheMegabytes < 1 { throw ValidationError("--cache-mb must be at least 1") }
+        try Limits.check(tile, "--tile", 1...Limits.maximumTile)
+        try Limits.check(memoryBudget, "--memory-budget-mb", 1...Limits.maximumMebibytes)
+        try Limits.check(cacheMegabytes, "--cache-mb", 1...Limits.maximumMebibytes)
         if kernel != .empirical && (parameterOptions.params != nil || method != .structured) {
             throw ValidationError("--kernel \(kernel.rawValue) is the infinite-width limit: it takes no --params or --method")
         }
-        if let eigenTop, eigenTop < 1 { throw ValidationError("--eigen-top must be at least 1") }
+        try Limits.check(eigenTop, "--eigen-top", 1...Int(Int32.max))
         if eigenTop != nil && eigen == .none { throw ValidationError("--eigen-top needs --eigen values or vectors") }
         if precision == .f32 && (method != .structured || kernel != .empirical) {
             throw ValidationError("--precision f32 applies to the empirical kernel's structured method only")

@@ -29,17 +29,20 @@ struct Init: ParsableCommand {
 
     func validate() throws {
         if (inputWidth == nil) == (data == nil) { throw ValidationError("give exactly one of --input-width and --data") }
-        if let inputWidth, inputWidth < 1 { throw ValidationError("--input-width must be at least 1") }
+        try Limits.check(inputWidth, "--input-width", 1...Limits.maximumWidth)
     }
 
     func run() throws {
         do {
-            let width = try inputWidth ?? Inputs.dataSet(data!, role: "--data").width
+            let width = try inputWidth ?? Inputs.dataHeader(data!, role: "--data").shape[1]
             let spec: ModelSpec
             switch modelOptions.source {
             case .file(let path): spec = try Inputs.model(path)
             case .spec(let s): spec = s
             }
+            // Size the network before drawing it.
+            try InputPlan(n: 0, m: nil, inputWidth: width, spec: spec, finite: true, parameterFileBytes: 0)
+                .check(available: MemoryPlan.availableBytes())
             let network = Network.initialized(spec: spec, inputWidth: width, seed: seed)
             let arrays = network.namedArrays.map { (name: $0.name, array: NPYArray(shape: $0.shape, doubles: $0.values)) }
             let bytes: Data

@@ -29,6 +29,50 @@ enum ActivationName: String, ExpressibleByArgument, CaseIterable {
     }
 }
 
+/// `--b-std`: a standard deviation, or `none` for layers without biases. Parsed when the
+/// flags are read, so a value that does not parse is a usage error, never a default.
+enum BiasStd: ExpressibleByArgument, Equatable {
+    case none
+    case value(Double)
+
+    init?(argument: String) {
+        let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
+        if text == "none" || text == "null" { self = .none; return }
+        guard let value = Double(text), value.isFinite, value >= 0 else { return nil }
+        self = .value(value)
+    }
+
+    /// b_std of the model; nil means no bias.
+    var standardDeviation: Double? {
+        switch self {
+        case .none: return nil
+        case .value(let v): return v
+        }
+    }
+
+    static var defaultValueDescription: String { "0.1" }
+}
+
+/// Bounds of the numeric flags, checked when the flags are read, so that no value wraps
+/// around in later arithmetic (a MiB count shifted to bytes, a width squared).
+enum Limits {
+    /// Layer widths and output counts: the model file's bound (Int32.max).
+    static let maximumWidth = Int(Int32.max)
+    /// Hidden layers of the shorthand network.
+    static let maximumDepth = 10_000
+    /// Memory sizes in MiB: 2^40 MiB is an exbibyte, far above any node; × 2^20 stays in Int.
+    static let maximumMebibytes = 1 << 40
+    /// Samples per tile side: a tile holds at most 2^31 values (46340² < 2^31).
+    static let maximumTile = 46_340
+
+    static func check(_ value: Int?, _ flag: String, _ range: ClosedRange<Int>) throws {
+        guard let value else { return }
+        if !range.contains(value) {
+            throw ValidationError("\(flag) must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
+        }
+    }
+}
+
 /// The network: a model file, or shorthand flags for a plain fully connected network.
 struct ModelOptions: ParsableArguments {
     @Option(help: "A model file (JSON): parameterization and layers. Excludes the shorthand flags below.")
@@ -47,7 +91,7 @@ struct ModelOptions: ParsableArguments {
     var weightStd: Double?
 
     @Option(name: .customLong("b-std"), help: "Shorthand: b_std of every dense layer, or 'none' for no biases (default 0.1).")
-    var biasStd: String?
+    var biasStd: BiasStd?
 
     @Option(name: .customLong("out-dim"), help: "Shorthand: the number of outputs k (default 1).")
     var outputs: Int?
@@ -63,27 +107,17 @@ struct ModelOptions: ParsableArguments {
         if model != nil && usesShorthand {
             throw ValidationError("--model excludes the shorthand flags (--depth, --width, --activation, --w-std, --b-std, --out-dim, --parameterization): the model file describes the whole network")
         }
-        if let depth, depth < 0 { throw ValidationError("--depth must be 0 or more, got \(depth)") }
-        if let width, width < 1 { throw ValidationError("--width must be at least 1, got \(width)") }
-        if let outputs, outputs < 1 { throw ValidationError("--out-dim must be at least 1, got \(outputs)") }
+        try Limits.check(depth, "--depth", 0...Limits.maximumDepth)
+        try Limits.check(width, "--width", 1...Limits.maximumWidth)
+        try Limits.check(outputs, "--out-dim", 1...Limits.maximumWidth)
         if let weightStd, !(weightStd.isFinite && weightStd >= 0) { throw ValidationError("--w-std must be a finite non-negative number") }
-        _ = try parsedBiasStd()
-    }
-
-    func parsedBiasStd() throws -> Double? {
-        guard let biasStd else { return 0.1 }
-        if biasStd.lowercased() == "none" || biasStd.lowercased() == "null" { return nil }
-        guard let value = Double(biasStd), value.isFinite, value >= 0 else {
-            throw ValidationError("--b-std must be a finite non-negative number or 'none', got '\(biasStd)'")
-        }
-        return value
     }
 
     var source: ModelSource {
         if let model { return .file(model) }
         return .spec(ModelSpec.fullyConnected(
             depth: depth ?? 2, width: width ?? 512, activation: (activation ?? .relu).activation,
-            weightStd: weightStd ?? 2.0.squareRoot(), biasStd: (try? parsedBiasStd()) ?? 0.1,
+            weightStd: weightStd ?? 2.0.squareRoot(), biasStd: (biasStd ?? .value(0.1)).standardDeviation,
             outputs: outputs ?? 1, parameterization: parameterization ?? .ntk))
     }
 }

@@ -53,8 +53,23 @@ enum Main {
             // Every rank parses the same flags, so every rank fails the same way. Rank 0
             // prints and returns the status; the others leave quietly with 0, so that
             // mpirun neither kills rank 0 before it has printed nor prints K messages.
-            if launcherRank == 0 { NTK.exit(withError: error) }
+            if launcherRank == 0 { exitReporting(error) }
             Foundation.exit(0)
         }
+    }
+
+    /// Help and version requests, and statuses already reported, go through the parser as
+    /// usual; a usage error becomes the tool's one `ntk: error:` line (the parser's own
+    /// form is several lines of usage that bury the message in a batch log).
+    static func exitReporting(_ error: Error) -> Never {
+        let code = NTK.exitCode(for: error)
+        if code == .success || error is ExitCode { NTK.exit(withError: error) }
+        let lines = NTK.message(for: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("Usage:") && !$0.hasPrefix("See '") }
+        let message = lines.first.map { $0.hasPrefix("Error: ") ? String($0.dropFirst(7)) : $0 } ?? "invalid arguments"
+        let command = CommandLine.arguments.dropFirst().first { !$0.hasPrefix("-") } ?? ""
+        let help = NTK.configuration.subcommands.contains { $0._commandName == command } ? "ntk \(command) --help" : "ntk --help"
+        Report.error("\(message) (see '\(help)')")
+        Foundation.exit(code.rawValue)
     }
 }

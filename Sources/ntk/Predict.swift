@@ -83,7 +83,7 @@ struct Predict: ParsableCommand {
         if testTargets != nil && test == nil { throw ValidationError("--test-targets needs --test") }
         if kernel == .nngp { throw ValidationError("--kernel nngp describes Bayesian inference, not gradient descent: use empirical or analytic") }
         if kernel == .analytic && parameterOptions.params != nil { throw ValidationError("--kernel analytic takes no --params") }
-        if tile < 1 { throw ValidationError("--tile must be at least 1") }
+        try Limits.check(tile, "--tile", 1...Limits.maximumTile)
     }
 
     func run() throws {

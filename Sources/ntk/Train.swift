@@ -54,7 +54,7 @@ struct Train: ParsableCommand {
         _ = try parsedSteps()
         if !(learningRate.isFinite && learningRate > 0) { throw ValidationError("--learning-rate must be a positive number") }
         if testTargets != nil && test == nil { throw ValidationError("--test-targets needs --test") }
-        if tile < 1 { throw ValidationError("--tile must be at least 1") }
+        try Limits.check(tile, "--tile", 1...Limits.maximumTile)
     }
 
     func run() throws {

@@ -4,8 +4,8 @@ import NumPyIO
 
 /// Hand-made .npy bytes: any header, any payload.
 func npyBytes(descr: String = "<f8", fortran: Bool = false, shape: String, payload: Data,
-              major: UInt8 = 1, magic: String = "\u{93}NUMPY") -> Data {
-    var header = "{'descr': '\(descr)', 'fortran_order': \(fortran ? "True" : "False"), 'shape': \(shape), }"
+              major: UInt8 = 1, magic: String = "\u{93}NUMPY", descrLiteral: String? = nil) -> Data {
+    var header = "{'descr': \(descrLiteral ?? "'\(descr)'"), 'fortran_order': \(fortran ? "True" : "False"), 'shape': \(shape), }"
     while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
     header += "\n"
     var data = Data(magic.unicodeScalars.map { UInt8($0.value) })
@@ -57,6 +57,7 @@ func doublesData(_ values: [Double]) -> Data { values.withUnsafeBytes { Data($0)
         for i in 0..<n { for j in 0..<d { transposed[j * n + i] = values[i * d + j] } }
         write("fortran.npy", npyBytes(fortran: true, shape: "(\(n), \(d))", payload: doublesData(transposed)))
 
+        let w0 = Launcher.values(12, seed: 1), b0 = Launcher.values(4, seed: 2), w1 = Launcher.values(4, seed: 3), b1 = [0.5]
         let model = #"{"layers": [{"type": "dense", "width": 4, "b_std": 0.1}, {"type": "tanh"}, {"type": "dense", "width": 1, "b_std": 0.1}]}"#
         write("model.json", Data(model.utf8))
         write("swish.json", Data(#"{"layers": [{"type": "dense", "width": 4}, {"type": "swish"}, {"type": "dense", "width": 1}]}"#.utf8))
@@ -67,7 +68,6 @@ func doublesData(_ values: [Double]) -> Data { values.withUnsafeBytes { Data($0)
         func npz(_ name: String, _ arrays: [(String, [Int], [Double])]) {
             write(name, try! NPZFormat.encode(arrays.map { (name: $0.0, array: NPYArray(shape: $0.1, doubles: $0.2)) }))
         }
-        let w0 = Launcher.values(12, seed: 1), b0 = Launcher.values(4, seed: 2), w1 = Launcher.values(4, seed: 3), b1 = [0.5]
         npz("params.npz", [("W0", [3, 4], w0), ("b0", [4], b0), ("W1", [4, 1], w1), ("b1", [1], b1)])
         npz("missing.npz", [("W0", [3, 4], w0), ("b0", [4], b0), ("W1", [4, 1], w1)])
         npz("extra.npz", [("W0", [3, 4], w0), ("b0", [4], b0), ("W1", [4, 1], w1), ("b1", [1], b1), ("W2", [1, 1], [1])])
@@ -76,6 +76,23 @@ func doublesData(_ values: [Double]) -> Data { values.withUnsafeBytes { Data($0)
         var wnan = w1; wnan[2] = .nan
         npz("nan.npz", [("W0", [3, 4], w0), ("b0", [4], b0), ("W1", [4, 1], wnan), ("b1", [1], b1)])
         write("notzip.npz", Data("PK but not really".utf8))
+        // Hostile inputs: a structured dtype, booleans, a model with a duplicate key, widths
+        // too large to hold, a model file too large to read, an archive member that would
+        // inflate 10^4 times its array, and a 1.3 GB data file (sparse: no disk used).
+        write("structured.npy", npyBytes(shape: "(\(n),)", payload: doublesData(values + values), descrLiteral: "('<f8', (2,))"))
+        write("bool.npy", npyBytes(descr: "|b1", shape: "(\(n), \(d))", payload: Data(repeating: 1, count: n * d)))
+        write("duplicate.json", Data(#"{"parameterization": "ntk", "parameterization": "standard", "layers": [{"type": "dense", "width": 1}]}"#.utf8))
+        write("huge-width.json", Data(#"{"layers": [{"type": "dense", "width": 1000000000000000}, {"type": "relu"}, {"type": "dense", "width": 1}]}"#.utf8))
+        write("billion.json", Data(#"{"layers": [{"type": "dense", "width": 1000000000}, {"type": "relu"}, {"type": "dense", "width": 1}]}"#.utf8))
+        write("big-model.json", Data(("{\"description\": \"" + String(repeating: "x", count: 17 << 20) + "\", \"layers\": []}").utf8))
+        write("bomb.npz", try! NPZFormat.encode([(name: "W0", array: NPYArray(shape: [3, 1_000_000], doubles: [Double](repeating: 0, count: 3_000_000))),
+                                                (name: "b0", array: NPYArray(shape: [4], doubles: b0)),
+                                                (name: "W1", array: NPYArray(shape: [4, 1], doubles: w1)),
+                                                (name: "b1", array: NPYArray(shape: [1], doubles: b1))], compressed: true))
+        write("sparse.npy", npyBytes(shape: "(20000000, 8)", payload: Data()))
+        let sparse = FileHandle(forWritingAtPath: dir + "/sparse.npy")!
+        try! sparse.truncate(atOffset: UInt64(128 + 8 * 20_000_000 * 8))
+        try! sparse.close()
         try! FileManager.default.createDirectory(atPath: dir + "/folder.npy", withIntermediateDirectories: true)
         try! Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/a-file"))
         return dir
@@ -120,6 +137,18 @@ func doublesData(_ values: [Double]) -> Data { values.withUnsafeBytes { Data($0)
         Case(name: "unknown flag", arguments: gram("good.npy", extra: ["--wdith", "3"]), status: 64, message: "Unknown option '--wdith'"),
         Case(name: "params and seed together", arguments: gram("good.npy", extra: ["--seed", "3"]), status: 64, message: "exclude each other"),
         Case(name: "bad output mode", arguments: gram("good.npy", extra: ["--output-kernel", "trace"]), status: 64, message: "trace"),
+        Case(name: "structured dtype", arguments: gram("structured.npy"), status: 65, message: "structured or subarray dtype"),
+        Case(name: "boolean data", arguments: gram("bool.npy"), status: 65, message: "holds booleans; expected float64 or float32"),
+        Case(name: "duplicate JSON key", arguments: gram("good.npy", model: "duplicate.json", params: nil), status: 65, message: "duplicate key \"parameterization\""),
+        Case(name: "width beyond the integer bound", arguments: gram("good.npy", model: "huge-width.json", params: nil), status: 65, message: "at most 2147483647"),
+        Case(name: "a billion-wide layer is refused by the memory plan before it is drawn", arguments: gram("good.npy", model: "billion.json", params: nil),
+             status: 64, message: "P = 4e+09 parameters"),
+        Case(name: "a model file over 16 MiB is refused before it is parsed", arguments: gram("good.npy", model: "big-model.json", params: nil),
+             status: 65, message: "a model file may have"),
+        Case(name: "an archive member that would inflate past its array is refused before inflating", arguments: gram("good.npy", params: "bomb.npz"),
+             status: 65, message: "bytes allowed for it"),
+        Case(name: "a data file larger than the memory budget is refused before it is read", arguments: gram("sparse.npy", params: nil, extra: ["--depth", "1", "--width", "4", "--eigen", "none", "--memory-budget-mb", "100"]).filter { $0 != "--model" && !$0.hasSuffix("model.json") },
+             status: 64, message: "the inputs alone: data 1.19 GiB"),
     ]
 
     @Test("bad inputs fail fast with the documented status and one message", arguments: [1, 3], cases)
