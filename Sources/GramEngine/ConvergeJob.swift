@@ -48,8 +48,11 @@ public struct ConvergenceSummary: Codable, Sendable {
     public var slope: Double?
     public var intercept: Double?
     public var seconds: Double
+    /// The result record's marks (see `OutputDirectory`): the tool, and the files it wrote.
+    public var tool = "ntk"
+    public var files: [String] = []
     enum CodingKeys: String, CodingKey {
-        case n, parameterization, points, slope, intercept, seconds
+        case n, parameterization, points, slope, intercept, seconds, tool, files
         case meanByWidth = "mean_by_width"
     }
 }
@@ -164,7 +167,7 @@ public enum ConvergeJob {
             slope = sxy / sxx
             intercept = my - slope! * mx
         }
-        let summary = ConvergenceSummary(n: n, parameterization: spec.parameterization.rawValue, points: points,
+        var summary = ConvergenceSummary(n: n, parameterization: spec.parameterization.rawValue, points: points,
                                          meanByWidth: Dictionary(uniqueKeysWithValues: means.map { (String($0.0), $0.1) }),
                                          slope: slope, intercept: intercept, seconds: seconds)
         var csv = "width,seed,relative_frobenius\n"
@@ -181,6 +184,7 @@ public enum ConvergeJob {
         }
         plot.notes = ["\(spec.parameterization.rawValue) parameterization; \(points.count) kernels; relative Frobenius distance to the analytic NTK"]
 
+        summary.files = ["converge.csv", "converge.svg", "converge.json"]
         let json = try JSONOutput.encode(summary)
         try output.stage("converge.csv", Data(csv.utf8))
         try output.stage("converge.svg", Data(plot.render().utf8))

@@ -13,10 +13,10 @@ import Glibc
 ///
 /// Ownership: a run holds the directory's `DirectoryLock` from `init` to the end of the
 /// process, so two runs never write into one directory (the second is refused, 73). The
-/// tool replaces or removes only files it wrote: the names it committed are recorded in
-/// the hidden file `.ntk-files`, and a file of a result name that is not recorded there
-/// (or, for directories written by earlier versions, listed in an ntk summary.json) is
-/// never touched: the run is refused (73) instead. `--out` itself may be a symbolic link
+/// tool replaces or removes only files it wrote: every result's record (summary.json,
+/// training.json, converge.json) carries `"tool": "ntk"` and the list of files it wrote,
+/// and a file of a result name that no such record in the directory lists is never
+/// touched: the run is refused (73) instead. `--out` itself may be a symbolic link
 /// (scratch directories often are): the link is followed, and the rules above apply to
 /// the directory it names.
 public final class OutputDirectory {
@@ -26,8 +26,8 @@ public final class OutputDirectory {
     public static let resultMarkers = ["summary.json", "kernel.npy"]
     /// Every file name a job may write.
     public static let resultFiles = ["kernel.npy", "eigenvalues.npy", "eigenvectors.npy", "outputs.npy", "outputs2.npy", "summary.json"]
-    /// The record of the files the tool committed here.
-    static let recordName = ".ntk-files"
+    /// The files that record a result: JSON objects with `"tool": "ntk"` and `"files"`.
+    static let recordNames = ["summary.json", "training.json", "converge.json"]
     private var staged: [(temporary: String, final: String)] = []
     /// Names the tool wrote in this directory (earlier runs' commits).
     private var owned: Set<String>? = []
@@ -78,32 +78,25 @@ public final class OutputDirectory {
         return !suffix.isEmpty && suffix.allSatisfy(\.isNumber)
     }
 
-    /// The names recorded in `.ntk-files`, and those listed in an ntk summary.json
-    /// (result directories written before the record existed).
+    /// The names listed by the tool's result records in `path` (and the records).
     static func ownedNames(in path: String) -> Set<String> {
         var names = Set<String>()
-        if let data = FileManager.default.contents(atPath: path + "/" + recordName),
-           let list = try? JSONDecoder().decode([String].self, from: data) {
-            names.formUnion(list)
-        }
-        if let data = FileManager.default.contents(atPath: path + "/summary.json"),
-           let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
-           object["tool"] as? String == "ntk", let files = object["files"] as? [String] {
+        for record in recordNames {
+            guard let data = FileManager.default.contents(atPath: path + "/" + record),
+                  let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+                  object["tool"] as? String == "ntk", let files = object["files"] as? [String] else { continue }
             names.formUnion(files)
+            names.insert(record)
         }
         return names
     }
 
+    /// The names staged so far (for the result record's file list).
+    public var stagedNames: [String] { staged.map { ($0.final as NSString).lastPathComponent } }
+
     /// Renames the staged files into place and syncs the directory, touching nothing else.
     func commitStaged() throws(NTKError) {
         for (_, final) in staged { try checkReplaceable((final as NSString).lastPathComponent) }
-        if var owned {
-            // Recorded before the renames: a crash between them leaves files the record
-            // already claims, never files it does not.
-            owned.formUnion(staged.map { ($0.final as NSString).lastPathComponent })
-            try writeRecord(owned)
-            self.owned = owned
-        }
         for (temporary, final) in staged {
             if rename(temporary, final) != 0 {
                 throw NTKError(.ioError, "cannot move \(temporary) to \(final): \(String(cString: strerror(errno)))")
@@ -111,18 +104,6 @@ public final class OutputDirectory {
         }
         staged.removeAll()
         FileSystem.syncDirectory(path)
-    }
-
-    /// Replaces `.ntk-files` with `names` (temporary file, fsync, rename).
-    private func writeRecord(_ names: Set<String>) throws(NTKError) {
-        let data = (try? JSONEncoder().encode(names.sorted())) ?? Data("[]".utf8)
-        let temporary = "\(path)/\(Self.recordName).partial-\(getpid())"
-        try FileSystem.writeFile(temporary, parts: [data])
-        if rename(temporary, "\(path)/\(Self.recordName)") != 0 {
-            let reason = SystemError.text(errno)
-            unlink(temporary)
-            throw NTKError(.ioError, "cannot write \(path)/\(Self.recordName): \(reason)")
-        }
     }
 
     /// Writes `data` to a temporary file next to `name`, flushed to disk; it becomes

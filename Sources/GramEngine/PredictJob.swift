@@ -55,9 +55,12 @@ public struct PredictSummary: Codable, Sendable {
     public var timeConstants: [Double]
     public var ranks: Int
     public var seconds: [String: Double]
+    /// The result record's marks (see `OutputDirectory`): the tool, and the files it wrote.
+    public var tool = "ntk"
+    public var files: [String] = []
 
     enum CodingKeys: String, CodingKey {
-        case kernel, n, m, outputs, normalization, times, diagnostics, ranks, seconds
+        case kernel, n, m, outputs, normalization, times, diagnostics, ranks, seconds, tool, files
         case learningRate = "learning_rate", maxStableLearningRate = "max_stable_learning_rate"
         case diagonalShift = "diagonal_shift", timeConstants = "time_constants"
     }
@@ -180,14 +183,13 @@ public enum PredictJob {
                 train += p.train.elements
                 if let tp = p.test { test += tp.elements }
             }
-            let summary = PredictSummary(kernel: options.kernel.rawValue, n: n, m: m, outputs: k, learningRate: options.learningRate,
+            var summary = PredictSummary(kernel: options.kernel.rawValue, n: n, m: m, outputs: k, learningRate: options.learningRate,
                                          normalization: dynamics.normalization, maxStableLearningRate: dynamics.maxStableLearningRate,
                                          diagonalShift: dynamics.diagonalShift, times: times.map(\.description),
                                          diagnostics: diagnostics, timeConstants: dynamics.timeConstants.reversed(),
                                          ranks: world.size,
                                          seconds: ["kernels": kernelSeconds, "dynamics": solveSeconds, "total": Clock.seconds(since: start)])
             let metricsJSON = try JSONOutput.encode(["times": metrics])
-            let summaryJSON = try JSONOutput.encode(summary)
             try output.stage("train_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: train)))
             if let m { try output.stage("test_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, m, k], doubles: test))) }
             try output.stage("metrics.json", metricsJSON)
@@ -199,7 +201,8 @@ public enum PredictJob {
                                              learningRate: options.learningRate, normalization: dynamics.normalization,
                                              metrics: metrics)
             try output.stage("report.txt", Data(report.utf8))
-            try output.stage("summary.json", summaryJSON)
+            summary.files = output.stagedNames + ["summary.json"]
+            try output.stage("summary.json", try JSONOutput.encode(summary))
             try output.commitStaged()
             if !options.quiet { print(report + "  wrote train_predictions.npy\(m != nil ? ", test_predictions.npy" : ""), metrics.json, spectrum.svg, label_power.svg, report.txt, summary.json to \(output.path)") }
         }

@@ -66,9 +66,12 @@ public struct TrainingSummary: Codable, Sendable {
     public var kernelChange: Double
     public var ranks: Int
     public var seconds: [String: Double]
+    /// The result record's marks (see `OutputDirectory`): the tool, and the files it wrote.
+    public var tool = "ntk"
+    public var files: [String] = []
 
     enum CodingKeys: String, CodingKey {
-        case n, m, outputs, parameters, records, ranks, seconds
+        case n, m, outputs, parameters, records, ranks, seconds, tool, files
         case learningRate = "learning_rate", maxStableLearningRate = "max_stable_learning_rate", kernelChange = "kernel_change"
     }
 }
@@ -224,11 +227,10 @@ public enum TrainJob {
                 change += (thetaT[i] - theta0[i]) * (thetaT[i] - theta0[i])
                 norm += theta0[i] * theta0[i]
             }
-            let summary = TrainingSummary(n: n, m: m, outputs: k, parameters: network.parameterCount, learningRate: options.learningRate,
+            var summary = TrainingSummary(n: n, m: m, outputs: k, parameters: network.parameterCount, learningRate: options.learningRate,
                                           maxStableLearningRate: dynamics.maxStableLearningRate, records: records,
                                           kernelChange: (change / norm).squareRoot(), ranks: world.size,
                                           seconds: ["training": trainSeconds, "kernels": kernelSeconds, "total": Clock.seconds(since: start)])
-            let json = try JSONOutput.encode(summary)
             let t = options.steps.count
             try output.stage("train_outputs.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: realTrain)))
             try output.stage("ntk_train_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: ntkTrain)))
@@ -240,7 +242,8 @@ public enum TrainJob {
             do { try output.stage("trained_params.npz", try NPZFormat.encode(arrays)) } catch let error as NTKError { throw error } catch {
                 throw NTKError(.software, "cannot encode the trained parameters: \(error)")
             }
-            try output.stage("training.json", json)
+            summary.files = output.stagedNames + ["training.json"]
+            try output.stage("training.json", try JSONOutput.encode(summary))
             try output.commitStaged()
             if !options.quiet {
                 func g(_ v: Double?) -> String { v.map { String(format: "%.4g", $0) } ?? "-" }

@@ -67,9 +67,8 @@ enum Limits {
 
     static func check(_ value: Int?, _ flag: String, _ range: ClosedRange<Int>) throws {
         guard let value else { return }
-        if !range.contains(value) {
-            throw ValidationError("\(flag) must be between \(range.lowerBound) and \(range.upperBound), got \(value)")
-        }
+        if value < range.lowerBound { throw ValidationError("\(flag) must be at least \(range.lowerBound), got \(value)") }
+        if value > range.upperBound { throw ValidationError("\(flag) must be at most \(range.upperBound), got \(value)") }
     }
 }
 
