@@ -212,19 +212,7 @@ enum ParallelKernelFile {
         }
         var buffer = [Double]()
         func put(_ at: Int, _ doubles: ArraySlice<Double>) throws(NTKError) {
-            var failure: String? = nil
-            doubles.withUnsafeBytes { raw in
-                var done = 0
-                while done < raw.count {
-                    let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(at + done))
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        failure = String(cString: strerror(errno))
-                        return
-                    }
-                    done += n
-                }
-            }
+            let failure = doubles.withUnsafeBytes { FileSystem.writeAll(fd, $0, at: at) }
             if let failure { throw NTKError(.ioError, "writing \(path) failed: \(failure); nothing was replaced") }
         }
         for (index, tile) in values.sorted(by: { $0.key < $1.key }) {
