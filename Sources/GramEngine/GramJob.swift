@@ -96,6 +96,10 @@ public struct GramSummary: Codable, Sendable {
     /// Tiles taken from a checkpoint instead of computed (with --resume).
     public var tilesReused: Int
     public var blasCore: String
+    /// Who chose `blasCore`: "ntk", "environment" (OPENBLAS_CORETYPE) or "openblas".
+    public var blasCoreChoice: String = "openblas"
+    /// BLAS threads of rank 0's eigendecomposition (its node's ranks' cores).
+    public var blasThreadsEigen: Int?
     public var seconds: [String: Double]
     public var spectrum: Spectrum?
     /// Spectral diagnostics (effective rank, decay exponent, largest stable learning rate, …).
@@ -110,6 +114,7 @@ public struct GramSummary: Codable, Sendable {
         case tool, kernel, method, n, m, parameters, parameterization, ranks, tiles, seconds, spectrum, files
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
         case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
+        case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen"
         case diagnostics, maxStableLearningRate = "max_stable_learning_rate", memoryEstimate = "memory_estimate"
     }
 }
@@ -648,6 +653,8 @@ public enum GramJob {
                                   blasCore: BLASLibrary.coreName, seconds: seconds, spectrum: spectrum,
                                   files: files + ["summary.json"])
         summary.kernel = options.kernel.rawValue
+        summary.blasCoreChoice = BLASLibrary.coreChoice(environment: ProcessInfo.processInfo.environment)
+        if distributedEigen == nil && plan.symmetric && options.eigen != .none { summary.blasThreadsEigen = localRanks }
         if options.precision == .f32 { summary.method += " (float32 products)" }
         summary.memoryEstimate = ["rank0_bytes": Double(memory.rank0Bytes), "other_rank_bytes": Double(memory.otherRankBytes)]
         if let eigen, !eigen.values.isEmpty {

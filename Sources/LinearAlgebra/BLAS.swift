@@ -26,6 +26,30 @@ public enum BLASLibrary {
         return "SkylakeX"
     }
 
+    /// The kernel to ask OpenBLAS for, when it chose a slower one than the CPU runs and
+    /// nobody chose one (`OPENBLAS_CORETYPE` unset): SkylakeX on a CPU with AVX-512 (when
+    /// OpenBLAS fell back to its generic kernel or took an AVX2 one, as Debian's 0.3.21
+    /// does on some virtualized Xeons), Haswell on an AVX2 CPU left with the generic
+    /// kernel. OpenBLAS reads the variable when it loads, so the process must start again
+    /// with it set (see `ntk`'s entry point). Nil when the kernel in use is right.
+    public static func preferredCore(environment: [String: String]) -> String? {
+        if environment["OPENBLAS_CORETYPE"] != nil { return nil }
+        if ntk_cpu_has_avx512() != 0 && (isGenericFallback || fasterCore != nil) { return "SkylakeX" }
+        if ntk_cpu_has_avx2_fma() != 0 && isGenericFallback { return "Haswell" }
+        return nil
+    }
+
+    /// The environment variable that marks a process restarted by `ntk` with the kernel
+    /// it chose (and keeps it from restarting twice).
+    public static let chosenMarker = "NTK_BLAS_CORE_CHOSEN"
+
+    /// Who chose the kernel in use: "ntk" (restarted with the kernel it chose), "environment"
+    /// (`OPENBLAS_CORETYPE` set by the user or the site) or "openblas" (its own detection).
+    public static func coreChoice(environment: [String: String]) -> String {
+        if environment[chosenMarker] != nil && environment["OPENBLAS_CORETYPE"] == environment[chosenMarker] { return "ntk" }
+        return environment["OPENBLAS_CORETYPE"] != nil ? "environment" : "openblas"
+    }
+
     /// The number of threads BLAS calls may use.
     public static var threadCount: Int {
         get { Int(ntk_openblas_get_num_threads()) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GramEngine
+import LinearAlgebra
 import MPI
 
 /// The `ntk` command: the root of the subcommands.
@@ -42,6 +43,7 @@ func runUnderMPI(_ job: (Communicator) -> ExitStatus) throws {
 @main
 enum Main {
     static func main() {
+        chooseBLASKernel()
         if let problem = Preflight.cpuProblem {
             if launcherRank == 0 { Report.error(problem) }
             Foundation.exit(ExitStatus.software.rawValue)
@@ -56,6 +58,20 @@ enum Main {
             if launcherRank == 0 { exitReporting(error) }
             Foundation.exit(0)
         }
+    }
+
+    /// Starts the process again with `OPENBLAS_CORETYPE` set when OpenBLAS picked a slower
+    /// kernel than the CPU runs (it reads the variable only when it loads): the
+    /// eigendecomposition then runs at the CPU's speed without the user knowing the
+    /// variable. A user's or site's own setting is kept. If the restart fails, the run
+    /// goes on with the kernel OpenBLAS chose (and the engine warns).
+    static func chooseBLASKernel() {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment[BLASLibrary.chosenMarker] == nil, let core = BLASLibrary.preferredCore(environment: environment) else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv(BLASLibrary.chosenMarker, core, 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        unsetenv("OPENBLAS_CORETYPE")
     }
 
     /// Help and version requests, and statuses already reported, go through the parser as

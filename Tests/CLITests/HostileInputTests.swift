@@ -171,6 +171,32 @@ import NumPyIO
         #expect(tiles.count < 60, "rank 0 went on with its share: \(tiles.count) tiles saved")
     }
 
+    // MARK: BLAS kernel
+
+    @Test("without OPENBLAS_CORETYPE the run uses a kernel fit for the CPU (never the generic one, nor AVX2 on AVX-512) and records who chose it; a user's choice is kept", arguments: [1, 2])
+    func blasKernelChosen(ranks: Int) throws {
+        let dir = try Slow.inputs()
+        let plain = try Launcher.run(["gram", "--data", dir + "/x.npy", "--depth", "1", "--width", "8", "--out", dir + "/a"], ranks: ranks,
+                                     timeout: 60, removing: ["OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"])
+        try #require(plain.status == 0, "\(plain.stderr)")
+        let summary = Self.summary(dir + "/a")
+        let core = (summary["blas_core"] as? String ?? "").lowercased()
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        if cpu.contains(" avx512f ") {
+            #expect(!["prescott", "core2", "generic", "haswell", "zen", "sandybridge"].contains(core), "\(summary)")
+        } else if cpu.contains(" avx2 ") {
+            #expect(!["prescott", "core2", "generic"].contains(core), "\(summary)")
+        }
+        #expect(["ntk", "openblas"].contains(summary["blas_core_choice"] as? String ?? ""), "\(summary)")
+        #expect(!plain.stderr.contains("warning: OpenBLAS"), "\(plain.stderr)")
+
+        let kept = try Launcher.run(["gram", "--data", dir + "/x.npy", "--depth", "1", "--width", "8", "--out", dir + "/b"], ranks: ranks,
+                                    timeout: 60, environment: ["OPENBLAS_CORETYPE": "Prescott"])
+        try #require(kept.status == 0, "\(kept.stderr)")
+        #expect(Self.summary(dir + "/b")["blas_core"] as? String == "Prescott")
+        #expect(Self.summary(dir + "/b")["blas_core_choice"] as? String == "environment")
+    }
+
     // MARK: Numbers and messages
 
     @Test("numeric flags out of range are usage errors, never wrapped values", arguments: [

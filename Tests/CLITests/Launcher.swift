@@ -28,7 +28,8 @@ enum Launcher {
 
     /// Runs `ntk arguments` on `ranks` ranks (nil: without mpirun), killed after
     /// `timeout` seconds. mpirun gets its own --timeout too, so no rank outlives a test.
-    static func run(_ arguments: [String], ranks: Int? = nil, timeout: Double = 120, environment: [String: String] = [:]) throws -> Result {
+    static func run(_ arguments: [String], ranks: Int? = nil, timeout: Double = 120, environment: [String: String] = [:],
+                    removing removed: [String] = []) throws -> Result {
         let process = Process()
         var env = ProcessInfo.processInfo.environment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
@@ -39,6 +40,7 @@ enum Launcher {
         // to create the shared /tmp/ompi.HOST.UID ("File exists").
         env["TMPDIR"] = Launcher.sessionDirectory()
         for (key, value) in environment { env[key] = value }
+        for key in removed { env[key] = nil }
         process.environment = env
         if let ranks {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
