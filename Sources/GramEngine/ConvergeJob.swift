@@ -65,16 +65,31 @@ public enum ConvergeJob {
         JobRunner.run(world: world) { try execute(options, world: world) }
     }
 
-    /// `spec` with every dense layer but the last set to `width`.
+    /// `spec` with every hidden dense layer set to `width`: all but the output layer (the
+    /// last one outside residual blocks), those inside residual blocks included, except
+    /// blocks that act on the input before any dense layer (their width is the data's).
     public static func widened(_ spec: ModelSpec, to width: Int) -> ModelSpec {
-        let denseCount = spec.denseLayers.count
-        var seen = 0
+        let outputIndex = spec.layers.lastIndex { if case .dense = $0 { return true } else { return false } }
+        func widen(_ layers: [Layer]) -> [Layer] {
+            layers.map { layer in
+                switch layer {
+                case .dense(var d): d.width = width; return .dense(d)
+                case .activation: return layer
+                case .residual(let block): return .residual(widen(block))
+                }
+            }
+        }
         var result = spec
-        result.layers = spec.layers.map { layer in
-            guard case .dense(var d) = layer else { return layer }
-            seen += 1
-            if seen < denseCount { d.width = width }
-            return .dense(d)
+        var seenDense = false
+        result.layers = spec.layers.enumerated().map { index, layer in
+            switch layer {
+            case .dense(var d):
+                seenDense = true
+                if index != outputIndex { d.width = width }
+                return .dense(d)
+            case .activation: return layer
+            case .residual(let block): return seenDense ? .residual(widen(block)) : layer
+            }
         }
         return result
     }

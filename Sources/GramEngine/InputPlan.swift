@@ -45,6 +45,9 @@ public struct InputPlan: Sendable {
             do { try s.validate() } catch { throw NTKError(.usage, error.message) }
             spec = s
         }
+        do { try spec.validate(inputWidth: d) } catch {
+            throw NTKError(.dataError, "the model does not fit the data's d = \(d) features: \(error.message)")
+        }
         var fileBytes = 0.0
         if case .file(let path)? = parameters {
             let (fd, size) = try Inputs.open(path, role: "--params")

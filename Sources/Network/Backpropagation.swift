@@ -92,14 +92,12 @@ public struct BatchFactors: Sendable {
 extension Network {
     /// f(X) for B inputs (row-major (B, d)), row-major (B, k).
     public func outputs(_ x: [Double], count: Int) -> [Double] {
-        forward(x, count: count, keep: false).outputs
+        precondition(x.count == count * inputWidth, "input batch must be (B, d)")
+        var walk = Walk(network: self, count: count)
+        return walk.forward(x, keep: false)
     }
 
     /// The structured per-sample factors of B inputs (row-major (B, d)).
-    ///
-    /// The forward and backward passes write Z_l, δ_l and f(X) straight into the one
-    /// buffer of `BatchFactors`; only the pre-activations live elsewhere until the
-    /// backward pass has used them.
     public func factors(_ x: [Double], count b: Int) -> BatchFactors {
         let total = BatchFactors.storageCount(count: b, outputCount: outputCount, geometry: geometry)
         let buffer = UnsafeMutableBufferPointer<Double>.allocate(capacity: total)
@@ -108,105 +106,147 @@ extension Network {
     }
 
     /// The factors of B inputs written into `buffer` (of `BatchFactors.storageCount`
-    /// doubles), in the layout of `BatchFactors`.
+    /// doubles), in the layout of `BatchFactors`: one forward pass keeping each dense
+    /// layer's input Z_l, then one backward pass seeded with e_c for every row (sample,
+    /// output c), keeping each dense layer's signal δ_l.
     public func factors(_ x: [Double], count b: Int, into buffer: UnsafeMutableBufferPointer<Double>) {
         precondition(x.count == b * inputWidth, "input batch must be (B, d)")
         let k = outputCount
         let total = BatchFactors.storageCount(count: b, outputCount: k, geometry: geometry)
         precondition(buffer.count == total)
-        let layers = spec.layers
         guard total > 0 else { return }
-        do {
-            let base = buffer.baseAddress!
-            // Where dense layer l's Z_l and δ_l, and f(X), start (the layout of BatchFactors).
-            var inputStart: [Int] = [], signalStart: [Int] = []
-            var offset = 0
-            for g in geometry { inputStart.append(offset); offset += b * g.fanIn }
-            for g in geometry { signalStart.append(offset); offset += b * k * g.fanOut }
-            let outputStart = offset
-            // Pre-activations (the input of activation layer i), kept for the backward pass.
-            var preactivations: [Int: UnsafeMutableBufferPointer<Double>] = [:]
-            defer { for p in preactivations.values { p.deallocate() } }
+        let layout = BatchFactors(count: b, outputCount: k, geometry: geometry, storage: FactorStorage(borrowing: UnsafeBufferPointer(buffer)))
+        let base = buffer.baseAddress!
+        var walk = Walk(network: self, count: b)
+        let output = walk.forward(x, keep: true)
+        for (l, z) in walk.denseInputs.enumerated() {
+            (base + layout.inputRanges[l].lowerBound).update(from: z, count: z.count)
+        }
+        walk.denseInputs = []
+        (base + layout.outputRange.lowerBound).update(from: output, count: output.count)
+        var seed = [Double](repeating: 0, count: b * k * k)
+        for sample in 0..<b { for c in 0..<k { seed[(sample * k + c) * k + c] = 1 } }
+        walk.backward(seed, rowsPerSample: k) { l, delta in
+            (base + layout.signalRanges[l].lowerBound).update(from: delta, count: delta.count)
+        }
+    }
 
-            // Forward. `current` is the input of layer i; each layer writes its result where
-            // the next layer reads it: the next dense layer's Z slot, f(X), or a kept buffer.
-            (base + inputStart[0]).update(from: x, count: x.count)
-            var current = UnsafeMutableBufferPointer(start: base + inputStart[0], count: x.count)
-            var denseIndex = 0
-            for (i, layer) in layers.enumerated() {
-                let width: Int
-                switch layer {
-                case .dense: width = geometry[denseIndex].fanOut
-                case .activation: width = current.count / max(b, 1)
-                }
-                let target: UnsafeMutableBufferPointer<Double>
-                if i == layers.count - 1 {
-                    target = UnsafeMutableBufferPointer(start: base + outputStart, count: b * width)
-                } else if case .dense = layers[i + 1] {
-                    target = UnsafeMutableBufferPointer(start: base + inputStart[denseIndex + (isDense(layer) ? 1 : 0)], count: b * width)
-                } else {
-                    target = UnsafeMutableBufferPointer<Double>.allocate(capacity: b * width)
-                    preactivations[i + 1] = target
-                }
+    /// One forward and one backward pass through the layer tree (dense layers,
+    /// activations, residual blocks), in the order of `Layer.denseLayers`.
+    ///
+    /// Forward: a dense layer computes h = s Z W + t b, an activation φ(h), a residual block
+    /// x + block(x). Backward from a seed δ at the output (R rows per sample: e_c per output
+    /// for the factors, the loss weights for a gradient): a dense layer hands its δ_l to the
+    /// caller and passes s δ Wᵀ up, an activation multiplies by φ'(h), a residual block adds
+    /// its block's δ to the skip's. Upstream of the first dense layer nothing is needed, so
+    /// the pass stops there.
+    struct Walk {
+        let network: Network
+        let count: Int
+        /// Each dense layer's input Z_l (B, n_in), in order (kept by `forward(keep: true)`).
+        var denseInputs: [[Double]] = []
+        /// Each activation's input h (B, width), in forward order.
+        var preactivations: [[Double]] = []
+
+        init(network: Network, count: Int) {
+            self.network = network
+            self.count = count
+        }
+
+        /// f(X), row-major (B, k); with `keep`, the inputs of dense layers and activations.
+        mutating func forward(_ x: [Double], keep: Bool) -> [Double] {
+            var dense = 0
+            return run(network.spec.layers, x, keep: keep, dense: &dense)
+        }
+
+        private mutating func run(_ layers: [Layer], _ input: [Double], keep: Bool, dense: inout Int) -> [Double] {
+            var current = input
+            for layer in layers {
                 switch layer {
                 case .dense:
-                    dense(denseIndex, z: UnsafeBufferPointer(current), count: b, into: target)
-                    denseIndex += 1
+                    let g = network.geometry[dense]
+                    var h = [Double](repeating: 0, count: count * g.fanOut)
+                    current.withUnsafeBufferPointer { z in
+                        h.withUnsafeMutableBufferPointer { network.dense(dense, z: z, count: count, into: $0) }
+                    }
+                    if keep { denseInputs.append(current) }
+                    current = h
+                    dense += 1
                 case .activation(let activation, _):
-                    _ = target.update(fromContentsOf: current)
-                    activation.applyValue(target)
+                    if keep { preactivations.append(current) }
+                    current.withUnsafeMutableBufferPointer { activation.applyValue($0) }
+                case .residual(let block):
+                    let branch = run(block, current, keep: keep, dense: &dense)
+                    for e in current.indices { current[e] += branch[e] }
                 }
-                current = target
             }
+            return current
+        }
 
-            // Backward: δ at the output is e_c for row (sample, c), then δ_in = s δ Wᵀ per
-            // dense layer and δ ⊙ φ'(h) per activation, each δ_l written into its slot.
-            var width = k
-            denseIndex = geometry.count
-            var delta = UnsafeMutableBufferPointer(start: base + signalStart[denseIndex - 1], count: b * k * k)
-            delta.update(repeating: 0)
-            for sample in 0..<b { for c in 0..<k { delta[(sample * k + c) * k + c] = 1 } }
-            let scratch = UnsafeMutableBufferPointer<Double>.allocate(capacity: layers.isEmpty ? 0 : maxWidth)
-            defer { scratch.deallocate() }
-            backward: for (i, layer) in layers.enumerated().reversed() {
+        /// Propagates `seed` (B·R rows, row b·R + c for sample b, of the output width) back
+        /// through the network, handing each dense layer's δ_l (B·R, n_out) to `sink`, from
+        /// the last dense layer to the first.
+        mutating func backward(_ seed: [Double], rowsPerSample r: Int, sink: (Int, [Double]) -> Void) {
+            var dense = network.geometry.count
+            var activation = preactivations.count
+            _ = back(network.spec.layers, seed, rowsPerSample: r, dense: &dense, activation: &activation, sink: sink)
+        }
+
+        /// δ at the input of `layers`, or nil once the first dense layer has been passed.
+        private func back(_ layers: [Layer], _ output: [Double], rowsPerSample r: Int, dense: inout Int, activation: inout Int,
+                          sink: (Int, [Double]) -> Void) -> [Double]? {
+            var delta = output
+            for layer in layers.reversed() {
                 switch layer {
-                case .activation(let activation, _):
-                    let h = preactivations[i]!
-                    for sample in 0..<b {
-                        let g = UnsafeMutableBufferPointer(rebasing: scratch[0..<width])
-                        activation.derivatives(UnsafeBufferPointer(rebasing: h[(sample * width)..<((sample + 1) * width)]), into: g)
-                        for c in 0..<k {
-                            let row = delta.baseAddress! + (sample * k + c) * width
-                            for j in 0..<width { row[j] *= g[j] }
+                case .activation(let function, _):
+                    activation -= 1
+                    let h = preactivations[activation]
+                    let width = h.count / Swift.max(count, 1)
+                    var slope = [Double](repeating: 0, count: width)
+                    h.withUnsafeBufferPointer { hp in
+                        delta.withUnsafeMutableBufferPointer { dp in
+                            slope.withUnsafeMutableBufferPointer { g in
+                                for sample in 0..<count {
+                                    function.derivatives(UnsafeBufferPointer(rebasing: hp[(sample * width)..<((sample + 1) * width)]), into: g)
+                                    for c in 0..<r {
+                                        let row = dp.baseAddress! + (sample * r + c) * width
+                                        for j in 0..<width { row[j] *= g[j] }
+                                    }
+                                }
+                            }
                         }
                     }
                 case .dense:
-                    denseIndex -= 1
-                    if denseIndex == 0 { break backward }
-                    // δ_in = s δ Wᵀ: (B·k, n_out) x (n_out, n_in); W is (n_in, n_out), so every
+                    dense -= 1
+                    sink(dense, delta)
+                    if dense == 0 { return nil }
+                    // δ_in = s δ Wᵀ: (B·R, n_out) x (n_out, n_in); W is (n_in, n_out), so every
                     // entry is an inner product of a row of δ with a row of W (the tile kernel).
-                    let g = geometry[denseIndex]
-                    let next = UnsafeMutableBufferPointer(start: base + signalStart[denseIndex - 1], count: b * k * g.fanIn)
-                    parameters[denseIndex].weights.withUnsafeBufferPointer { w in
-                        InnerProducts.multiplyTransposed(m: b * k, n: g.fanIn, k: g.fanOut,
-                                                         a: delta.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
-                                                         c: next.baseAddress!, ldc: g.fanIn)
+                    let g = network.geometry[dense]
+                    var next = [Double](repeating: 0, count: count * r * g.fanIn)
+                    delta.withUnsafeBufferPointer { d in
+                        network.parameters[dense].weights.withUnsafeBufferPointer { w in
+                            next.withUnsafeMutableBufferPointer { n in
+                                InnerProducts.multiplyTransposed(m: count * r, n: g.fanIn, k: g.fanOut,
+                                                                 a: d.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
+                                                                 c: n.baseAddress!, ldc: g.fanIn)
+                            }
+                        }
                     }
-                    for e in next.indices { next[e] *= g.weightScale }
+                    let s = g.weightScale
+                    for e in next.indices { next[e] *= s }
                     delta = next
-                    width = g.fanIn
+                case .residual(let block):
+                    guard let branch = back(block, delta, rowsPerSample: r, dense: &dense, activation: &activation, sink: sink) else { return nil }
+                    for e in delta.indices { delta[e] += branch[e] }
                 }
             }
+            return delta
         }
     }
 
     /// The widest layer (input, hidden or output).
     var maxWidth: Int { geometry.reduce(inputWidth) { max($0, $1.fanIn, $1.fanOut) } }
-
-    private func isDense(_ layer: Layer) -> Bool {
-        if case .dense = layer { return true }
-        return false
-    }
 
     /// h = s Z W + t b for dense layer l on B rows of Z, into `h` (B, n_out), by the tile
     /// kernels (whose speed does not depend on the BLAS kernel in use).
@@ -263,39 +303,6 @@ extension Network {
         return result
     }
 
-    struct ForwardPass {
-        var denseInputs: [[Double]]
-        var preactivations: [Int: [Double]]
-        var outputs: [Double]
-    }
-
-    func forward(_ x: [Double], count b: Int, keep: Bool) -> ForwardPass {
-        precondition(x.count == b * inputWidth, "input batch must be (B, d)")
-        var current = x
-        var width = inputWidth
-        var denseInputs: [[Double]] = []
-        var preactivations: [Int: [Double]] = [:]
-        var denseIndex = 0
-        for (layerIndex, layer) in spec.layers.enumerated() {
-            switch layer {
-            case .dense:
-                let g = geometry[denseIndex]
-                var h = [Double](repeating: 0, count: b * g.fanOut)
-                current.withUnsafeBufferPointer { z in
-                    h.withUnsafeMutableBufferPointer { dense(denseIndex, z: z, count: b, into: $0) }
-                }
-                if keep { denseInputs.append(current) }
-                current = h
-                width = g.fanOut
-                denseIndex += 1
-            case .activation(let activation, _):
-                if keep { preactivations[layerIndex] = current }
-                current.withUnsafeMutableBufferPointer { activation.applyValue($0) }
-            }
-        }
-        _ = width
-        return ForwardPass(denseInputs: denseInputs, preactivations: preactivations, outputs: current)
-    }
 }
 
 extension Network {
@@ -305,56 +312,31 @@ extension Network {
     /// (1/(2c))‖f(X) − Y‖².
     public func weightedGradient(_ x: [Double], count b: Int, weights w: [Double]) -> [Double] {
         precondition(w.count == b * outputCount, "weights must be (B, k)")
-        let pass = forward(x, count: b, keep: true)
+        precondition(x.count == b * inputWidth, "input batch must be (B, d)")
+        var walk = Walk(network: self, count: b)
+        _ = walk.forward(x, keep: true)
+        let inputs = walk.denseInputs
         var perLayer = [[Double]](repeating: [], count: geometry.count)
-        var delta = w
-        var width = outputCount
-        var denseIndex = geometry.count
-        for (layerIndex, layer) in spec.layers.enumerated().reversed() {
-            switch layer {
-            case .activation(let activation, _):
-                let h = pass.preactivations[layerIndex]!
-                for i in 0..<delta.count { delta[i] *= activation.derivative(h[i]) }
-            case .dense:
-                denseIndex -= 1
-                let g = geometry[denseIndex]
-                // ∂/∂W = s Zᵀ δ (n_in, n_out); ∂/∂b = t Σ_b δ.
-                var gw = [Double](repeating: 0, count: g.fanIn * g.fanOut)
-                let z = pass.denseInputs[denseIndex]
-                let zt = Self.transpose(z, rows: b, columns: g.fanIn)
-                zt.withUnsafeBufferPointer { zp in
-                    delta.withUnsafeBufferPointer { dp in
-                        gw.withUnsafeMutableBufferPointer { out in
-                            GEMM.multiply(m: g.fanIn, n: g.fanOut, k: b, alpha: g.weightScale, a: zp.baseAddress!, lda: b,
-                                          b: dp.baseAddress!, ldb: g.fanOut, c: out.baseAddress!, ldc: g.fanOut)
-                        }
+        walk.backward(w, rowsPerSample: 1) { l, delta in
+            let g = geometry[l]
+            // ∂/∂W = s Zᵀ δ (n_in, n_out); ∂/∂b = t Σ_b δ.
+            var gw = [Double](repeating: 0, count: g.fanIn * g.fanOut)
+            let zt = Self.transpose(inputs[l], rows: b, columns: g.fanIn)
+            zt.withUnsafeBufferPointer { zp in
+                delta.withUnsafeBufferPointer { dp in
+                    gw.withUnsafeMutableBufferPointer { out in
+                        GEMM.multiply(m: g.fanIn, n: g.fanOut, k: b, alpha: g.weightScale, a: zp.baseAddress!, lda: b,
+                                      b: dp.baseAddress!, ldb: g.fanOut, c: out.baseAddress!, ldc: g.fanOut)
                     }
-                }
-                var layerGradient = gw
-                if g.hasBias {
-                    var gb = [Double](repeating: 0, count: g.fanOut)
-                    for sample in 0..<b { for j in 0..<g.fanOut { gb[j] += delta[sample * g.fanOut + j] } }
-                    layerGradient += gb.map { $0 * g.biasScale }
-                }
-                perLayer[denseIndex] = layerGradient
-                if denseIndex > 0 {
-                    var next = [Double](repeating: 0, count: b * g.fanIn)
-                    delta.withUnsafeBufferPointer { d in
-                        parameters[denseIndex].weights.withUnsafeBufferPointer { wp in
-                            next.withUnsafeMutableBufferPointer { n in
-                                GEMM.multiplyTransposed(m: b, n: g.fanIn, k: g.fanOut, alpha: g.weightScale,
-                                                        a: d.baseAddress!, lda: g.fanOut, b: wp.baseAddress!, ldb: g.fanOut,
-                                                        c: n.baseAddress!, ldc: g.fanIn)
-                            }
-                        }
-                    }
-                    delta = next
-                    width = g.fanIn
                 }
             }
-            if denseIndex == 0 { break }
+            if g.hasBias {
+                var gb = [Double](repeating: 0, count: g.fanOut)
+                for sample in 0..<b { for j in 0..<g.fanOut { gb[j] += delta[sample * g.fanOut + j] } }
+                gw += gb.map { $0 * g.biasScale }
+            }
+            perLayer[l] = gw
         }
-        _ = width
         return perLayer.flatMap { $0 }
     }
 

@@ -71,46 +71,10 @@ public struct InfiniteWidthKernel: Sendable {
     public init(spec: ModelSpec, inputWidth: Int) throws(ModelError) {
         try spec.validate()
         guard inputWidth > 0 else { throw ModelError("the input width must be positive, got \(inputWidth)") }
-        var inputActivations: [Activation] = []
-        var steps: [Step] = []
-        var rules: [Int: GaussHermiteRule] = [:]
-        var fanIn = inputWidth
-        var seenDense = false
-        var previousWasActivation = false
-        for (index, layer) in spec.layers.enumerated() {
-            switch layer {
-            case .dense(let dense):
-                let biasVariance = dense.biasStd.map { $0 * $0 } ?? 0
-                steps.append(.dense(DenseStep(weightVariance: dense.weightStd * dense.weightStd,
-                                              biasVariance: biasVariance, hasBias: dense.biasStd != nil,
-                                              fanIn: Double(fanIn), standard: spec.parameterization == .standard)))
-                fanIn = dense.width
-                seenDense = true
-                previousWasActivation = false
-            case .activation(let activation, let degree):
-                if !seenDense {
-                    inputActivations.append(activation)
-                    continue
-                }
-                if previousWasActivation {
-                    throw ModelError("layer \(index): \(activation.name) follows another activation; the infinite-width kernel needs a dense layer before each activation (its input must be Gaussian)")
-                }
-                previousWasActivation = true
-                switch activation {
-                case .relu: steps.append(.rectified(RectifiedStep(negativeSlope: 0, positiveSlope: 1)))
-                case .leakyRelu(let alpha): steps.append(.rectified(RectifiedStep(negativeSlope: alpha, positiveSlope: 1)))
-                case .erf: steps.append(.erf)
-                case .gelu: steps.append(.gelu)
-                case .identity: steps.append(.identity)
-                case .tanh, .sigmoid, .softplus:
-                    let n = degree ?? Self.defaultQuadratureDegree
-                    let rule = rules[n] ?? GaussHermiteRule(degree: n)
-                    rules[n] = rule
-                    let function: QuadratureStep.Function = activation == .tanh ? .tanh : activation == .sigmoid ? .logistic : .softplus
-                    steps.append(.quadrature(QuadratureStep(function: function, rule: rule)))
-                }
-            }
-        }
+        try spec.validate(inputWidth: inputWidth)
+        var builder = StepBuilder(spec: spec, fanIn: inputWidth)
+        let steps = try builder.steps(spec.layers, path: "")
+        let inputActivations = builder.inputActivations
         self.spec = spec
         self.inputWidth = inputWidth
         self.inputActivations = inputActivations
@@ -154,21 +118,40 @@ public struct InfiniteWidthKernel: Sendable {
             ntk.withUnsafeMutableBufferPointer { t in
                 qx.withUnsafeMutableBufferPointer { q1 in
                     qy.withUnsafeMutableBufferPointer { q2 in
-                        for step in steps {
-                            switch step {
-                            case .dense(let s): s.apply(k: k, t: t, q1: q1, q2: q2)
-                            case .rectified(let s): s.apply(k: k, t: t, q1: q1, q2: q2)
-                            case .erf: Self.applyErf(k: k, t: t, q1: q1, q2: q2)
-                            case .gelu: Self.applyGelu(k: k, t: t, q1: q1, q2: q2)
-                            case .identity: break
-                            case .quadrature(let s): s.apply(k: k, t: t, q1: q1, q2: q2)
-                            }
-                        }
+                        Self.apply(steps, k: k, t: t, q1: q1, q2: q2)
                     }
                 }
             }
         }
         return (nngp, ntk)
+    }
+
+    /// Applies the layer maps in order; a residual block maps a copy of the state and adds
+    /// it: K ← K + K_block, Θ ← Θ + Θ_block, q ← q + q_block (independent branches).
+    private static func apply(_ steps: [Step], k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
+                              q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>) {
+        for step in steps {
+            switch step {
+            case .dense(let s): s.apply(k: k, t: t, q1: q1, q2: q2)
+            case .rectified(let s): s.apply(k: k, t: t, q1: q1, q2: q2)
+            case .erf: applyErf(k: k, t: t, q1: q1, q2: q2)
+            case .gelu: applyGelu(k: k, t: t, q1: q1, q2: q2)
+            case .identity: break
+            case .quadrature(let s): s.apply(k: k, t: t, q1: q1, q2: q2)
+            case .residual(let block):
+                var bk = Array(k), bt = Array(t), b1 = Array(q1), b2 = Array(q2)
+                bk.withUnsafeMutableBufferPointer { kp in
+                    bt.withUnsafeMutableBufferPointer { tp in
+                        b1.withUnsafeMutableBufferPointer { p1 in
+                            b2.withUnsafeMutableBufferPointer { p2 in apply(block, k: kp, t: tp, q1: p1, q2: p2) }
+                        }
+                    }
+                }
+                for p in 0..<k.count { k[p] += bk[p]; t[p] += bt[p] }
+                for i in 0..<q1.count { q1[i] += b1[i] }
+                for j in 0..<q2.count { q2[j] += b2[j] }
+            }
+        }
     }
 
     /// Calls `body` with the rows after the activations that precede the first dense layer
@@ -207,13 +190,85 @@ public struct InfiniteWidthKernel: Sendable {
 
 // MARK: - Layer maps
 
-private enum Step: Sendable {
+private indirect enum Step: Sendable {
+    case residual([Step])
     case dense(DenseStep)
     case rectified(RectifiedStep)
     case erf
     case gelu
     case identity
     case quadrature(QuadratureStep)
+}
+
+/// Turns the layer tree into layer maps, tracking whether the state is Gaussian (the
+/// output of a dense layer, or a sum of Gaussians), which the maps of activations and
+/// residual sums need (neural-tangents refuses the same networks).
+private struct StepBuilder {
+    let spec: ModelSpec
+    var fanIn: Int
+    /// Activations applied to the raw inputs, before any dense layer.
+    var inputActivations: [Activation] = []
+    var seenDense = false
+    var gaussian = false
+    var rules: [Int: GaussHermiteRule] = [:]
+
+    init(spec: ModelSpec, fanIn: Int) {
+        self.spec = spec
+        self.fanIn = fanIn
+    }
+
+    mutating func steps(_ layers: [Layer], path: String) throws(ModelError) -> [Step] {
+        var result: [Step] = []
+        for (position, layer) in layers.enumerated() {
+            let index = path.isEmpty ? "\(position)" : "\(path).\(position)"
+            switch layer {
+            case .dense(let dense):
+                let biasVariance = dense.biasStd.map { $0 * $0 } ?? 0
+                result.append(.dense(DenseStep(weightVariance: dense.weightStd * dense.weightStd,
+                                              biasVariance: biasVariance, hasBias: dense.biasStd != nil,
+                                              fanIn: Double(fanIn), standard: spec.parameterization == .standard)))
+                fanIn = dense.width
+                seenDense = true
+                gaussian = true
+            case .activation(let activation, let degree):
+                if !seenDense {
+                    inputActivations.append(activation)
+                    continue
+                }
+                if !gaussian {
+                    throw ModelError("layer \(index): \(activation.name) acts on a value that is not Gaussian in the infinite-width limit (it follows another activation, or a residual sum of a non-Gaussian branch); put a dense layer before it")
+                }
+                gaussian = false
+                result.append(step(activation, degree: degree))
+            case .residual(let block):
+                if !seenDense || !gaussian {
+                    throw ModelError("layer \(index): the residual sum's skip branch is not Gaussian in the infinite-width limit (\(seenDense ? "the block's input is the output of an activation" : "it is the raw input")); neural-tangents has no analytic kernel for such a sum either: take the skip after a dense layer (a pre-activation block), or use --kernel empirical")
+                }
+                let inner = try steps(block, path: index)
+                if !gaussian {
+                    throw ModelError("layer \(index): the residual block's output is not Gaussian in the infinite-width limit (it ends with an activation); neural-tangents has no analytic kernel for such a sum either: end the block with a dense layer, or use --kernel empirical")
+                }
+                result.append(.residual(inner))
+            }
+        }
+        return result
+    }
+
+    private mutating func step(_ activation: Activation, degree: Int?) -> Step {
+        switch activation {
+        case .relu: return .rectified(RectifiedStep(negativeSlope: 0, positiveSlope: 1))
+        case .leakyRelu(let alpha): return .rectified(RectifiedStep(negativeSlope: alpha, positiveSlope: 1))
+        case .erf: return .erf
+        case .gelu: return .gelu
+        case .identity: return .identity
+        case .tanh, .sigmoid, .softplus:
+            let n = degree ?? InfiniteWidthKernel.defaultQuadratureDegree
+            let rule = rules[n] ?? GaussHermiteRule(degree: n)
+            rules[n] = rule
+            let function: QuadratureStep.Function = activation == .tanh ? .tanh : activation == .sigmoid ? .logistic : .softplus
+            return .quadrature(QuadratureStep(function: function, rule: rule))
+        }
+    }
 }
 
 /// A dense layer: K ← W_std² K + b_std²; T ← K_new + W_std² T (ntk) or

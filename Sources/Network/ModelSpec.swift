@@ -24,12 +24,31 @@ public struct DenseLayer: Sendable, Equatable, Hashable {
     }
 }
 
-/// One layer of a model: dense, or an elementwise activation.
-public enum Layer: Sendable, Equatable, Hashable {
+/// One layer of a model: dense, an elementwise activation, or a residual block.
+public indirect enum Layer: Sendable, Equatable, Hashable {
     case dense(DenseLayer)
     /// An activation; `quadratureDegree` is the Gauss–Hermite degree its infinite-width
     /// kernel uses when it has no closed form (nil: the default).
     case activation(Activation, quadratureDegree: Int?)
+    /// y = x + block(x): neural-tangents' `serial(FanOut(2), parallel(serial(*block),
+    /// Identity()), FanInSum())`. The block's output width equals its input width.
+    case residual([Layer])
+}
+
+extension Layer {
+    /// The dense layers of `layers` in depth-first order (a block's in place): the order of
+    /// the forward pass and of the parameter arrays W0, b0, W1, ….
+    static func denseLayers(of layers: [Layer]) -> [DenseLayer] {
+        var result: [DenseLayer] = []
+        for layer in layers {
+            switch layer {
+            case .dense(let d): result.append(d)
+            case .activation: break
+            case .residual(let block): result += denseLayers(of: block)
+            }
+        }
+        return result
+    }
 }
 
 /// Failures reading or checking a model description.
@@ -50,13 +69,38 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         self.layers = layers
     }
 
-    /// The dense layers in order.
-    public var denseLayers: [DenseLayer] {
-        layers.compactMap { if case .dense(let d) = $0 { return d } else { return nil } }
+    /// The dense layers in depth-first order (those of residual blocks in place).
+    public var denseLayers: [DenseLayer] { Layer.denseLayers(of: layers) }
+
+    /// The number of outputs k: the width of the last dense layer outside residual blocks
+    /// (a block keeps its input's width).
+    public var outputCount: Int {
+        layers.last(where: { if case .dense = $0 { return true } else { return false } })
+            .map { if case .dense(let d) = $0 { return d.width } else { return 0 } } ?? 0
     }
 
-    /// The number of outputs k: the last dense layer's width.
-    public var outputCount: Int { denseLayers.last?.width ?? 0 }
+    /// Checks the widths through the network for inputs of width `inputWidth`: every
+    /// residual block must give back its input's width. Throws `ModelError` naming the
+    /// block.
+    public func validate(inputWidth: Int) throws(ModelError) {
+        func walk(_ layers: [Layer], width: Int, path: String) throws(ModelError) -> Int {
+            var width = width
+            for (index, layer) in layers.enumerated() {
+                switch layer {
+                case .dense(let d): width = d.width
+                case .activation: break
+                case .residual(let block):
+                    let label = path.isEmpty ? "\(index)" : "\(path).\(index)"
+                    let out = try walk(block, width: width, path: label)
+                    if out != width {
+                        throw ModelError("layer \(label): the residual block maps width \(width) to \(out); y = x + block(x) needs the block to keep its input's width")
+                    }
+                }
+            }
+            return width
+        }
+        _ = try walk(layers, width: inputWidth, path: "")
+    }
 
     /// The common case: `depth` hidden dense layers of `width`, each followed by
     /// `activation`, then a dense readout of `outputs`.
@@ -76,7 +120,15 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
     /// at most ``maximumInteger``, finite non-negative standard deviations. Throws `ModelError`.
     public func validate() throws(ModelError) {
         if denseLayers.isEmpty { throw ModelError("the model has no dense layer") }
-        for (index, layer) in layers.enumerated() {
+        try Self.validate(layers, path: "")
+        if !layers.contains(where: { if case .dense = $0 { return true } else { return false } }) {
+            throw ModelError("the model needs a dense layer outside residual blocks: the last one's width is the number of outputs")
+        }
+    }
+
+    private static func validate(_ layers: [Layer], path: String) throws(ModelError) {
+        for (position, layer) in layers.enumerated() {
+            let index = path.isEmpty ? "\(position)" : "\(path).\(position)"
             switch layer {
             case .dense(let d):
                 if d.width <= 0 { throw ModelError("layer \(index): dense width must be a positive integer, got \(d.width)") }
@@ -88,6 +140,9 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
             case .activation(let a, let degree):
                 if case .leakyRelu(let alpha) = a, !alpha.isFinite { throw ModelError("layer \(index): leaky_relu alpha must be finite") }
                 if let degree, degree < 1 || degree > 1000 { throw ModelError("layer \(index): quadrature_degree must be in 1...1000, got \(degree)") }
+            case .residual(let block):
+                if block.isEmpty { throw ModelError("layer \(index): a residual block needs at least one layer") }
+                try validate(block, path: index)
             }
         }
     }
@@ -126,10 +181,20 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
             parameterization = value
         }
         guard case .array(let rawLayers)? = root["layers"] else { throw ModelError("\"layers\" must be a JSON array of layer objects") }
+        let layers = try decodeLayers(rawLayers, path: "")
+        let spec = ModelSpec(parameterization: parameterization, layers: layers)
+        try spec.validate()
+        return spec
+    }
+
+    /// The layers of a JSON array; `path` names the enclosing block ("" at the top level),
+    /// so that messages say "layer 3" or, inside layer 1's block, "layer 1.2".
+    private static func decodeLayers(_ rawLayers: [JSONValue], path: String) throws(ModelError) -> [Layer] {
         var layers: [Layer] = []
         layers.reserveCapacity(rawLayers.count)
-        for index in rawLayers.indices {
-            guard case .object(let layer) = rawLayers[index] else { throw ModelError("layer \(index) is not a JSON object") }
+        for position in rawLayers.indices {
+            let index = path.isEmpty ? "\(position)" : "\(path).\(position)"
+            guard case .object(let layer) = rawLayers[position] else { throw ModelError("layer \(index) is not a JSON object") }
             guard case .string(let type)? = layer["type"] else { throw ModelError("layer \(index) has no string \"type\"") }
             switch type {
             case "dense":
@@ -140,9 +205,16 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
                 let wStd = try Self.number(layer["W_std"], "W_std", index) ?? 1
                 let bStd = try Self.number(layer["b_std"], "b_std", index)
                 layers.append(.dense(DenseLayer(width: width, weightStd: wStd, biasStd: bStd)))
+            case "residual":
+                try Self.allowOnly(Self.residualKeys, in: layer, type: type, index: index)
+                guard case .array(let block)? = layer["layers"] else {
+                    throw ModelError("layer \(index): a residual block needs \"layers\", a JSON array of layer objects")
+                }
+                if block.isEmpty { throw ModelError("layer \(index): a residual block needs at least one layer") }
+                layers.append(.residual(try decodeLayers(block, path: index)))
             default:
                 guard Activation.names.contains(type) else {
-                    throw ModelError("layer \(index): unknown layer type \"\(type)\" (known: dense, \(Activation.names.joined(separator: ", ")))")
+                    throw ModelError("layer \(index): unknown layer type \"\(shortened(type))\" (known: dense, residual, \(Activation.names.joined(separator: ", ")))")
                 }
                 try Self.allowOnly(Self.activationKeys, in: layer, type: type, index: index)
                 if type != "leaky_relu", layer["alpha"] != nil {
@@ -163,28 +235,29 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
                 layers.append(.activation(activation, quadratureDegree: degree))
             }
         }
-        let spec = ModelSpec(parameterization: parameterization, layers: layers)
-        try spec.validate()
-        return spec
+        return layers
     }
 
     /// The model file form of this spec (keys sorted, so equal specs give equal bytes).
     public func encodeJSON() -> Data {
-        var layerObjects: [[String: Any]] = []
-        for layer in layers {
-            switch layer {
-            case .dense(let d):
-                var o: [String: Any] = ["type": "dense", "width": d.width, "W_std": d.weightStd]
-                o["b_std"] = d.biasStd.map { $0 as Any } ?? NSNull()
-                layerObjects.append(o)
-            case .activation(let a, let degree):
-                var o: [String: Any] = ["type": a.name]
-                if case .leakyRelu(let alpha) = a { o["alpha"] = alpha }
-                if let degree { o["quadrature_degree"] = degree }
-                layerObjects.append(o)
+        func objects(_ layers: [Layer]) -> [[String: Any]] {
+            layers.map { layer in
+                switch layer {
+                case .dense(let d):
+                    var o: [String: Any] = ["type": "dense", "width": d.width, "W_std": d.weightStd]
+                    o["b_std"] = d.biasStd.map { $0 as Any } ?? NSNull()
+                    return o
+                case .activation(let a, let degree):
+                    var o: [String: Any] = ["type": a.name]
+                    if case .leakyRelu(let alpha) = a { o["alpha"] = alpha }
+                    if let degree { o["quadrature_degree"] = degree }
+                    return o
+                case .residual(let block):
+                    return ["type": "residual", "layers": objects(block)]
+                }
             }
         }
-        let root: [String: Any] = ["parameterization": parameterization.rawValue, "layers": layerObjects]
+        let root: [String: Any] = ["parameterization": parameterization.rawValue, "layers": objects(layers)]
         return (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys, .prettyPrinted])) ?? Data()
     }
 
@@ -224,8 +297,9 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
     /// The keys a dense layer and an activation layer may have.
     private static let denseKeys = ["type", "width", "W_std", "b_std"]
     private static let activationKeys = ["type", "alpha", "quadrature_degree"]
+    private static let residualKeys = ["type", "layers"]
 
-    private static func allowOnly(_ keys: [String], in layer: [String: JSONValue], type: String, index: Int) throws(ModelError) {
+    private static func allowOnly(_ keys: [String], in layer: [String: JSONValue], type: String, index: String) throws(ModelError) {
         // Counting the allowed keys present is cheaper than testing every key of the layer.
         var present = 0
         for key in keys where layer[key] != nil { present += 1 }
@@ -235,7 +309,7 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         }
     }
 
-    private static func number(_ value: JSONValue?, _ name: String, _ index: Int) throws(ModelError) -> Double? {
+    private static func number(_ value: JSONValue?, _ name: String, _ index: String) throws(ModelError) -> Double? {
         switch value {
         case nil, .null?: return nil
         case let value?:
@@ -245,7 +319,7 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
     }
 
     /// An integer field: an integral number (`8`, `8.0`, `8e0`) within ±``maximumInteger``.
-    private static func integer(_ value: JSONValue?, _ name: String, _ index: Int) throws(ModelError) -> Int? {
+    private static func integer(_ value: JSONValue?, _ name: String, _ index: String) throws(ModelError) -> Int? {
         switch value {
         case nil, .null?: return nil
         case let value?:

@@ -56,7 +56,9 @@ public struct Network: Sendable {
     public static func geometry(of spec: ModelSpec, inputWidth: Int) -> [DenseGeometry] {
         var fanIn = inputWidth
         var result: [DenseGeometry] = []
-        for case .dense(let d) in spec.layers {
+        // Depth-first: every residual block keeps its input's width (ModelSpec.validate(inputWidth:)),
+        // so a dense layer's fan-in is the width of the dense layer before it in this order.
+        for d in spec.denseLayers {
             let hasBias = d.biasStd != nil
             let s: Double, t: Double
             switch spec.parameterization {
@@ -76,6 +78,7 @@ public struct Network: Sendable {
 
     /// A network from given parameters; throws if their shapes do not fit the model.
     public init(spec: ModelSpec, inputWidth: Int, parameters: [DenseParameters]) throws(ParameterError) {
+        do { try spec.validate(inputWidth: inputWidth) } catch { throw ParameterError(error.message) }
         let geometry = Self.geometry(of: spec, inputWidth: inputWidth)
         guard parameters.count == geometry.count else {
             throw ParameterError("the model has \(geometry.count) dense layers but \(parameters.count) were given")

@@ -40,6 +40,7 @@ struct Init: ParsableCommand {
             case .file(let path): spec = try Inputs.model(path)
             case .spec(let s): spec = s
             }
+            do { try spec.validate(inputWidth: width) } catch { throw NTKError(.dataError, "the model does not fit d = \(width): \(error.message)") }
             // Size the network before drawing it.
             try InputPlan(n: 0, m: nil, inputWidth: width, spec: spec, finite: true, parameterFileBytes: 0)
                 .check(available: MemoryPlan.availableBytes())
