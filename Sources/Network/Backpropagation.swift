@@ -126,9 +126,7 @@ extension Network {
         (base + layout.outputRange.lowerBound).update(from: output, count: output.count)
         var seed = [Double](repeating: 0, count: b * k * k)
         for sample in 0..<b { for c in 0..<k { seed[(sample * k + c) * k + c] = 1 } }
-        walk.backward(seed, rowsPerSample: k) { l, delta in
-            (base + layout.signalRanges[l].lowerBound).update(from: delta, count: delta.count)
-        }
+        walk.backward(seed, rowsPerSample: k, slot: { base + layout.signalRanges[$0].lowerBound }) { _, _ in }
     }
 
     /// One forward and one backward pass through the layer tree (dense layers,
@@ -185,60 +183,104 @@ extension Network {
 
         /// Propagates `seed` (B·R rows, row b·R + c for sample b, of the output width) back
         /// through the network, handing each dense layer's δ_l (B·R, n_out) to `sink`, from
-        /// the last dense layer to the first.
-        mutating func backward(_ seed: [Double], rowsPerSample r: Int, sink: (Int, [Double]) -> Void) {
+        /// the last dense layer to the first. `slot(l)`, when given, is where δ_l must end up
+        /// (B·R·n_out doubles): the signal is then computed there directly whenever only
+        /// activations lie between two dense layers, and copied there otherwise.
+        mutating func backward(_ seed: [Double], rowsPerSample r: Int,
+                               slot: (Int) -> UnsafeMutablePointer<Double>? = { _ in nil },
+                               sink: (Int, UnsafeBufferPointer<Double>) -> Void) {
             var dense = network.geometry.count
             var activation = preactivations.count
-            _ = back(network.spec.layers, seed, rowsPerSample: r, dense: &dense, activation: &activation, sink: sink)
+            let start = Signal(copying: seed)
+            if let result = back(network.spec.layers, start, rowsPerSample: r, dense: &dense, activation: &activation, slot: slot, sink: sink) {
+                result.release()
+            }
         }
 
-        /// δ at the input of `layers`, or nil once the first dense layer has been passed.
-        private func back(_ layers: [Layer], _ output: [Double], rowsPerSample r: Int, dense: inout Int, activation: inout Int,
-                          sink: (Int, [Double]) -> Void) -> [Double]? {
+        /// A signal δ (rows × width doubles): a buffer of its own, or a factor slot it was
+        /// computed in.
+        struct Signal {
+            let buffer: UnsafeMutableBufferPointer<Double>
+            let owned: Bool
+
+            init(copying values: [Double]) {
+                buffer = .allocate(capacity: values.count)
+                _ = buffer.initialize(fromContentsOf: values)
+                owned = true
+            }
+
+            init(count: Int, at place: UnsafeMutablePointer<Double>?) {
+                if let place {
+                    buffer = UnsafeMutableBufferPointer(start: place, count: count)
+                    owned = false
+                } else {
+                    buffer = .allocate(capacity: count)
+                    owned = true
+                }
+            }
+
+            func release() { if owned { buffer.deallocate() } }
+        }
+
+        /// δ at the input of `layers` (the caller releases it), or nil once the first dense
+        /// layer has been passed (nothing upstream needs it). Consumes `output`.
+        private func back(_ layers: [Layer], _ output: Signal, rowsPerSample r: Int, dense: inout Int, activation: inout Int,
+                          slot: (Int) -> UnsafeMutablePointer<Double>?,
+                          sink: (Int, UnsafeBufferPointer<Double>) -> Void) -> Signal? {
             var delta = output
-            for layer in layers.reversed() {
-                switch layer {
+            for position in layers.indices.reversed() {
+                switch layers[position] {
                 case .activation(let function, _):
                     activation -= 1
                     let h = preactivations[activation]
                     let width = h.count / Swift.max(count, 1)
                     var slope = [Double](repeating: 0, count: width)
                     h.withUnsafeBufferPointer { hp in
-                        delta.withUnsafeMutableBufferPointer { dp in
-                            slope.withUnsafeMutableBufferPointer { g in
-                                for sample in 0..<count {
-                                    function.derivatives(UnsafeBufferPointer(rebasing: hp[(sample * width)..<((sample + 1) * width)]), into: g)
-                                    for c in 0..<r {
-                                        let row = dp.baseAddress! + (sample * r + c) * width
-                                        for j in 0..<width { row[j] *= g[j] }
-                                    }
+                        slope.withUnsafeMutableBufferPointer { g in
+                            for sample in 0..<count {
+                                function.derivatives(UnsafeBufferPointer(rebasing: hp[(sample * width)..<((sample + 1) * width)]), into: g)
+                                for c in 0..<r {
+                                    let row = delta.buffer.baseAddress! + (sample * r + c) * width
+                                    for j in 0..<width { row[j] *= g[j] }
                                 }
                             }
                         }
                     }
                 case .dense:
                     dense -= 1
-                    sink(dense, delta)
-                    if dense == 0 { return nil }
+                    if let place = slot(dense), place != delta.buffer.baseAddress {
+                        place.update(from: delta.buffer.baseAddress!, count: delta.buffer.count)
+                    }
+                    sink(dense, UnsafeBufferPointer(delta.buffer))
+                    if dense == 0 { delta.release(); return nil }
                     // δ_in = s δ Wᵀ: (B·R, n_out) x (n_out, n_in); W is (n_in, n_out), so every
                     // entry is an inner product of a row of δ with a row of W (the tile kernel).
+                    // Computed straight into the slot of the dense layer upstream when only
+                    // activations lie between (they scale it in place).
                     let g = network.geometry[dense]
-                    var next = [Double](repeating: 0, count: count * r * g.fanIn)
-                    delta.withUnsafeBufferPointer { d in
-                        network.parameters[dense].weights.withUnsafeBufferPointer { w in
-                            next.withUnsafeMutableBufferPointer { n in
-                                InnerProducts.multiplyTransposed(m: count * r, n: g.fanIn, k: g.fanOut,
-                                                                 a: d.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
-                                                                 c: n.baseAddress!, ldc: g.fanIn)
-                            }
-                        }
+                    var upstream = position - 1
+                    while upstream >= 0, case .activation = layers[upstream] { upstream -= 1 }
+                    var place: UnsafeMutablePointer<Double>? = nil
+                    if upstream >= 0, case .dense = layers[upstream] { place = slot(dense - 1) }
+                    let next = Signal(count: count * r * g.fanIn, at: place)
+                    network.parameters[dense].weights.withUnsafeBufferPointer { w in
+                        InnerProducts.multiplyTransposed(m: count * r, n: g.fanIn, k: g.fanOut,
+                                                         a: delta.buffer.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
+                                                         c: next.buffer.baseAddress!, ldc: g.fanIn)
                     }
                     let s = g.weightScale
-                    for e in next.indices { next[e] *= s }
+                    for e in next.buffer.indices { next.buffer[e] *= s }
+                    delta.release()
                     delta = next
                 case .residual(let block):
-                    guard let branch = back(block, delta, rowsPerSample: r, dense: &dense, activation: &activation, sink: sink) else { return nil }
-                    for e in delta.indices { delta[e] += branch[e] }
+                    let skip = Signal(copying: Array(delta.buffer))
+                    guard let branch = back(block, delta, rowsPerSample: r, dense: &dense, activation: &activation, slot: slot, sink: sink) else {
+                        skip.release()
+                        return nil
+                    }
+                    for e in skip.buffer.indices { skip.buffer[e] += branch.buffer[e] }
+                    branch.release()
+                    delta = skip
                 }
             }
             return delta
@@ -323,11 +365,9 @@ extension Network {
             var gw = [Double](repeating: 0, count: g.fanIn * g.fanOut)
             let zt = Self.transpose(inputs[l], rows: b, columns: g.fanIn)
             zt.withUnsafeBufferPointer { zp in
-                delta.withUnsafeBufferPointer { dp in
-                    gw.withUnsafeMutableBufferPointer { out in
-                        GEMM.multiply(m: g.fanIn, n: g.fanOut, k: b, alpha: g.weightScale, a: zp.baseAddress!, lda: b,
-                                      b: dp.baseAddress!, ldb: g.fanOut, c: out.baseAddress!, ldc: g.fanOut)
-                    }
+                gw.withUnsafeMutableBufferPointer { out in
+                    GEMM.multiply(m: g.fanIn, n: g.fanOut, k: b, alpha: g.weightScale, a: zp.baseAddress!, lda: b,
+                                  b: delta.baseAddress!, ldb: g.fanOut, c: out.baseAddress!, ldc: g.fanOut)
                 }
             }
             if g.hasBias {

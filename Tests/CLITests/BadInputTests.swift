@@ -89,6 +89,9 @@ func doublesData(_ values: [Double]) -> Data { values.withUnsafeBytes { Data($0)
                                                 (name: "b0", array: NPYArray(shape: [4], doubles: b0)),
                                                 (name: "W1", array: NPYArray(shape: [4, 1], doubles: w1)),
                                                 (name: "b1", array: NPYArray(shape: [1], doubles: b1))], compressed: true))
+        write("block-shape.json", Data(#"{"layers": [{"type": "dense", "width": 4}, {"type": "residual", "layers": [{"type": "relu"}, {"type": "dense", "width": 5}]}, {"type": "dense", "width": 1}]}"#.utf8))
+        write("block-empty.json", Data(#"{"layers": [{"type": "dense", "width": 4}, {"type": "residual", "layers": []}, {"type": "dense", "width": 1}]}"#.utf8))
+        write("block-key.json", Data(#"{"layers": [{"type": "dense", "width": 4}, {"type": "residual", "layers": [{"type": "relu"}], "skip": "identity"}, {"type": "dense", "width": 1}]}"#.utf8))
         write("sparse.npy", npyBytes(shape: "(20000000, 8)", payload: Data()))
         let sparse = FileHandle(forWritingAtPath: dir + "/sparse.npy")!
         try! sparse.truncate(atOffset: UInt64(128 + 8 * 20_000_000 * 8))
@@ -137,6 +140,12 @@ func doublesData(_ values: [Double]) -> Data { values.withUnsafeBytes { Data($0)
         Case(name: "unknown flag", arguments: gram("good.npy", extra: ["--wdith", "3"]), status: 64, message: "Unknown option '--wdith'"),
         Case(name: "params and seed together", arguments: gram("good.npy", extra: ["--seed", "3"]), status: 64, message: "exclude each other"),
         Case(name: "bad output mode", arguments: gram("good.npy", extra: ["--output-kernel", "trace"]), status: 64, message: "trace"),
+        Case(name: "a residual block that changes the width", arguments: gram("good.npy", model: "block-shape.json", params: nil),
+             status: 65, message: "layer 1: the residual block maps width 4 to 5"),
+        Case(name: "an empty residual block", arguments: gram("good.npy", model: "block-empty.json", params: nil),
+             status: 65, message: "layer 1: a residual block needs at least one layer"),
+        Case(name: "an unknown key in a residual block", arguments: gram("good.npy", model: "block-key.json", params: nil),
+             status: 65, message: "unknown key \"skip\" for a residual layer"),
         Case(name: "structured dtype", arguments: gram("structured.npy"), status: 65, message: "structured or subarray dtype"),
         Case(name: "boolean data", arguments: gram("bool.npy"), status: 65, message: "holds booleans; expected float64 or float32"),
         Case(name: "duplicate JSON key", arguments: gram("good.npy", model: "duplicate.json", params: nil), status: 65, message: "duplicate key \"parameterization\""),

@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+import NumPyIO
+
+/// Residual networks through the command line, under real mpirun: the same kernel whatever
+/// the rank count and tile size, agreement with the neural-tangents fixture, the analytic
+/// kernel refused where neural-tangents has none, and every command accepting them.
+@Suite(.serialized) struct ResidualTests {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/residual").path
+
+    static func load(_ path: String) throws -> [Double] { try Launcher.readNPY(path).doubles() }
+
+    /// max |a − b| / max |b|.
+    static func relative(_ a: [Double], _ b: [Double]) -> Double {
+        let scale = b.map(abs).max() ?? 1
+        return zip(a, b).map { abs($0 - $1) }.max()! / scale
+    }
+
+    @Test("a nested residual network (k = 3): 1-4 ranks and tiles 3 and 7 give bitwise one kernel (mean and full), equal to neural-tangents' to 1e-10",
+          arguments: ["mean", "full"])
+    func ranksAndTiles(mode: String) throws {
+        let fixture = Self.fixtures + "/empirical/nested_k3"
+        let dir = Launcher.temporaryDirectory("res")
+        var kernels: [Data] = []
+        for (ranks, tile) in [(1, 3), (2, 7), (3, 3), (4, 7)] {
+            let out = dir + "/r\(ranks)-t\(tile)"
+            let result = try Launcher.run(["gram", "--data", fixture + "/x1.npy", "--model", fixture + "/model.json",
+                                           "--params", fixture + "/params.npz", "--tile", String(tile), "--output-kernel", mode,
+                                           "--eigen", "none", "--out", out], ranks: ranks, timeout: 60)
+            try #require(result.status == 0, "\(result.stderr)")
+            kernels.append(try Data(contentsOf: URL(fileURLWithPath: out + "/kernel.npy")))
+        }
+        #expect(Set(kernels).count == 1, "the kernel depends on the rank count or tile size")
+        let ours = try NPYFormat.decode(kernels[0]).doubles()
+        let reference = try Self.load(fixture + "/ntk_\(mode)_11.npy")
+        #expect(Self.relative(ours, reference) <= 1e-10)
+    }
+
+    @Test("--kernel analytic of a sum whose skip follows an activation is refused with 65 before any work, naming the layer; the empirical kernel of it runs",
+          arguments: [1, 3])
+    func analyticRefused(ranks: Int) throws {
+        let model = Self.fixtures + "/analytic/post_activation_sum/model.json"
+        let dir = Launcher.temporaryDirectory("resref")
+        try Launcher.writeNPY(dir + "/x.npy", shape: [9, 4], values: Launcher.values(36, seed: 2))
+        let refused = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", model, "--kernel", "analytic", "--out", dir + "/a"],
+                                       ranks: ranks, timeout: 30)
+        #expect(refused.status == 65, "\(refused.stderr)")
+        #expect(refused.stderr.contains("layer 2") && refused.stderr.contains("not Gaussian"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/a/kernel.npy"))
+        #expect(!FileManager.default.fileExists(atPath: dir + "/a/checkpoint"))
+        let empirical = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", model, "--out", dir + "/b"], ranks: ranks, timeout: 60)
+        #expect(empirical.status == 0, "\(empirical.stderr)")
+    }
+
+    @Test("ntk init names a residual network's parameters depth-first and gram reads them back; predict, train and converge accept the network")
+    func everyCommand() throws {
+        let dir = Launcher.temporaryDirectory("rescmd")
+        let model = #"{"layers": [{"type": "dense", "width": 8, "W_std": 1.4142135623730951, "b_std": 0.1}, {"type": "residual", "layers": [{"type": "relu"}, {"type": "dense", "width": 8, "W_std": 1.4142135623730951}, {"type": "residual", "layers": [{"type": "erf"}, {"type": "dense", "width": 8, "b_std": 0.2}]}]}, {"type": "relu"}, {"type": "dense", "width": 2, "b_std": 0.1}]}"#
+        try Data(model.utf8).write(to: URL(fileURLWithPath: dir + "/model.json"))
+        try Launcher.writeNPY(dir + "/x.npy", shape: [12, 3], values: Launcher.values(36, seed: 4))
+        try Launcher.writeNPY(dir + "/y.npy", shape: [12, 2], values: Launcher.values(24, seed: 5))
+        let initialized = try Launcher.run(["init", "--model", dir + "/model.json", "--input-width", "3", "--seed", "3", "--out", dir + "/p.npz"])
+        try #require(initialized.status == 0, "\(initialized.stderr)")
+        let arrays = try NPZFormat.decode(Data(contentsOf: URL(fileURLWithPath: dir + "/p.npz")))
+        #expect(arrays.keys.sorted() == ["W0", "W1", "W2", "W3", "b0", "b2", "b3"])
+        #expect(arrays["W0"]?.shape == [3, 8] && arrays["W1"]?.shape == [8, 8] && arrays["W2"]?.shape == [8, 8] && arrays["W3"]?.shape == [8, 2])
+        let fromFile = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--params", dir + "/p.npz",
+                                         "--out", dir + "/g1"], ranks: 2, timeout: 60)
+        let fromSeed = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "3",
+                                         "--out", dir + "/g2"], ranks: 2, timeout: 60)
+        try #require(fromFile.status == 0 && fromSeed.status == 0, "\(fromFile.stderr)\(fromSeed.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/g1/kernel.npy")) == Data(contentsOf: URL(fileURLWithPath: dir + "/g2/kernel.npy")))
+
+        let predict = try Launcher.run(["predict", "--train", dir + "/x.npy", "--targets", dir + "/y.npy", "--model", dir + "/model.json",
+                                        "--learning-rate", "1", "--times", "1,inf", "--out", dir + "/p"], ranks: 2, timeout: 60)
+        #expect(predict.status == 0, "\(predict.stderr)")
+        let train = try Launcher.run(["train", "--train", dir + "/x.npy", "--targets", dir + "/y.npy", "--model", dir + "/model.json",
+                                      "--learning-rate", "0.5", "--steps", "0,5", "--out", dir + "/t"], ranks: 2, timeout: 60)
+        #expect(train.status == 0, "\(train.stderr)")
+        let converge = try Launcher.run(["converge", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--widths", "8,32",
+                                         "--seeds", "0", "--out", dir + "/c"], ranks: 2, timeout: 60)
+        #expect(converge.status == 0, "\(converge.stderr)")
+    }
+}
