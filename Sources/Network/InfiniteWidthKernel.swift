@@ -47,7 +47,7 @@ public struct InfiniteWidthKernel: Sendable {
     /// The Gauss–Hermite degree of a tanh, sigmoid or softplus layer that gives none: 64
     /// nodes per dimension (4096 terms per pair and layer, halved by symmetry).
     /// neural-tangents' `ElementwiseNumerical` has no default `deg`; with 64 the rule's own
-    /// error for tanh is ~1e-4 to 1e-3 relative at O(1) variances (NTK-MATH.md, the
+    /// error for tanh is ~1e-4 to 1e-3 relative at O(1) variances (docs/maths.md, the
     /// tanh_ntk_quad64 fixture) and ~1e-6 at 128, for four times the time. The kernel is
     /// defined by its degree: compare with neural-tangents at the same `deg`.
     public static let defaultQuadratureDegree = 64

@@ -108,7 +108,7 @@ private func directQuadrature(_ activation: Activation, _ rule: GaussHermiteRule
         // layer differ: 1e-12 is ~1e4 ulps of room. The quadrature case sums 4096 terms per
         // pair and layer in a different order than XLA's tensordot: 1e-10. On pairs of
         // identical rows relu's √(q₁₁q₂₂ − q₁₂²) turns an ulp of difference between the
-        // reference's q₁₂ and q₁₁ into ~1e-8 relative (NTK-MATH.md), so there 1e-7.
+        // reference's q₁₂ and q₁₁ into ~1e-8 relative (docs/maths.md), so there 1e-7.
         let tolerance = usesQuadrature ? 1e-10 : 1e-12
         let coincidentTolerance = usesRelu ? 1e-7 : tolerance
         for (tag, y, n) in [("11", a, n1), ("12", b, n2)] {
@@ -130,7 +130,7 @@ private func directQuadrature(_ activation: Activation, _ rule: GaussHermiteRule
         }
     }
 
-    @Test("the worked check of NTK-MATH.md: relu, ntk, W_std √2, b_std 0.1, 2 hidden layers")
+    @Test("the worked check of docs/maths.md: relu, ntk, W_std √2, b_std 0.1, 2 hidden layers")
     func workedCheck() throws {
         let spec = ModelSpec.fullyConnected(depth: 2, width: 8, activation: .relu, weightStd: 2.0.squareRoot(),
                                             biasStd: 0.1, outputs: 1, parameterization: .ntk)

@@ -18,9 +18,9 @@ Everything is float64 and deterministic (fixed numpy seeds; jax's RNG is not use
 for any value that is written). Besides writing, the script checks:
   * stax apply_fn(params, x) == an independent numpy forward pass (1e-12);
   * JACOBIAN_CONTRACTION == STRUCTURED_DERIVATIVES (1e-12 relative);
-  * the empirical NTK == the structured per-layer formula of NTK-MATH.md in numpy;
-  * the analytic kernels == the recursion of NTK-MATH.md in numpy;
-  * the worked check of NTK-MATH.md.
+  * the empirical NTK == the structured per-layer formula of docs/maths.md in numpy;
+  * the analytic kernels == the recursion of docs/maths.md in numpy;
+  * the worked check of docs/maths.md.
 Any failed check raises, and nothing is reported as done.
 """
 import json
@@ -174,7 +174,7 @@ def walk_dense_fan_in(layers, n_in):
 
 
 def scale_factors(model, layer, n_in):
-    """(s_l, t_l) of NTK-MATH.md: h = s z.W + t b with raw trainable W, b."""
+    """(s_l, t_l) of docs/maths.md: h = s z.W + t b with raw trainable W, b."""
     has_b = layer.get("b_std") is not None
     if model["parameterization"] == "ntk":
         return layer.get("W_std", 1.0) / math.sqrt(n_in), (layer["b_std"] if has_b else 0.0)
@@ -324,7 +324,7 @@ def np_full_ntk(model, flat, x1, x2):
 
 
 # ----------------------------------------------------------------------------
-# Independent numpy implementation of the infinite-width recursion (NTK-MATH.md)
+# Independent numpy implementation of the infinite-width recursion (docs/maths.md)
 # ----------------------------------------------------------------------------
 
 
@@ -372,7 +372,7 @@ def _np_act_var(layer, q):
 
 
 def np_analytic(model, x1, x2):
-    """NNGP and NTK by the recursion of NTK-MATH.md.
+    """NNGP and NTK by the recursion of docs/maths.md.
 
     A residual y = z + block(z) sums the two branches' kernels (K, the diagonals and T),
     as stax.FanInSum of independent branches does; both branches must be mean-zero
@@ -632,7 +632,7 @@ ANALYTIC_CASES = [
              dense(16, 1.5, 0.1), act("tanh", quadrature_degree=64), dense(16, 1.5, 0.1),
              act("tanh", quadrature_degree=64), dense(1, 1.5, 0.1)]}),
     dict(name="worked_check", seed=None, n1=3, n2=2, d=2, tol=1e-7,
-         description="the worked check of NTK-MATH.md: ReLU, ntk, W_std sqrt2, b_std 0.1, 2 hidden layers, "
+         description="the worked check of docs/maths.md: ReLU, ntk, W_std sqrt2, b_std 0.1, 2 hidden layers, "
                      "X = [[1,0],[0.6,0.8],[-0.5,2]]; x2 repeats x1[0] (a coincident pair off the 11 diagonal)",
          model={"parameterization": "ntk", "layers": [
              dense(8, SQRT2, 0.1), act("relu"), dense(8, SQRT2, 0.1), act("relu"), dense(1, SQRT2, 0.1)]}),
