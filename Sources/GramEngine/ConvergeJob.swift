@@ -14,10 +14,10 @@ public struct ConvergeOptions: Sendable {
     /// Seeds per width.
     public var seeds: [UInt64]
     public var output: String
-    public var tileSize = GramOptions.defaultTileSize
     public var force = false
-    public var progress: Bool?
     public var quiet = false
+    /// Tiles, per-sample cache, checkpoints, memory budget, progress (one line per kernel).
+    public var engine = EngineOptions()
 
     public init(data: String, model: ModelSource, widths: [Int], seeds: [UInt64], output: String) {
         self.data = data
@@ -120,7 +120,13 @@ public enum ConvergeJob {
                                        writes: ["converge.csv", "converge.svg", "converge.json"])
         }
         let n = data.count
-        let plan = TilePlan(rows: n, columns: n, tileSize: options.tileSize, symmetric: true, ranks: world.size)
+        let plan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize, symmetric: true, ranks: world.size)
+        // Rank 0 holds the analytic kernel and one empirical kernel at a time. Progress is
+        // one line per kernel (below), not per tile.
+        var perKernel = options.engine
+        perKernel.progress = false
+        let kernels = TileEngine(options: perKernel, output: options.output, world: world)
+        try kernels.checkMemory(Double(MemoryPlan.baseline) + 8 * 2 * Double(n) * Double(n), what: "two N x N kernels")
         var points: [ConvergencePoint] = []
         for width in options.widths {
             let wide = widened(spec, to: width)
@@ -133,14 +139,14 @@ public enum ConvergeJob {
             }
             let analyticComputer = TileComputer(infinite: infinite, kind: .analytic, outputCount: wide.outputCount, plan: plan,
                                                 outputKernel: .mean, rowData: data.values, columnData: nil)
-            let analytic = try GramJob.computeKernel(computer: analyticComputer, plan: plan, entry: 1, rows: n, columns: n,
-                                                     checkpoint: nil, reuse: false, progress: false, world: world).kernel
+            let analytic = try kernels.gathered("analytic-\(width)", computer: analyticComputer, plan: plan,
+                                                manifest: kernels.manifest(rows: data, columns: nil, spec: wide, network: nil, kind: .analytic, plan: plan))
             for seed in options.seeds {
                 let network = Network.initialized(spec: wide, inputWidth: data.width, seed: seed)
-                let computer = TileComputer(network: network, plan: plan, outputKernel: .mean, method: .structured,
-                                            rowData: data.values, columnData: nil, cacheBytes: 2048 << 20)
-                let empirical = try GramJob.computeKernel(computer: computer, plan: plan, entry: 1, rows: n, columns: n,
-                                                          checkpoint: nil, reuse: false, progress: false, world: world).kernel
+                let computer = TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method,
+                                            rowData: data.values, columnData: nil, cacheBytes: options.engine.cacheMegabytes << 20)
+                let empirical = try kernels.gathered("width-\(width)-seed-\(seed)", computer: computer, plan: plan,
+                                                     manifest: kernels.manifest(rows: data, columns: nil, spec: wide, network: network, kind: .empirical, plan: plan))
                 if world.isRoot {
                     // Upper tiles only were gathered: compare the full symmetric matrices.
                     var difference = 0.0, norm = 0.0
@@ -154,7 +160,7 @@ public enum ConvergeJob {
                     }
                     let distance = (difference / norm).squareRoot()
                     points.append(ConvergencePoint(width: width, seed: seed, relativeFrobenius: distance))
-                    if !options.quiet && (options.progress ?? (isatty(2) != 0)) {
+                    if !options.quiet && (options.engine.progress ?? (isatty(2) != 0)) {
                         FileHandle.standardError.write(Data(String(format: "ntk converge: width %d seed %llu: %.4g\n", width, seed, distance).utf8))
                     }
                 }
@@ -163,6 +169,7 @@ public enum ConvergeJob {
         try agreement.stage(quietly: true) { () throws(NTKError) in
             guard world.isRoot, let output else { return }
             try write(points: points, n: n, spec: spec, seconds: Clock.seconds(since: start), output: output, quiet: options.quiet)
+            kernels.finish()
         }
     }
 

@@ -35,32 +35,16 @@ public struct GramOptions: Sendable {
     public var eigenSolver: EigenSolver = .lapack
     /// Only the K largest eigenpairs (nil: all).
     public var eigenTop: Int?
-    /// Samples per tile side; nil chooses `GramOptions.defaultTileSize`.
-    public var tileSize: Int?
-    public var method: GradientMethod = .structured
-    /// float64 (default) or float32 tile products (structured method only).
-    public var precision: Precision = .f64
     public var force = false
-    /// Progress lines on stderr: nil means only when stderr is a terminal.
-    public var progress: Bool?
-    /// Bound on the per-rank cache of per-sample quantities.
-    public var cacheMegabytes = 2048
     /// No report on stdout.
     public var quiet = false
-    /// Save finished tiles (default on).
-    public var checkpointing = true
-    /// Where finished tiles go; nil means `<output>/checkpoint`.
-    public var checkpointDirectory: String?
-    /// Reuse verified tiles of an earlier, interrupted run with the same inputs.
-    public var resume = false
-    /// The memory the node of rank 0 may use, in bytes; nil reads MemAvailable (and the
-    /// cgroup limit). The job is refused before any work when the plan exceeds it.
-    public var memoryBudget: Int?
+    /// Tiles, per-sample cache, checkpoints, memory budget, progress.
+    public var engine = EngineOptions()
 
     /// The checkpoint directory in use.
-    public var effectiveCheckpointDirectory: String { checkpointDirectory ?? output + "/checkpoint" }
+    public var effectiveCheckpointDirectory: String { engine.checkpointDirectory(output: output) }
 
-    public static let defaultTileSize = 256
+    public static let defaultTileSize = EngineOptions.defaultTileSize
 
     public init(data: String, model: ModelSource, parameters: ParameterSource, output: String) {
         self.data = data
@@ -158,7 +142,7 @@ public enum GramJob {
         let m = inputs.m
         let k = inputs.spec.outputCount
         let entry = options.outputKernel == .full ? k : 1
-        let tileSize = options.tileSize ?? GramOptions.defaultTileSize
+        let tileSize = options.engine.tileSize
         try agreement.stage { () throws(NTKError) in
             if m == nil && options.eigen != .none && options.eigenSolver == .lapack {
                 // LAPACK's 32-bit integers: the matrix index n² and, with vectors, dsyevd's
@@ -179,10 +163,10 @@ public enum GramJob {
         let memory = MemoryPlan.estimate(n: n, m: m, inputWidth: inputs.inputWidth, outputs: k, outputKernel: options.outputKernel,
                                          eigen: m == nil ? options.eigen : .none, solver: options.eigenSolver,
                                          ranks: world.size, tileSize: tileSize,
-                                         perSampleBytes: inputs.perSampleBytes(options.method), cacheBytes: options.cacheMegabytes << 20,
+                                         perSampleBytes: inputs.perSampleBytes(options.engine.method), cacheBytes: options.engine.cacheMegabytes << 20,
                                          inputBytes: inputs.bytes)
         try agreement.stage { () throws(NTKError) in
-            guard world.isRoot, let available = options.memoryBudget ?? MemoryPlan.availableBytes() else { return }
+            guard world.isRoot, let available = options.engine.memoryBudget ?? MemoryPlan.availableBytes() else { return }
             let needed = memory.nodeBytes(localRanks: localRanksForPlan)
             if needed > available {
                 var hints: [String] = []
@@ -193,7 +177,7 @@ public enum GramJob {
                 } else if options.eigen == .values && m == nil {
                     hints.append("--eigen none (saves a copy of the kernel)")
                 }
-                if options.method == .explicit { hints.append("--method structured (explicit gradients take k·P doubles per sample)") }
+                if options.engine.method == .explicit { hints.append("--method structured (explicit gradients take k·P doubles per sample)") }
                 if localRanksForPlan > 1 { hints.append("fewer ranks on rank 0's node (each holds its share of the tiles and its inputs)") }
                 if options.outputKernel == .full { hints.append("--output-kernel mean (the full kernel is k² times larger)") }
                 hints.append("a node with more memory")
@@ -212,7 +196,7 @@ public enum GramJob {
         let manifest = Checkpoint.Manifest(
             n: n, m: m, inputWidth: loaded.data.width, tileSize: tileSize, tiles: plan.tiles.count,
             outputKernel: options.outputKernel.rawValue, kernel: options.kernel.rawValue,
-            method: options.kernel == .empirical ? options.method.rawValue : "none", precision: options.precision.rawValue,
+            method: options.kernel == .empirical ? options.engine.method.rawValue : "none", precision: options.engine.precision.rawValue,
             dataHash: Checkpoint.fingerprint(loaded.data.values), data2Hash: loaded.data2.map { Checkpoint.fingerprint($0.values) },
             modelHash: Checkpoint.fingerprint(loaded.spec.encodeJSON()),
             parametersHash: network.map { Checkpoint.fingerprint($0.flatParameters) } ?? "none")
@@ -220,23 +204,23 @@ public enum GramJob {
         let (output, reusable, checkpointLock): (OutputDirectory?, Bool, DirectoryLock?) = try agreement.stage { () throws(NTKError) -> (OutputDirectory?, Bool, DirectoryLock?) in
             guard world.isRoot else { return (nil, false, nil) }
             let output = try OutputDirectory(path: options.output, force: options.force)
-            guard options.checkpointing else { return (output, false, nil) }
-            let (reusable, lock) = try Checkpoint.prepare(directory: options.effectiveCheckpointDirectory, manifest: manifest, resume: options.resume)
-            if options.resume && !reusable { Report.warning("no checkpoint to resume in \(options.effectiveCheckpointDirectory); starting from the beginning") }
+            guard options.engine.checkpointing else { return (output, false, nil) }
+            let (reusable, lock) = try Checkpoint.prepare(directory: options.effectiveCheckpointDirectory, manifest: manifest, resume: options.engine.resume)
+            if options.engine.resume && !reusable { Report.warning("no checkpoint to resume in \(options.effectiveCheckpointDirectory); starting from the beginning") }
             return (output, reusable, lock)
         }
         let reuse = try world.allreduce(Int32(reusable ? 1 : 0), .max) == 1
         // Names of this run's temporary files: rank 0's pid, known to every rank.
         let runToken = try world.allreduce(Int64(world.isRoot ? Int(getpid()) : 0), .sum)
-        let checkpoint = options.checkpointing ? Checkpoint(directory: options.effectiveCheckpointDirectory, manifest: manifest) : nil
+        let checkpoint = options.engine.checkpointing ? Checkpoint(directory: options.effectiveCheckpointDirectory, manifest: manifest) : nil
 
         // Tiles: each saved as soon as it is done; a stop request ends the loop at a tile
         // boundary.
         let computer: TileComputer
         if let network {
-            computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.method,
+            computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.engine.method,
                                     rowData: loaded.data.values, columnData: loaded.data2?.values,
-                                    cacheBytes: options.cacheMegabytes << 20)
+                                    cacheBytes: options.engine.cacheMegabytes << 20)
         } else {
             computer = TileComputer(infinite: loaded.infinite!, kind: options.kernel, outputCount: k, plan: plan,
                                     outputKernel: options.outputKernel, rowData: loaded.data.values, columnData: loaded.data2?.values)
@@ -270,10 +254,10 @@ public enum GramJob {
 
         // Per-sample quantities once across the ranks, in memory each node shares, when
         // they all fit the cache: each rank would otherwise recompute nearly all of them.
-        computer.precision = options.precision
+        computer.precision = options.engine.precision
         let preloadStart = Clock.now
-        if network != nil && options.method == .structured
-            && computer.factorBytesPerSample * (n + (m ?? 0)) <= options.cacheMegabytes << 20 {
+        if network != nil && options.engine.method == .structured
+            && computer.factorBytesPerSample * (n + (m ?? 0)) <= options.engine.cacheMegabytes << 20 {
             try computer.preload(world: world)
         }
         let preloadSeconds = try world.allreduce(Clock.seconds(since: preloadStart), .max)
@@ -283,7 +267,7 @@ public enum GramJob {
         var result: DistributedKernel
         do {
             result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
-                                       checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world,
+                                       checkpoint: checkpoint, reuse: reuse, progress: options.engine.progress, world: world,
                                        assemble: !stream, sink: sink,
                                        keepTiles: !stream || options.eigenSolver == .scalapack)
         } catch let failure as AgreedFailure {
@@ -646,7 +630,7 @@ public enum GramJob {
             spectrum = GramSummary.Spectrum(min: lo, max: hi, trace: eigen.values.reduce(0, +),
                                             conditionNumber: lo > 0 && options.eigenTop == nil ? hi / lo : nil)
         }
-        var summary = GramSummary(method: options.method.rawValue, outputKernel: options.outputKernel.rawValue,
+        var summary = GramSummary(method: options.engine.method.rawValue, outputKernel: options.outputKernel.rawValue,
                                   n: n, m: m, inputWidth: loaded.data.width, outputs: k,
                                   parameters: network?.parameterCount ?? 0, parameterization: loaded.spec.parameterization.rawValue,
                                   kernelShape: shape, ranks: ranks, tileSize: plan.tileSize, tiles: plan.tiles.count, tilesReused: tilesReused,
@@ -655,7 +639,7 @@ public enum GramJob {
         summary.kernel = options.kernel.rawValue
         summary.blasCoreChoice = BLASLibrary.coreChoice(environment: ProcessInfo.processInfo.environment)
         if distributedEigen == nil && plan.symmetric && options.eigen != .none { summary.blasThreadsEigen = localRanks }
-        if options.precision == .f32 { summary.method += " (float32 products)" }
+        if options.engine.precision == .f32 { summary.method += " (float32 products)" }
         summary.memoryEstimate = ["rank0_bytes": Double(memory.rank0Bytes), "other_rank_bytes": Double(memory.otherRankBytes)]
         if let eigen, !eigen.values.isEmpty {
             if options.eigenTop == nil { summary.diagnostics = try? SpectralDiagnostics(eigenvalues: eigen.values) }
@@ -669,7 +653,7 @@ public enum GramJob {
         try output.stage("summary.json", try JSONOutput.encode(summary))
         try output.commit()
         if let (checkpoint, lock) = checkpoint {
-            checkpoint.remove(directoryToo: options.checkpointDirectory == nil, lock: lock)
+            checkpoint.remove(directoryToo: options.engine.checkpointDirectory == nil, lock: lock)
         }
         if !options.quiet { Report.summary(summary, directory: output.path) }
     }

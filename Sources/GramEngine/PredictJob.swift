@@ -24,10 +24,10 @@ public struct PredictOptions: Sendable {
     public var steps: [Int] = []
     public var regularizer: DiagonalRegularizer = .none
     public var output: String
-    public var tileSize = GramOptions.defaultTileSize
     public var force = false
-    public var progress: Bool?
     public var quiet = false
+    /// Tiles, per-sample cache, checkpoints, memory budget, progress.
+    public var engine = EngineOptions()
 
     public init(train: String, targets: String, model: ModelSource, parameters: ParameterSource, output: String) {
         self.train = train
@@ -113,32 +113,37 @@ public enum PredictJob {
         let n = loaded.train.count, k = loaded.spec.outputCount
         let m = loaded.test?.count
 
+        // Rank 0 holds Θ(X, X), its eigenvectors and a copy, and Θ(X*, X); every rank its share of tiles.
+        let engine = TileEngine(options: options.engine, output: options.output, world: world)
+        let dn = Double(n), dm = Double(m ?? 0)
+        try engine.checkMemory(Double(MemoryPlan.baseline) + 8 * (4 * dn * dn + dm * dn) + 8 * Double(options.times.count + options.steps.count) * (dn + dm) * Double(k),
+                               what: "Θ(X, X) with its eigenvectors, Θ(X*, X) and the predictions")
+        let kind: KernelKind = loaded.network == nil ? .analytic : .empirical
         func computer(_ plan: TilePlan, rows: DataSet, columns: DataSet?) -> TileComputer {
             if let network = loaded.network {
-                return TileComputer(network: network, plan: plan, outputKernel: .mean, method: .structured,
-                                    rowData: rows.values, columnData: columns?.values, cacheBytes: 2048 << 20)
+                return TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method,
+                                    rowData: rows.values, columnData: columns?.values, cacheBytes: options.engine.cacheMegabytes << 20)
             }
             return TileComputer(infinite: loaded.infinite!, kind: .analytic, outputCount: k, plan: plan, outputKernel: .mean,
                                 rowData: rows.values, columnData: columns?.values)
         }
         let kernelStart = Clock.now
-        let trainPlan = TilePlan(rows: n, columns: n, tileSize: options.tileSize, symmetric: true, ranks: world.size)
-        var trainKernel = try GramJob.computeKernel(computer: computer(trainPlan, rows: loaded.train, columns: nil), plan: trainPlan,
-                                                    entry: 1, rows: n, columns: n, checkpoint: nil, reuse: false,
-                                                    progress: options.progress, world: world).kernel
+        let trainPlan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize, symmetric: true, ranks: world.size)
+        var trainKernel = try engine.gathered("train", computer: computer(trainPlan, rows: loaded.train, columns: nil), plan: trainPlan,
+                                              manifest: engine.manifest(rows: loaded.train, columns: nil, spec: loaded.spec,
+                                                                        network: loaded.network, kind: kind, plan: trainPlan))
         var testKernel: [Double]? = nil
         if let test = loaded.test {
             // Θ(X*, X): rows are the test points.
-            let plan = TilePlan(rows: test.count, columns: n, tileSize: options.tileSize, symmetric: false, ranks: world.size)
-            testKernel = try GramJob.computeKernel(computer: computer(plan, rows: test, columns: loaded.train), plan: plan,
-                                                   entry: 1, rows: test.count, columns: n, checkpoint: nil, reuse: false,
-                                                   progress: options.progress, world: world).kernel
+            let plan = TilePlan(rows: test.count, columns: n, tileSize: options.engine.tileSize, symmetric: false, ranks: world.size)
+            testKernel = try engine.gathered("test", computer: computer(plan, rows: test, columns: loaded.train), plan: plan,
+                                             manifest: engine.manifest(rows: test, columns: loaded.train, spec: loaded.spec,
+                                                                       network: loaded.network, kind: kind, plan: plan))
         }
         let kernelSeconds = Clock.seconds(since: kernelStart)
 
         try agreement.stage(quietly: true) { () throws(NTKError) in
             guard world.isRoot, let output else { return }
-            for i in 0..<n { for j in (i + 1)..<n { trainKernel[j * n + i] = trainKernel[i * n + j] } }
             let solveStart = Clock.now
             let f0: [Double] = loaded.network?.outputs(loaded.train.values, count: n) ?? [Double](repeating: 0, count: n * k)
             let f0Test: [Double]? = loaded.test.map { test in
@@ -204,6 +209,7 @@ public enum PredictJob {
             summary.files = output.stagedNames + ["summary.json"]
             try output.stage("summary.json", try JSONOutput.encode(summary))
             try output.commitStaged()
+            engine.finish()
             if !options.quiet { print(report + "  wrote train_predictions.npy\(m != nil ? ", test_predictions.npy" : ""), metrics.json, spectrum.svg, label_power.svg, report.txt, summary.json to \(output.path)") }
         }
     }

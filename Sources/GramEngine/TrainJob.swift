@@ -17,11 +17,10 @@ public struct TrainOptions: Sendable {
     /// Step counts at which outputs are recorded; training runs to the largest.
     public var steps: [Int] = [0, 10, 100, 1000]
     public var output: String
-    public var tileSize = GramOptions.defaultTileSize
     public var force = false
-    /// Progress of the kernel computations on stderr: nil means only on a terminal.
-    public var progress: Bool?
     public var quiet = false
+    /// Tiles, per-sample cache, checkpoints, memory budget, progress of the kernels.
+    public var engine = EngineOptions()
 
     public init(train: String, targets: String, model: ModelSource, parameters: ParameterSource, output: String) {
         self.train = train
@@ -105,6 +104,12 @@ public enum TrainJob {
         let c = Double(n * k)
         let y = loaded.targets.values
 
+        // The memory plan, before any work: rank 0 holds the kernels and the dynamics.
+        let engine = TileEngine(options: options.engine, output: options.output, world: world)
+        let dn = Double(n), dm = Double(loaded.test?.count ?? 0)
+        try engine.checkMemory(Double(MemoryPlan.baseline) + 8 * (5 * dn * dn + dm * dn) + 8 * 3 * Double(network.parameterCount),
+                               what: "Θ_0 and Θ_T of the training set, Θ_0's eigenvectors, Θ_0(X*, X) and the parameters")
+
         // This rank's slice of the training set.
         let lower = n * world.rank / world.size, upper = n * (world.rank + 1) / world.size
         let sliceX = Array(loaded.train.values[(lower * d)..<(upper * d)])
@@ -147,23 +152,17 @@ public enum TrainJob {
 
         // Kernels: Θ_0 and Θ_T on the training set, Θ_0(X*, X) for the NTK prediction.
         let kernelStart = Clock.now
-        func kernel(_ net: Network, rows: DataSet, columns: DataSet?) throws -> [Double] {
-            let plan = TilePlan(rows: rows.count, columns: columns?.count ?? rows.count, tileSize: options.tileSize,
+        func kernel(_ name: String, _ net: Network, rows: DataSet, columns: DataSet?) throws -> [Double] {
+            let plan = TilePlan(rows: rows.count, columns: columns?.count ?? rows.count, tileSize: options.engine.tileSize,
                                 symmetric: columns == nil, ranks: world.size)
-            let computer = TileComputer(network: net, plan: plan, outputKernel: .mean, method: .structured,
-                                        rowData: rows.values, columnData: columns?.values, cacheBytes: 2048 << 20)
-            var result = try GramJob.computeKernel(computer: computer, plan: plan, entry: 1, rows: rows.count,
-                                                   columns: columns?.count ?? rows.count, checkpoint: nil, reuse: false,
-                                                   progress: options.progress, world: world).kernel
-            if columns == nil && world.isRoot {
-                let m = rows.count
-                for i in 0..<m { for j in (i + 1)..<m { result[j * m + i] = result[i * m + j] } }
-            }
-            return result
+            let computer = TileComputer(network: net, plan: plan, outputKernel: .mean, method: options.engine.method,
+                                        rowData: rows.values, columnData: columns?.values, cacheBytes: options.engine.cacheMegabytes << 20)
+            return try engine.gathered(name, computer: computer, plan: plan,
+                                       manifest: engine.manifest(rows: rows, columns: columns, spec: net.spec, network: net, kind: .empirical, plan: plan))
         }
-        let theta0 = try kernel(initial, rows: loaded.train, columns: nil)
-        let thetaT = try kernel(network, rows: loaded.train, columns: nil)
-        let testKernel = try loaded.test.map { try kernel(initial, rows: $0, columns: loaded.train) }
+        let theta0 = try kernel("initial", initial, rows: loaded.train, columns: nil)
+        let thetaT = try kernel("trained", network, rows: loaded.train, columns: nil)
+        let testKernel = try loaded.test.map { try kernel("test", initial, rows: $0, columns: loaded.train) }
         let kernelSeconds = Clock.seconds(since: kernelStart)
 
         try agreement.stage(quietly: true) { () throws(NTKError) in
@@ -245,6 +244,7 @@ public enum TrainJob {
             summary.files = output.stagedNames + ["training.json"]
             try output.stage("training.json", try JSONOutput.encode(summary))
             try output.commitStaged()
+            engine.finish()
             if !options.quiet {
                 func g(_ v: Double?) -> String { v.map { String(format: "%.4g", $0) } ?? "-" }
                 func pad(_ s: String, _ w: Int) -> String { s.padding(toLength: max(w, s.count), withPad: " ", startingAt: 0) }

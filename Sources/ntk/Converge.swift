@@ -25,8 +25,7 @@ struct Converge: ParsableCommand {
     @Option(help: "Comma-separated seeds per width (default 0,1,2).")
     var seeds: String = "0,1,2"
 
-    @Option(help: "Samples per tile side (default \(GramOptions.defaultTileSize)).")
-    var tile: Int = GramOptions.defaultTileSize
+    @OptionGroup var engineFlags: EngineFlags
 
 
     func parsedWidths() throws -> [Int] {
@@ -48,15 +47,14 @@ struct Converge: ParsableCommand {
     func validate() throws {
         _ = try parsedWidths()
         _ = try parsedSeeds()
-        try Limits.check(tile, "--tile", 1...Limits.maximumTile)
     }
 
     func run() throws {
         var options = ConvergeOptions(data: data, model: modelOptions.source, widths: try parsedWidths(), seeds: try parsedSeeds(), output: outputOptions.out)
-        options.tileSize = tile
         options.force = outputOptions.force
-        options.progress = outputOptions.progress
         options.quiet = outputOptions.quiet
+        options.engine = engineFlags.options(progress: outputOptions.progress)
+        Interruption.install()
         try runUnderMPI { world in ConvergeJob.run(options, world: world) }
     }
 }

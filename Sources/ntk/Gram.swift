@@ -38,45 +38,16 @@ struct Gram: ParsableCommand {
     @Option(name: .customLong("eigen-top"), help: "Only the K largest eigenpairs.")
     var eigenTop: Int?
 
-    @Option(help: "Samples per tile side (default \(GramOptions.defaultTileSize)).")
-    var tile: Int?
-
-    @Option(help: "structured (per-layer factors, the fast path) or explicit (full per-sample gradient vectors).")
-    var method: GradientMethod = .structured
-
-    @Option(help: "f64 (default) or f32: float32 tile products with float64 chunk sums (structured method; about 1e-6 relative).")
-    var precision: Precision = .f64
-
-    @Option(name: .customLong("cache-mb"), help: "Bound, in MiB, on the per-sample quantities (default 2048): when all of them fit, they are computed once and shared by the ranks of each node; otherwise each rank caches up to this much.")
-    var cacheMegabytes: Int = 2048
-
-    @Option(help: "Where finished tiles are saved as they complete (default: DIR/checkpoint inside --out; removed after success).")
-    var checkpoint: String?
-
-    @Flag(name: .customLong("no-checkpoint"), help: "Do not save finished tiles (a stopped job then starts over).")
-    var noCheckpoint = false
-
-    @Flag(help: "Reuse the verified tiles of an interrupted run of the same command (any rank count).")
-    var resume = false
-
-    @Option(name: .customLong("memory-budget-mb"), help: "Memory rank 0's node may use, in MiB (default: what the system reports available). The job is refused before any work if its plan needs more.")
-    var memoryBudget: Int?
-
+    @OptionGroup var engineFlags: EngineFlags
 
     func validate() throws {
-        try Limits.check(tile, "--tile", 1...Limits.maximumTile)
-        try Limits.check(memoryBudget, "--memory-budget-mb", 1...Limits.maximumMebibytes)
-        try Limits.check(cacheMegabytes, "--cache-mb", 1...Limits.maximumMebibytes)
-        if kernel != .empirical && (parameterOptions.params != nil || method != .structured) {
+        if kernel != .empirical && (parameterOptions.params != nil || engineFlags.method != .structured) {
             throw ValidationError("--kernel \(kernel.rawValue) is the infinite-width limit: it takes no --params or --method")
         }
         try Limits.check(eigenTop, "--eigen-top", 1...Int(Int32.max))
         if eigenTop != nil && eigen == .none { throw ValidationError("--eigen-top needs --eigen values or vectors") }
-        if precision == .f32 && (method != .structured || kernel != .empirical) {
+        if engineFlags.precision == .f32 && (engineFlags.method != .structured || kernel != .empirical) {
             throw ValidationError("--precision f32 applies to the empirical kernel's structured method only")
-        }
-        if noCheckpoint && (resume || checkpoint != nil) {
-            throw ValidationError("--no-checkpoint excludes --resume and --checkpoint")
         }
         if data2 != nil && eigen != .values && eigen != .none {
             throw ValidationError("--eigen \(eigen.rawValue) needs a symmetric kernel; drop --data2 or use --eigen none")
@@ -91,17 +62,9 @@ struct Gram: ParsableCommand {
         options.eigenSolver = eigenSolver
         options.eigenTop = eigenTop
         options.eigen = data2 == nil ? eigen : .none
-        options.tileSize = tile
-        options.method = method
-        options.precision = precision
         options.force = outputOptions.force
-        options.progress = outputOptions.progress
-        options.cacheMegabytes = cacheMegabytes
         options.quiet = outputOptions.quiet
-        options.checkpointing = !noCheckpoint
-        options.checkpointDirectory = checkpoint
-        options.resume = resume
-        options.memoryBudget = memoryBudget.map { $0 << 20 }
+        options.engine = engineFlags.options(progress: outputOptions.progress)
         Interruption.install()
         try runUnderMPI { world in GramJob.run(options, world: world) }
     }

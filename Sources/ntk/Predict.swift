@@ -52,8 +52,7 @@ struct Predict: ParsableCommand {
     @Flag(name: .customLong("diag-reg-absolute"), help: "Add r itself to the diagonal (diag_reg_absolute_scale).")
     var diagRegAbsolute = false
 
-    @Option(help: "Samples per tile side (default \(GramOptions.defaultTileSize)).")
-    var tile: Int = GramOptions.defaultTileSize
+    @OptionGroup var engineFlags: EngineFlags
 
 
     func parsedTimes() throws -> [Double] {
@@ -83,7 +82,6 @@ struct Predict: ParsableCommand {
         if testTargets != nil && test == nil { throw ValidationError("--test-targets needs --test") }
         if kernel == .nngp { throw ValidationError("--kernel nngp describes Bayesian inference, not gradient descent: use empirical or analytic") }
         if kernel == .analytic && parameterOptions.params != nil { throw ValidationError("--kernel analytic takes no --params") }
-        try Limits.check(tile, "--tile", 1...Limits.maximumTile)
     }
 
     func run() throws {
@@ -95,10 +93,10 @@ struct Predict: ParsableCommand {
         options.times = try parsedTimes()
         options.steps = try parsedSteps()
         if let diagReg { options.regularizer = diagRegAbsolute ? .absolute(diagReg) : .relative(diagReg) }
-        options.tileSize = tile
         options.force = outputOptions.force
-        options.progress = outputOptions.progress
         options.quiet = outputOptions.quiet
+        options.engine = engineFlags.options(progress: outputOptions.progress)
+        Interruption.install()
         try runUnderMPI { world in PredictJob.run(options, world: world) }
     }
 }

@@ -38,8 +38,7 @@ struct Train: ParsableCommand {
     @Option(help: "Comma-separated step counts to record (training runs to the largest; default 0,10,100,1000).")
     var steps: String = "0,10,100,1000"
 
-    @Option(help: "Samples per tile side for the kernels (default \(GramOptions.defaultTileSize)).")
-    var tile: Int = GramOptions.defaultTileSize
+    @OptionGroup var engineFlags: EngineFlags
 
 
     func parsedSteps() throws -> [Int] {
@@ -54,7 +53,6 @@ struct Train: ParsableCommand {
         _ = try parsedSteps()
         if !(learningRate.isFinite && learningRate > 0) { throw ValidationError("--learning-rate must be a positive number") }
         if testTargets != nil && test == nil { throw ValidationError("--test-targets needs --test") }
-        try Limits.check(tile, "--tile", 1...Limits.maximumTile)
     }
 
     func run() throws {
@@ -63,10 +61,10 @@ struct Train: ParsableCommand {
         options.testTargets = testTargets
         options.learningRate = learningRate
         options.steps = try parsedSteps()
-        options.tileSize = tile
         options.force = outputOptions.force
-        options.progress = outputOptions.progress
         options.quiet = outputOptions.quiet
+        options.engine = engineFlags.options(progress: outputOptions.progress)
+        Interruption.install()
         try runUnderMPI { world in TrainJob.run(options, world: world) }
     }
 }

@@ -18,6 +18,11 @@ import NumPyIO
 
     /// Starts `ntk gram` under mpirun in the background with slowed tiles.
     static func startSlow(_ dir: String, out: String, ranks: Int, delayMs: Int = 150, arguments: [String] = network) throws -> Process {
+        try startSlow(["gram", "--data", dir + "/x.npy", "--out", out] + arguments, ranks: ranks, delayMs: delayMs)
+    }
+
+    /// Starts `ntk arguments` under mpirun in the background with slowed tiles.
+    static func startSlow(_ arguments: [String], ranks: Int, delayMs: Int = 150) throws -> Process {
         let process = Process()
         var env = ProcessInfo.processInfo.environment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
@@ -29,7 +34,7 @@ import NumPyIO
         // the test runner's threads block signals, and a child inherits that mask.
         process.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
         process.arguments = ["-MPOSIX", "-e", "sigprocmask(SIG_SETMASK, POSIX::SigSet->new); $SIG{$_} = 'DEFAULT' for qw(USR1 TERM INT); exec @ARGV or die", "mpirun", "--oversubscribe", "--bind-to", "none", "--timeout", "60", "-np", String(ranks),
-                             Launcher.binary, "gram", "--data", dir + "/x.npy", "--out", out] + arguments
+                             Launcher.binary] + arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

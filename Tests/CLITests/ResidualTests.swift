@@ -83,3 +83,57 @@ import NumPyIO
         #expect(converge.status == 0, "\(converge.stderr)")
     }
 }
+
+/// `predict`, `train` and `converge` on the shared tile engine: checkpoints, stop requests,
+/// resume, memory plan.
+@Suite(.serialized) struct EngineForEveryCommandTests {
+    static func inputs() throws -> String {
+        let dir = Launcher.temporaryDirectory("engine")
+        try Launcher.writeNPY(dir + "/x.npy", shape: [48, 5], values: Launcher.values(240, seed: 7))
+        try Launcher.writeNPY(dir + "/y.npy", shape: [48, 1], values: Launcher.values(48, seed: 8))
+        try Launcher.writeNPY(dir + "/xt.npy", shape: [20, 5], values: Launcher.values(100, seed: 9))
+        return dir
+    }
+
+    static let predict = ["--depth", "2", "--width", "16", "--tile", "4", "--seed", "1", "--learning-rate", "1", "--times", "1,inf"]
+
+    @Test("predict stopped by SIGUSR1 exits 75 with its tiles saved; --resume on another rank count reuses them and writes bitwise the uninterrupted predictions")
+    func predictResumes() throws {
+        let dir = try Self.inputs()
+        let common = ["predict", "--train", dir + "/x.npy", "--targets", dir + "/y.npy", "--test", dir + "/xt.npy"] + Self.predict
+        let reference = try Launcher.run(common + ["--out", dir + "/reference"], ranks: 1, timeout: 60)
+        try #require(reference.status == 0, "\(reference.stderr)")
+        let out = dir + "/run"
+        let job = try ReliabilityTests.startSlow(common + ["--out", out], ranks: 2)
+        let start = Date()
+        while Date().timeIntervalSince(start) < 30 {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: out + "/checkpoint/train")) ?? []
+            if names.filter({ $0.hasPrefix("tile-") }).count >= 6 { break }
+            usleep(50_000)
+        }
+        kill(job.processIdentifier, SIGUSR1)
+        #expect(ReliabilityTests.wait(job, seconds: 20) == 75)
+        #expect(!FileManager.default.fileExists(atPath: out + "/summary.json"))
+        let resumed = try Launcher.run(common + ["--out", out, "--resume"], ranks: 3, timeout: 60)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        for file in ["train_predictions.npy", "test_predictions.npy"] {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/" + file)) == Data(contentsOf: URL(fileURLWithPath: dir + "/reference/" + file)), "\(file)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out + "/checkpoint"), "the checkpoints are removed after success")
+    }
+
+    @Test("predict, train and converge refuse with 64 before any work a run over --memory-budget-mb, and share the engine flags", arguments: ["predict", "train", "converge"])
+    func memoryPlan(command: String) throws {
+        let dir = try Self.inputs()
+        try Launcher.writeNPY(dir + "/big.npy", shape: [6000, 2], values: Launcher.values(12000, seed: 1))
+        try Launcher.writeNPY(dir + "/bigy.npy", shape: [6000, 1], values: Launcher.values(6000, seed: 2))
+        var arguments = [command, "--depth", "1", "--width", "8", "--out", dir + "/out", "--memory-budget-mb", "100", "--cache-mb", "64"]
+        arguments += command == "converge" ? ["--data", dir + "/big.npy", "--widths", "8"]
+                                           : ["--train", dir + "/big.npy", "--targets", dir + "/bigy.npy", "--learning-rate", "1"]
+        let result = try Launcher.run(arguments, ranks: 2, timeout: 60)
+        #expect(result.status == 64, "\(result.stderr)")
+        #expect(result.stderr.contains("this run needs about"), "\(result.stderr)")
+        #expect(result.seconds < 20)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out/checkpoint"))
+    }
+}

@@ -1,0 +1,126 @@
+import Foundation
+import MPI
+import Network
+
+/// How every command computes its kernels: one value, set once from the command line and
+/// passed down unchanged.
+public struct EngineOptions: Sendable {
+    /// Samples per tile side.
+    public var tileSize = EngineOptions.defaultTileSize
+    public var method: GradientMethod = .structured
+    /// float64 (default) or float32 tile products (structured method only).
+    public var precision: Precision = .f64
+    /// Bound on the per-sample quantities, in MiB.
+    public var cacheMegabytes = 2048
+    /// Save finished tiles (default on).
+    public var checkpointing = true
+    /// Where finished tiles go; nil means `<output>/checkpoint`.
+    public var checkpointDirectory: String?
+    /// Reuse verified tiles of an earlier, interrupted run with the same inputs.
+    public var resume = false
+    /// The memory the node of rank 0 may use, in bytes; nil reads MemAvailable (and the
+    /// cgroup limit).
+    public var memoryBudget: Int?
+    /// Progress lines on stderr: nil means only when stderr is a terminal.
+    public var progress: Bool?
+
+    public static let defaultTileSize = 256
+
+    public init() {}
+
+    /// The checkpoint directory of a job writing into `output`.
+    public func checkpointDirectory(output: String) -> String { checkpointDirectory ?? output + "/checkpoint" }
+
+    /// The memory rank 0's node may use (the budget, else what the system reports).
+    var availableBytes: Int? { memoryBudget ?? MemoryPlan.availableBytes() }
+}
+
+/// The kernels of a job that needs them gathered on rank 0 (`predict`, `train`,
+/// `converge`): the same tile loop, per-sample sharing, checkpoints, resume and stop
+/// requests as `gram`, one named kernel at a time.
+///
+/// Each kernel keeps its tiles in a checkpoint of its own, `<checkpoint>/<name>`, bound to
+/// a manifest of what it is computed from; `--resume` reuses the verified ones. The
+/// checkpoints are removed by `finish` once the job's results are committed.
+final class TileEngine {
+    let options: EngineOptions
+    let world: Communicator
+    let output: String
+    private var prepared: [(checkpoint: Checkpoint, lock: DirectoryLock?)] = []
+
+    init(options: EngineOptions, output: String, world: Communicator) {
+        self.options = options
+        self.output = output
+        self.world = world
+    }
+
+    /// Refuses (64), on every rank, a job whose rank-0 peak `bytes` exceeds the memory
+    /// available to rank 0's node; `what` names the job's large arrays. Collective.
+    func checkMemory(_ bytes: Double, what: String) throws {
+        let localRanks = (try? world.nodeLocal().size) ?? 1
+        let budget = options.availableBytes
+        try Agreement(world: world).stage { () throws(NTKError) in
+            guard world.isRoot, let available = budget else { return }
+            let needed = bytes + Double(max(0, localRanks - 1)) * Double(MemoryPlan.baseline)
+            if needed > Double(available) {
+                throw NTKError(.usage, "this run needs about \(MemoryPlan.format(needed)) on rank 0's node (\(what)) but \(MemoryPlan.format(Double(available))) is available; use fewer samples, a smaller network, or a node with more memory")
+            }
+        }
+    }
+
+    /// Kernel `name` computed by `computer` over `plan`, gathered on rank 0 (a symmetric
+    /// kernel mirrored from its upper tiles; empty on the other ranks). Collective; a stop
+    /// request ends it on every rank with status 75, its finished tiles saved.
+    func gathered(_ name: String, computer: TileComputer, plan: TilePlan, manifest: Checkpoint.Manifest) throws -> [Double] {
+        let agreement = Agreement(world: world)
+        let directory = options.checkpointDirectory(output: output) + "/" + name
+        let (reusable, lock): (Bool, DirectoryLock?) = try agreement.stage { () throws(NTKError) -> (Bool, DirectoryLock?) in
+            guard world.isRoot, options.checkpointing else { return (false, nil) }
+            return try Checkpoint.prepare(directory: directory, manifest: manifest, resume: options.resume)
+        }
+        let reuse = try world.allreduce(Int32(reusable ? 1 : 0), .max) == 1
+        let checkpoint = options.checkpointing ? Checkpoint(directory: directory, manifest: manifest) : nil
+        if let checkpoint { prepared.append((checkpoint, lock)) }
+        computer.precision = options.precision
+        let rows = plan.rows, columns = plan.columns
+        if computer.network != nil && options.method == .structured
+            && computer.factorBytesPerSample * (rows + (plan.symmetric ? 0 : columns)) <= options.cacheMegabytes << 20 {
+            try computer.preload(world: world)
+        }
+        let result: GramJob.DistributedKernel
+        do {
+            result = try GramJob.computeKernel(computer: computer, plan: plan, entry: 1, rows: rows, columns: columns,
+                                               checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world)
+        } catch let failure as AgreedFailure {
+            try? computer.release()
+            throw failure
+        }
+        try computer.release()
+        var kernel = result.kernel
+        if plan.symmetric && world.isRoot {
+            for i in 0..<rows { for j in (i + 1)..<rows { kernel[j * rows + i] = kernel[i * rows + j] } }
+        }
+        return kernel
+    }
+
+    /// Removes the kernels' checkpoints (rank 0, after the results are committed), and the
+    /// default checkpoint directory when it is left empty.
+    func finish() {
+        guard world.isRoot else { return }
+        for (checkpoint, lock) in prepared { checkpoint.remove(directoryToo: true, lock: lock) }
+        prepared = []
+        if options.checkpointDirectory == nil { rmdir(options.checkpointDirectory(output: output)) }
+    }
+
+    /// The manifest of a kernel of `network` (or of the infinite-width `kind`) between
+    /// `rows` and `columns` (nil: symmetric).
+    func manifest(rows: DataSet, columns: DataSet?, spec: ModelSpec, network: Network?, kind: KernelKind, plan: TilePlan) -> Checkpoint.Manifest {
+        Checkpoint.Manifest(
+            n: rows.count, m: columns?.count, inputWidth: rows.width, tileSize: plan.tileSize, tiles: plan.tiles.count,
+            outputKernel: OutputKernel.mean.rawValue, kernel: kind.rawValue,
+            method: kind == .empirical ? options.method.rawValue : "none", precision: options.precision.rawValue,
+            dataHash: Checkpoint.fingerprint(rows.values), data2Hash: columns.map { Checkpoint.fingerprint($0.values) },
+            modelHash: Checkpoint.fingerprint(spec.encodeJSON()),
+            parametersHash: network.map { Checkpoint.fingerprint($0.flatParameters) } ?? "none")
+    }
+}
