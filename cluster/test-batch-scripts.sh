@@ -177,6 +177,42 @@ grep -q "stopped by SIGUSR1" "$tmp/slurm-4.log" || fail "SLURM: TERM was not pas
 (($(count_lines "$tmp/scontrol.calls") == 1)) || fail "SLURM: requeued after TERM"
 pass "SLURM: TERM to the batch shell stops ntk (passed on as USR1, exit 75), no requeue"
 
+# 4b. The same script for ntk predict (NTK_COMMAND): USR1 -> 75 -> requeue; the requeued
+#     start resumes its kernels' tiles and writes predictions bitwise equal to an
+#     uninterrupted run's; a further start finds summary.json and does nothing.
+cat > "$tmp/model10.json" <<'EOF2'
+{"layers": [{"type": "dense", "width": 32, "W_std": 1.4142135623730951, "b_std": 0.1},
+            {"type": "relu"},
+            {"type": "dense", "width": 10, "W_std": 1.4142135623730951, "b_std": 0.1}]}
+EOF2
+predict_flags="--tile 128 --no-progress --seed 3 --learning-rate 1 --times 1,inf"
+# shellcheck disable=SC2086
+mpirun --oversubscribe --bind-to none --timeout 60 -np 2 "$ntk" predict --train "$NTK_DATA" --targets "$repo/data/digits_labels.npy" \
+    --model "$tmp/model10.json" $predict_flags --out "$tmp/predict-ref" --no-checkpoint --quiet > "$tmp/predict-ref.log" 2>&1 ||
+    fail "the uninterrupted predict run"
+predict_env=(NTK_COMMAND=predict NTK_TARGETS="$repo/data/digits_labels.npy" NTK_MODEL="$tmp/model10.json" NTK_PARAMS=
+             NTK_EXTRA_ARGS="$predict_flags" NTK_OUT="$tmp/slurm-predict")
+start env PATH="$fakepath" SLURM_JOB_ID=4250 SLURM_NTASKS=2 NTK_TILE_DELAY_MS=200 "${predict_env[@]}" \
+    bash "$sbatch_script" > "$tmp/slurm-p1.log" 2>&1
+wait_for_tiles "$tmp/slurm-predict/checkpoint/train" 6
+kill -USR1 "$shell"
+collect
+((status == 75)) || fail "SLURM predict: status $status after USR1, expected 75"
+[[ $(tail -n 1 "$tmp/scontrol.calls") == "scontrol requeue 4250" ]] || fail "SLURM predict: no 'scontrol requeue 4250'"
+start env PATH="$fakepath" SLURM_JOB_ID=4250 SLURM_NTASKS=2 SLURM_RESTART_COUNT=1 "${predict_env[@]}" \
+    bash "$sbatch_script" > "$tmp/slurm-p2.log" 2>&1
+collect
+((status == 0)) || fail "SLURM predict: the requeued start ended with $status"
+cmp -s "$tmp/slurm-predict/train_predictions.npy" "$tmp/predict-ref/train_predictions.npy" ||
+    fail "SLURM predict: predictions differ from the uninterrupted run's"
+calls=$(count_lines "$tmp/srun.calls")
+start env PATH="$fakepath" SLURM_JOB_ID=4250 SLURM_NTASKS=2 SLURM_RESTART_COUNT=2 "${predict_env[@]}" \
+    bash "$sbatch_script" > "$tmp/slurm-p3.log" 2>&1
+collect
+((status == 0)) && (($(count_lines "$tmp/srun.calls") == calls)) || fail "SLURM predict: ran again over a finished result"
+(($(count_lines "$tmp/scontrol.calls") == 2)) || fail "SLURM predict: requeued again after success"
+pass "SLURM predict (NTK_COMMAND): USR1 -> 75 -> requeue -> resumed, predictions bitwise equal; a start after completion does nothing"
+
 # 5. Status handling alone, with a stand-in for ntk: 75 past NTK_MAX_REQUEUES is not
 #    requeued; an input error (65) is passed through and not requeued.
 cat > "$tmp/bin/fake-ntk" <<'EOF'
@@ -193,7 +229,7 @@ PATH="$fakepath" SLURM_JOB_ID=4246 SLURM_NTASKS=2 FAKE_NTK_STATUS=65 \
     NTK_BIN="$tmp/bin/fake-ntk" NTK_OUT="$tmp/slurm-out-3" start bash "$sbatch_script" > "$tmp/slurm-6.log" 2>&1
 collect
 ((status == 65)) || fail "SLURM: status $status, expected ntk's 65 passed through"
-(($(count_lines "$tmp/scontrol.calls") == 1)) || fail "SLURM: requeued beyond NTK_MAX_REQUEUES or after exit 65"
+(($(count_lines "$tmp/scontrol.calls") == 2)) || fail "SLURM: requeued beyond NTK_MAX_REQUEUES or after exit 65"
 pass "SLURM: no requeue beyond NTK_MAX_REQUEUES, nor after an input error (65, passed through)"
 
 # ---- PBS --------------------------------------------------------------------------------
