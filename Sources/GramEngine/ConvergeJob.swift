@@ -65,34 +65,8 @@ public enum ConvergeJob {
         JobRunner.run(world: world) { try execute(options, world: world) }
     }
 
-    /// `spec` with every hidden dense layer set to `width`: all but the output layer (the
-    /// last one outside residual blocks), those inside residual blocks included, except
-    /// blocks that act on the input before any dense layer (their width is the data's).
-    public static func widened(_ spec: ModelSpec, to width: Int) -> ModelSpec {
-        let outputIndex = spec.layers.lastIndex { if case .dense = $0 { return true } else { return false } }
-        func widen(_ layers: [Layer]) -> [Layer] {
-            layers.map { layer in
-                switch layer {
-                case .dense(var d): d.width = width; return .dense(d)
-                case .activation: return layer
-                case .residual(let block): return .residual(widen(block))
-                }
-            }
-        }
-        var result = spec
-        var seenDense = false
-        result.layers = spec.layers.enumerated().map { index, layer in
-            switch layer {
-            case .dense(var d):
-                seenDense = true
-                if index != outputIndex { d.width = width }
-                return .dense(d)
-            case .activation: return layer
-            case .residual(let block): return seenDense ? .residual(widen(block)) : layer
-            }
-        }
-        return result
-    }
+    /// `spec` with every hidden layer set to `width` (see `ModelSpec.widened(to:)`).
+    public static func widened(_ spec: ModelSpec, to width: Int) -> ModelSpec { spec.widened(to: width) }
 
     static func execute(_ options: ConvergeOptions, world: Communicator) throws {
         let agreement = Agreement(world: world)
@@ -101,7 +75,8 @@ public enum ConvergeJob {
         let (data, spec): (DataSet, ModelSpec) = try agreement.stage { () throws(NTKError) -> (DataSet, ModelSpec) in
             let inspected = try InputPlan.inspect(data: options.data, data2: nil, model: options.model, parameters: nil)
             let spec = inspected.spec
-            if spec.denseLayers.count < 2 {
+            // A layer to widen changes width at 1 or at 2 (it cannot have both).
+            if spec.widened(to: 1) == spec && spec.widened(to: 2) == spec {
                 throw NTKError(.dataError, "ntk converge needs a model with at least one hidden dense layer to widen")
             }
             if options.widths.isEmpty || options.widths.contains(where: { $0 < 1 }) {

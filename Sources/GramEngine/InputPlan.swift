@@ -65,16 +65,9 @@ public struct InputPlan: Sendable {
         self.m = m
         self.inputWidth = d
         self.spec = spec
-        var fanIn = Double(d), count = 0.0, factors = 0.0
-        let k = Double(spec.outputCount)
-        for layer in spec.denseLayers {
-            let fanOut = Double(layer.width)
-            count += fanIn * fanOut + (layer.biasStd == nil ? 0 : fanOut)
-            factors += fanIn + k * fanOut
-            fanIn = fanOut
-        }
-        parameterCount = finite ? count : 0
-        factorsPerSample = finite ? factors + k : 0
+        let sizes = spec.sizes(inputWidth: d)
+        parameterCount = finite ? sizes.parameters : 0
+        factorsPerSample = finite ? sizes.factorsPerSample : 0
         bytes = 8 * Double(n + (m ?? 0)) * Double(d) + 3 * 8 * parameterCount + parameterFileBytes
     }
 

@@ -140,14 +140,12 @@ public enum Inputs {
     /// when it is larger than they can take, and each member when it would inflate to more
     /// than its array needs (a member named in the model, or a small unknown one).
     public static func network(spec: ModelSpec, inputWidth: Int, parametersPath path: String) throws(NTKError) -> Network {
-        let geometry = Network.geometry(of: spec, inputWidth: inputWidth)
         var bounds: [String: Int] = [:]
-        for (l, g) in geometry.enumerated() {
-            bounds["W\(l)"] = 8 * g.fanIn * g.fanOut + npyHeaderSlack
-            bounds["b\(l)"] = 8 * g.fanOut + npyHeaderSlack
+        for array in Network.arrayShapes(of: spec, inputWidth: inputWidth) {
+            bounds[array.name] = 8 * array.shape.reduce(1, *) + npyHeaderSlack
         }
         let fileLimit = bounds.values.reduce(0, +) + bounds.count * zipMemberSlack + (1 << 16)
-        let bytes = try read(path, role: "--params", limit: fileLimit, why: "that the model's \(geometry.count) dense layers' parameters can take")
+        let bytes = try read(path, role: "--params", limit: fileLimit, why: "that the model's \(bounds.count) parameter arrays can take")
         let members: [String: NPYArray]
         do {
             var decoded: [String: NPYArray] = [:]

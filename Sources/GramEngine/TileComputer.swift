@@ -28,17 +28,15 @@ final class TileComputer {
         let factors: BatchFactors
         let gradients: [Double]?
         /// The factors rounded to float32 (with `Precision.f32`).
-        let inputs32: [[Float]]?
-        let signals32: [[Float]]?
+        let single: SingleFactors?
         var lastUse: Int
         let bytes: Int
         init(factors: BatchFactors, gradients: [Double]?, lastUse: Int, single: Bool = false) {
             self.factors = factors
             self.gradients = gradients
-            self.inputs32 = single ? factors.inputRanges.indices.map { l in factors.withInputs(l) { $0.map(Float.init) } } : nil
-            self.signals32 = single ? factors.signalRanges.indices.map { l in factors.withSignals(l) { $0.map(Float.init) } } : nil
+            self.single = single ? SingleFactors(factors) : nil
             self.lastUse = lastUse
-            self.bytes = factors.byteCount + 8 * (gradients?.count ?? 0) + (single ? factors.byteCount / 2 : 0)
+            self.bytes = factors.byteCount + 8 * (gradients?.count ?? 0) + (self.single?.byteCount ?? 0)
         }
     }
     /// The arithmetic of the structured products.
@@ -121,7 +119,7 @@ final class TileComputer {
         let k = network.outputCount
         let kk = outputKernel == .full ? k : 1
         let m = a.count, n = b.count
-        var tileValues = [Double](repeating: 0, count: m * kk * n * kk)
+        var tileValues: [Double]
         // A diagonal tile of a symmetric kernel is read by its upper triangle only (the
         // writers and the gather mirror it): the products skip the blocks below it, which
         // stay zero.
@@ -129,6 +127,7 @@ final class TileComputer {
         let upperSamples = diagonal ? 1 : 0, upperEntries = diagonal ? kk : 0
         switch method {
         case .explicit:
+            tileValues = [Double](repeating: 0, count: m * kk * n * kk)
             let p = network.parameterCount
             rowsEntry.gradients!.withUnsafeBufferPointer { ga in
                 columnsEntry.gradients!.withUnsafeBufferPointer { gb in
@@ -146,83 +145,8 @@ final class TileComputer {
                 }
             }
         case .structured:
-            var zz = [Double](repeating: 0, count: m * n)
-            var dd = [Double](repeating: 0, count: m * kk * n * kk)
-            for (l, g) in network.geometry.enumerated() {
-                let s2 = g.weightScale * g.weightScale
-                let t2 = g.biasScale * g.biasScale
-                if precision == .f32 {
-                    rowsEntry.inputs32![l].withUnsafeBufferPointer { za in
-                        columnsEntry.inputs32![l].withUnsafeBufferPointer { zb in
-                            zz.withUnsafeMutableBufferPointer { c in
-                                InnerProducts.multiplyTransposed(m: m, n: n, k: g.fanIn, a: za.baseAddress!, lda: g.fanIn,
-                                                                 b: zb.baseAddress!, ldb: g.fanIn, c: c.baseAddress!, ldc: n)
-                            }
-                        }
-                    }
-                    rowsEntry.signals32![l].withUnsafeBufferPointer { da in
-                        columnsEntry.signals32![l].withUnsafeBufferPointer { db in
-                            dd.withUnsafeMutableBufferPointer { c in
-                                if kk == 1 {
-                                    InnerProducts.multiplyTransposed(m: m, n: n, k: k * g.fanOut, a: da.baseAddress!, lda: k * g.fanOut,
-                                                                     b: db.baseAddress!, ldb: k * g.fanOut, c: c.baseAddress!, ldc: n)
-                                } else {
-                                    InnerProducts.multiplyTransposed(m: m * k, n: n * k, k: g.fanOut, a: da.baseAddress!, lda: g.fanOut,
-                                                                     b: db.baseAddress!, ldb: g.fanOut, c: c.baseAddress!, ldc: n * k)
-                                }
-                            }
-                        }
-                    }
-                } else {
-                    a.withInputs(l) { za in
-                        b.withInputs(l) { zb in
-                            zz.withUnsafeMutableBufferPointer { c in
-                                InnerProducts.multiplyTransposed(m: m, n: n, k: g.fanIn, a: za.baseAddress!, lda: g.fanIn,
-                                                                 b: zb.baseAddress!, ldb: g.fanIn, c: c.baseAddress!, ldc: n,
-                                                                 upperFrom: upperSamples)
-                            }
-                        }
-                    }
-                    a.withSignals(l) { da in
-                        b.withSignals(l) { db in
-                            dd.withUnsafeMutableBufferPointer { c in
-                                if kk == 1 {
-                                    InnerProducts.multiplyTransposed(m: m, n: n, k: k * g.fanOut, a: da.baseAddress!, lda: k * g.fanOut,
-                                                                     b: db.baseAddress!, ldb: k * g.fanOut, c: c.baseAddress!, ldc: n,
-                                                                     upperFrom: upperSamples)
-                                } else {
-                                    InnerProducts.multiplyTransposed(m: m * k, n: n * k, k: g.fanOut, a: da.baseAddress!, lda: g.fanOut,
-                                                                     b: db.baseAddress!, ldb: g.fanOut, c: c.baseAddress!, ldc: n * k,
-                                                                     upperFrom: upperEntries)
-                                }
-                            }
-                        }
-                    }
-                }
-                // tile += (s² ZZ + t²) ⊙ DD, on raw pointers: this loop runs once per layer
-                // over the whole tile.
-                tileValues.withUnsafeMutableBufferPointer { out in
-                    zz.withUnsafeBufferPointer { zp in
-                        dd.withUnsafeBufferPointer { dp in
-                            let o = out.baseAddress!, z = zp.baseAddress!, q = dp.baseAddress!
-                            if kk == 1 {
-                                for e in 0..<(m * n) { o[e] += (s2 * z[e] + t2) * q[e] }
-                            } else {
-                                let width = n * k
-                                for i in 0..<m {
-                                    for j in 0..<n {
-                                        let w = s2 * z[i * n + j] + t2
-                                        for ai in 0..<k {
-                                            let row = (i * k + ai) * width + j * k
-                                            for bi in 0..<k { o[row + bi] += w * q[row + bi] }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            let single = precision == .f32 ? (rows: rowsEntry.single!, columns: columnsEntry.single!) : nil
+            tileValues = network.structuredTile(rows: a, columns: b, fullOutputs: kk > 1, diagonal: diagonal, single: single)
         }
         if outputKernel == .mean && k > 1 {
             let kd = Double(k)
@@ -234,7 +158,7 @@ final class TileComputer {
     /// Bytes of structured per-sample quantities per sample: 8 (Σ_l n_in + k n_out + k).
     var factorBytesPerSample: Int {
         guard let network else { return 0 }
-        return 8 * (network.geometry.reduce(0) { $0 + $1.fanIn + network.outputCount * $1.fanOut } + network.outputCount)
+        return 8 * network.factorCount(samples: 1)
     }
 
     /// Computes every block's per-sample quantities once across the ranks instead of
@@ -253,7 +177,7 @@ final class TileComputer {
         func samples(_ key: Key) -> Range<Int> { key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block) }
         var offsets = [0]
         for key in blocks {
-            offsets.append(offsets.last! + BatchFactors.storageCount(count: samples(key).count, outputCount: k, geometry: network.geometry))
+            offsets.append(offsets.last! + network.factorCount(samples: samples(key).count))
         }
 
         // The node's ranks, and for each index q within a node, one rank per node.
@@ -318,8 +242,7 @@ final class TileComputer {
         }
         try shared?.memory?.synchronize()
         for (b, key) in blocks.enumerated() {
-            let factors = BatchFactors(count: samples(key).count, outputCount: k, geometry: network.geometry,
-                                       storage: FactorStorage(borrowing: UnsafeBufferPointer(slot(b))))
+            let factors = network.factors(count: samples(key).count, storage: FactorStorage(borrowing: UnsafeBufferPointer(slot(b))))
             let made = Entry(factors: factors, gradients: nil, lastUse: 0, single: precision == .f32)
             cache[key] = made
             cachedBytes += made.bytes

@@ -102,6 +102,50 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         _ = try walk(layers, width: inputWidth, path: "")
     }
 
+    /// This model with every hidden dense layer set to `width`: all but the output layer (the
+    /// last one outside residual blocks), those inside residual blocks included, except
+    /// blocks that act on the input before any dense layer (their width is the data's).
+    public func widened(to width: Int) -> ModelSpec {
+        let outputIndex = layers.lastIndex { if case .dense = $0 { return true } else { return false } }
+        func widen(_ layers: [Layer]) -> [Layer] {
+            layers.map { layer in
+                switch layer {
+                case .dense(var d): d.width = width; return .dense(d)
+                case .activation: return layer
+                case .residual(let block): return .residual(widen(block))
+                }
+            }
+        }
+        var result = self
+        var seenDense = false
+        result.layers = layers.enumerated().map { index, layer in
+            switch layer {
+            case .dense(var d):
+                seenDense = true
+                if index != outputIndex { d.width = width }
+                return .dense(d)
+            case .activation: return layer
+            case .residual(let block): return seenDense ? .residual(widen(block)) : layer
+            }
+        }
+        return result
+    }
+
+    /// Sizes of this model on inputs of width `inputWidth`, as doubles (so that absurd
+    /// widths give huge counts, never wrapped ones): P, the trainable parameters, and the
+    /// structured method's per-sample factors Σ_l (n_in + k n_out) + k.
+    public func sizes(inputWidth: Int) -> (parameters: Double, factorsPerSample: Double) {
+        var fanIn = Double(inputWidth), count = 0.0, factors = 0.0
+        let k = Double(outputCount)
+        for layer in denseLayers {
+            let fanOut = Double(layer.width)
+            count += fanIn * fanOut + (layer.biasStd == nil ? 0 : fanOut)
+            factors += fanIn + k * fanOut
+            fanIn = fanOut
+        }
+        return (count, factors + k)
+    }
+
     /// The common case: `depth` hidden dense layers of `width`, each followed by
     /// `activation`, then a dense readout of `outputs`.
     public static func fullyConnected(depth: Int, width: Int, activation: Activation,

@@ -76,6 +76,17 @@ public struct Network: Sendable {
         return result
     }
 
+    /// The parameter arrays of `spec` on inputs of width `inputWidth`, in file order
+    /// (`W0, b0, W1, …`), with their shapes.
+    public static func arrayShapes(of spec: ModelSpec, inputWidth: Int) -> [(name: String, shape: [Int])] {
+        var result: [(name: String, shape: [Int])] = []
+        for (l, g) in geometry(of: spec, inputWidth: inputWidth).enumerated() {
+            result.append(("W\(l)", [g.fanIn, g.fanOut]))
+            if g.hasBias { result.append(("b\(l)", [g.fanOut])) }
+        }
+        return result
+    }
+
     /// A network from given parameters; throws if their shapes do not fit the model.
     public init(spec: ModelSpec, inputWidth: Int, parameters: [DenseParameters]) throws(ParameterError) {
         do { try spec.validate(inputWidth: inputWidth) } catch { throw ParameterError(error.message) }
