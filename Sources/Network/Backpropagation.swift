@@ -163,9 +163,12 @@ extension Network {
                 switch layer {
                 case .dense:
                     let g = network.geometry[dense]
-                    var h = [Double](repeating: 0, count: count * g.fanOut)
-                    current.withUnsafeBufferPointer { z in
-                        h.withUnsafeMutableBufferPointer { network.dense(dense, z: z, count: count, into: $0) }
+                    // Every entry of h is written by the product (no zeroing pass).
+                    let h = current.withUnsafeBufferPointer { z in
+                        [Double](unsafeUninitializedCapacity: count * g.fanOut) { buffer, initialized in
+                            network.dense(dense, z: z, count: count, into: buffer)
+                            initialized = count * g.fanOut
+                        }
                     }
                     if keep { denseInputs.append(current) }
                     current = h
