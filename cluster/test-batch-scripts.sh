@@ -155,14 +155,20 @@ same_files "$slurm_out"
 [[ ! -e $slurm_out/checkpoint ]] || fail "SLURM: the default checkpoint was not removed after success"
 pass "SLURM: requeued start resumed ($n tiles reused), files bitwise equal to the uninterrupted run"
 
-# 3. A further start (say Slurm requeued after the result was written) does nothing.
+# 3. A further start over the finished result runs nothing: an error (73) unless
+#    NTK_SKIP_DONE=1 accepts it (exit 0).
 calls=$(count_lines "$tmp/srun.calls")
 PATH="$fakepath" SLURM_JOB_ID=4242 SLURM_NTASKS=2 SLURM_RESTART_COUNT=2 NTK_OUT="$slurm_out" \
     start bash "$sbatch_script" > "$tmp/slurm-3.log" 2>&1
 collect
-((status == 0)) || fail "SLURM: the start after completion ended with $status"
+((status == 73)) || fail "SLURM: the start after completion ended with $status, expected 73"
+grep -q "ERROR: .* already holds a finished result" "$tmp/slurm-3.log" || fail "SLURM: no error about the finished result"
+PATH="$fakepath" SLURM_JOB_ID=4242 SLURM_NTASKS=2 SLURM_RESTART_COUNT=2 NTK_OUT="$slurm_out" NTK_SKIP_DONE=1 \
+    start bash "$sbatch_script" > "$tmp/slurm-3b.log" 2>&1
+collect
+((status == 0)) || fail "SLURM: the start after completion with NTK_SKIP_DONE=1 ended with $status"
 (($(count_lines "$tmp/srun.calls") == calls)) || fail "SLURM: ntk ran again over a finished result"
-pass "SLURM: a start after completion exits 0 without running ntk"
+pass "SLURM: a start after completion runs nothing: exit 73 with an error, or 0 with NTK_SKIP_DONE=1"
 
 # 4. TERM to the batch shell (scancel, preemption) stops ntk too, passed on as USR1, but
 #    the job is not requeued: it is meant to end.
@@ -209,7 +215,7 @@ calls=$(count_lines "$tmp/srun.calls")
 start env PATH="$fakepath" SLURM_JOB_ID=4250 SLURM_NTASKS=2 SLURM_RESTART_COUNT=2 "${predict_env[@]}" \
     bash "$sbatch_script" > "$tmp/slurm-p3.log" 2>&1
 collect
-((status == 0)) && (($(count_lines "$tmp/srun.calls") == calls)) || fail "SLURM predict: ran again over a finished result"
+((status == 73)) && (($(count_lines "$tmp/srun.calls") == calls)) || fail "SLURM predict: ran again over a finished result, or did not say so"
 (($(count_lines "$tmp/scontrol.calls") == 2)) || fail "SLURM predict: requeued again after success"
 pass "SLURM predict (NTK_COMMAND): USR1 -> 75 -> requeue -> resumed, predictions bitwise equal; a start after completion does nothing"
 

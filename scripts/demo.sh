@@ -10,5 +10,5 @@ shift || true
 scripts/setup.sh
 source scripts/mpi-env.sh
 swift build -c release --product ntk 2>&1 | tail -1
-mpirun --oversubscribe --bind-to none -np "$ranks" .build/release/ntk gram \
+mpirun -q --oversubscribe --bind-to none -np "$ranks" .build/release/ntk gram \
     --data data/digits.npy --out out/digits --force "$@"

@@ -42,7 +42,7 @@ for depth in $depths; do
       echo "sweep: $name" >&2
       w_std=1.4142135623730951
       [[ $activation == relu ]] || w_std=1.5
-      mpirun --oversubscribe --bind-to none -np "$ranks" "$ntk" predict \
+      mpirun -q --oversubscribe --bind-to none -np "$ranks" "$ntk" predict \
         --train "$work/x_train.npy" --targets "$work/y_train.npy" \
         --test "$work/x_test.npy" --test-targets "$work/y_test.npy" \
         --depth "$depth" --width "$width" --activation "$activation" --w-std "$w_std" --b-std 0.1 \

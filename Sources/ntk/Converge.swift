@@ -22,7 +22,7 @@ struct Converge: ParsableCommand {
     @Option(help: "Comma-separated hidden widths, e.g. 64,128,256,512,1024.")
     var widths: String = "64,128,256,512,1024"
 
-    @Option(help: "Comma-separated seeds per width (default 0,1,2).")
+    @Option(help: "Comma-separated seeds per width.")
     var seeds: String = "0,1,2"
 
     @OptionGroup var engineFlags: EngineFlags

@@ -12,7 +12,7 @@ struct Init: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(help: "The seed (default 0).")
+    @Option(help: "The seed.")
     var seed: UInt64 = 0
 
     @Option(name: .customLong("input-width"), help: "The input width d. Excludes --data.")

@@ -14,7 +14,13 @@ struct NTK: ParsableCommand {
             64 bad flags, 65 malformed or inconsistent input, 66 missing or unreadable input, \
             70 internal error, 73 cannot create output, 74 I/O error while writing, 75 interrupted.
             """,
+        version: NTKVersion.current,
         subcommands: [Gram.self, Predict.self, Train.self, Converge.self, Init.self])
+}
+
+/// The tool's version, printed by `ntk --version` (bumped with every release note).
+enum NTKVersion {
+    static let current = "0.10.0"
 }
 
 /// The rank this process will have under mpirun, known before MPI starts (so that usage

@@ -13,7 +13,8 @@ struct Predict: ParsableCommand {
             and writes, for each gradient-flow time and each step count (times first, in the order given): \
             train_predictions.npy (T, N, k), test_predictions.npy (T, M, k), metrics.json (loss, MSE, accuracy \
             for integer labels), summary.json (spectral diagnostics, largest stable learning rate, time \
-            constants), report.txt and spectrum.svg. Conventions as neural-tangents' \
+            constants), report.txt, spectrum.svg and label_power.svg (the training targets' power in the \
+            top eigenmodes). Conventions as neural-tangents' \
             predict.gradient_descent_mse: loss (1/(2c))‖f − Y‖² with c = N·k; times in its units (the flow \
             runs for η·t). Integer targets are class labels: one-hot over the model's k outputs.
             """)
@@ -37,8 +38,8 @@ struct Predict: ParsableCommand {
     @Option(help: "empirical (the linearized finite network at its parameters) or analytic (the infinite-width NTK; f₀ = 0, the ensemble mean).")
     var kernel: KernelKind = .empirical
 
-    @Option(name: .customLong("learning-rate"), help: "The learning rate η.")
-    var learningRate: Double
+    @Option(name: .customLong("learning-rate"), help: "The learning rate η (needed for finite --times and for --steps; t = inf does not depend on it).")
+    var learningRate: Double?
 
     @Option(help: "Comma-separated gradient-flow times; 'inf' is kernel regression (default: inf).")
     var times: String?
@@ -76,7 +77,12 @@ struct Predict: ParsableCommand {
     func validate() throws {
         _ = try parsedTimes()
         _ = try parsedSteps()
-        if !(learningRate.isFinite && learningRate > 0) { throw ValidationError("--learning-rate must be a positive number") }
+        let times = try parsedTimes(), steps = try parsedSteps()
+        if let learningRate {
+            if !(learningRate.isFinite && learningRate > 0) { throw ValidationError("--learning-rate must be a positive number") }
+        } else if !steps.isEmpty || times.contains(where: { $0.isFinite }) {
+            throw ValidationError("--learning-rate is needed for finite --times and for --steps (only t = inf does without it)")
+        }
         if let diagReg, !(diagReg.isFinite && diagReg >= 0) { throw ValidationError("--diag-reg must be a non-negative number") }
         if diagRegAbsolute && diagReg == nil { throw ValidationError("--diag-reg-absolute needs --diag-reg") }
         if testTargets != nil && test == nil { throw ValidationError("--test-targets needs --test") }
@@ -89,7 +95,7 @@ struct Predict: ParsableCommand {
         options.test = test
         options.testTargets = testTargets
         options.kernel = kernel
-        options.learningRate = learningRate
+        options.learningRate = learningRate ?? 1
         options.times = try parsedTimes()
         options.steps = try parsedSteps()
         if let diagReg { options.regularizer = diagRegAbsolute ? .absolute(diagReg) : .relative(diagReg) }

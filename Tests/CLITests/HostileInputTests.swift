@@ -171,6 +171,16 @@ import NumPyIO
         #expect(tiles.count < 60, "rank 0 went on with its share: \(tiles.count) tiles saved")
     }
 
+    @Test("launched as the README and the scripts launch it (mpirun -q), a failed run's stderr is ntk's one error line", arguments: [2, 3])
+    func quietLauncher(ranks: Int) throws {
+        let dir = try Slow.inputs()
+        let result = try Launcher.run(["gram", "--data", dir + "/missing.npy", "--out", dir + "/out"], ranks: ranks, timeout: 30,
+                                      mpirunOptions: ["-q"])
+        #expect(result.status == 66)
+        let lines = result.stderr.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        #expect(lines == ["ntk: error: --data file \(dir)/missing.npy does not exist"], "\(result.stderr)")
+    }
+
     // MARK: BLAS kernel
 
     @Test("without OPENBLAS_CORETYPE the run uses a kernel fit for the CPU (never the generic one, nor AVX2 on AVX-512) and records who chose it; a user's choice is kept", arguments: [1, 2])

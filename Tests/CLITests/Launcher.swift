@@ -29,7 +29,7 @@ enum Launcher {
     /// Runs `ntk arguments` on `ranks` ranks (nil: without mpirun), killed after
     /// `timeout` seconds. mpirun gets its own --timeout too, so no rank outlives a test.
     static func run(_ arguments: [String], ranks: Int? = nil, timeout: Double = 120, environment: [String: String] = [:],
-                    removing removed: [String] = []) throws -> Result {
+                    removing removed: [String] = [], mpirunOptions: [String] = []) throws -> Result {
         let process = Process()
         var env = ProcessInfo.processInfo.environment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
@@ -44,7 +44,7 @@ enum Launcher {
         process.environment = env
         if let ranks {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["mpirun", "--oversubscribe", "--bind-to", "none", "--timeout", String(Int(timeout)),
+            process.arguments = ["mpirun"] + mpirunOptions + ["--oversubscribe", "--bind-to", "none", "--timeout", String(Int(timeout)),
                                  "-np", String(ranks), binary] + arguments
         } else {
             process.executableURL = URL(fileURLWithPath: binary)
