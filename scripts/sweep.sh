@@ -7,7 +7,8 @@
 # Usage: scripts/sweep.sh [RANKS] [KERNEL]     KERNEL: empirical (default) or analytic
 # Needs: a built ntk (swift build -c release), python3 with numpy (for the split and
 # the table). Environment: DEPTHS, WIDTHS, ACTIVATIONS, NTRAIN, NTEST, LR override the
-# defaults below.
+# defaults below; SWEEP_DIR is where the inputs and every run's results go (default: a new
+# directory under ${TMPDIR:-/tmp}, printed at the start; never inside the repository).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/mpi-env.sh
@@ -21,8 +22,9 @@ ntest="${NTEST:-400}"
 lr="${LR:-1}"
 ntk=.build/release/ntk
 [[ -x $ntk ]] || swift build -c release --product ntk >/dev/null
-work="${SWEEP_DIR:-out/sweep}"
+work="${SWEEP_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/ntk-sweep.XXXXXX")}"
 mkdir -p "$work"
+echo "sweep: results in $work" >&2
 
 python3 - "$work" "$ntrain" "$ntest" <<'PY'
 import sys, numpy as np

@@ -612,6 +612,8 @@ public enum GramJob {
             try stage("eigenvalues.npy", shape: [eigen.n], eigen.values)
             if let v = eigen.vectors { try stage("eigenvectors.npy", shape: [v.count / max(1, eigen.n), eigen.n], v) }
             if distributedEigen?.vectorsStaged == true { files.append("eigenvectors.npy") }
+            try output.stage("spectrum.csv", SpectralReport.csv(eigenvalues: eigen.values))
+            files.append("spectrum.csv")
         }
         // f(X) comes with the per-sample quantities when they were computed for every
         // sample; otherwise one more forward pass.

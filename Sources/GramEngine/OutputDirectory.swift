@@ -25,7 +25,8 @@ public final class OutputDirectory {
     /// with `force`.
     public static let resultMarkers = ["summary.json", "kernel.npy"]
     /// Every file name a job may write.
-    public static let resultFiles = ["kernel.npy", "eigenvalues.npy", "eigenvectors.npy", "outputs.npy", "outputs2.npy", "summary.json"]
+    public static let resultFiles = ["kernel.npy", "eigenvalues.npy", "eigenvectors.npy", "spectrum.csv", "outputs.npy", "outputs2.npy",
+                                     "summary.json"]
     /// The files that record a result: JSON objects with `"tool": "ntk"` and `"files"`.
     static let recordNames = ["summary.json", "training.json", "converge.json"]
     private var staged: [(temporary: String, final: String)] = []

@@ -107,7 +107,7 @@ public enum PredictJob {
         let output: OutputDirectory? = try agreement.stage { () throws(NTKError) -> OutputDirectory? in
             guard world.isRoot else { return nil }
             return try OutputDirectory(path: options.output, force: options.force, markers: ["summary.json"],
-                                       writes: ["train_predictions.npy", "test_predictions.npy", "metrics.json", "spectrum.svg",
+                                       writes: ["train_predictions.npy", "test_predictions.npy", "metrics.json", "spectrum.svg", "spectrum.csv",
                                                 "label_power.svg", "report.txt", "summary.json"])
         }
         let n = loaded.train.count, k = loaded.spec.outputCount
@@ -199,6 +199,7 @@ public enum PredictJob {
             if let m { try output.stage("test_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, m, k], doubles: test))) }
             try output.stage("metrics.json", metricsJSON)
             try output.stage("spectrum.svg", Data(SpectralReport.spectrumPlot(eigenvalues: dynamics.eigen.values).utf8))
+            try output.stage("spectrum.csv", SpectralReport.csv(eigenvalues: dynamics.eigen.values))
             if let power = diagnostics.cumulativeLabelPower {
                 try output.stage("label_power.svg", Data(SpectralReport.labelPowerPlot(power).utf8))
             }
@@ -215,8 +216,22 @@ public enum PredictJob {
     }
 }
 
-/// Readable renderings of spectral diagnostics: a text report and a spectrum plot.
+/// Readable renderings of spectral diagnostics: a text report, a spectrum plot and table.
 public enum SpectralReport {
+    /// The spectrum as CSV, largest first: `rank,eigenvalue,cumulative_fraction`, rank from 1
+    /// and the fraction of the trace (of the positive part) in the top `rank` modes.
+    static func csv(eigenvalues: [Double]) -> Data {
+        let descending = eigenvalues.reversed()
+        let total = descending.reduce(0) { $0 + Swift.max($1, 0) }
+        var text = "rank,eigenvalue,cumulative_fraction\n"
+        var running = 0.0
+        for (r, value) in descending.enumerated() {
+            running += Swift.max(value, 0)
+            text += "\(r + 1),\(String(format: "%.17g", value)),\(total > 0 ? String(format: "%.17g", running / total) : "")\n"
+        }
+        return Data(text.utf8)
+    }
+
     /// The report: one line per diagnostic, then one line per training time.
     public static func text(diagnostics d: SpectralDiagnostics, maxStableLearningRate: Double?, learningRate: Double?,
                             normalization: Double?, metrics: [PredictionMetrics] = []) -> String {

@@ -181,6 +181,26 @@ import NumPyIO
         #expect(lines == ["ntk: error: --data file \(dir)/missing.npy does not exist"], "\(result.stderr)")
     }
 
+    @Test("gram and predict write the spectrum as CSV, largest first, equal to eigenvalues.npy to the last digit")
+    func spectrumCSV() throws {
+        let dir = try Slow.inputs()
+        try Launcher.writeNPY(dir + "/y.npy", shape: [60, 1], values: Launcher.values(60, seed: 3))
+        let gram = try Launcher.run(["gram", "--data", dir + "/x.npy", "--depth", "1", "--width", "8", "--out", dir + "/g"], ranks: 2, timeout: 60)
+        let predict = try Launcher.run(["predict", "--train", dir + "/x.npy", "--targets", dir + "/y.npy", "--depth", "1", "--width", "8",
+                                        "--out", dir + "/p"], ranks: 2, timeout: 60)
+        try #require(gram.status == 0 && predict.status == 0, "\(gram.stderr)\(predict.stderr)")
+        let eigenvalues = try Launcher.readNPY(dir + "/g/eigenvalues.npy").doubles()
+        for out in ["g", "p"] {
+            let rows = try String(contentsOfFile: dir + "/\(out)/spectrum.csv", encoding: .utf8).split(separator: "\n")
+            #expect(rows.first == "rank,eigenvalue,cumulative_fraction")
+            let values = rows.dropFirst().map { Double($0.split(separator: ",")[1])! }
+            #expect(values.count == 60)
+            if out == "g" { #expect(values == Array(eigenvalues.reversed())) }
+            #expect(zip(values, values.dropFirst()).allSatisfy { $0 >= $1 })
+            #expect(Double(rows.last!.split(separator: ",")[2]).map { abs($0 - 1) < 1e-12 } == true)
+        }
+    }
+
     // MARK: BLAS kernel
 
     @Test("without OPENBLAS_CORETYPE the run uses a kernel fit for the CPU (never the generic one, nor AVX2 on AVX-512) and records who chose it; a user's choice is kept", arguments: [1, 2])
