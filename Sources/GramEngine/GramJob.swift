@@ -32,7 +32,7 @@ public struct GramOptions: Sendable {
     public var kernel: KernelKind = .empirical
     public var eigen: EigenOutput = .values
     /// LAPACK on rank 0 (default) or ScaLAPACK over all ranks.
-    public var eigenSolver: EigenSolver = .lapack
+    public var eigenSolver: EigenSolver = .auto
     /// Only the K largest eigenpairs (nil: all).
     public var eigenTop: Int?
     public var force = false
@@ -84,6 +84,20 @@ public struct GramSummary: Codable, Sendable {
     public var blasCoreChoice: String = "openblas"
     /// BLAS threads of rank 0's eigendecomposition (its node's ranks' cores).
     public var blasThreadsEigen: Int?
+    /// The block Lanczos run, when it computed the top eigenpairs: cycles, products with
+    /// blocks of vectors, block size and the largest residual ‖Θx − θx‖ (a bound on every
+    /// eigenvalue's error).
+    public var krylov: Krylov?
+
+    public struct Krylov: Codable, Sendable {
+        public var cycles: Int
+        public var blockProducts: Int
+        public var blockSize: Int
+        public var maxResidual: Double
+        enum CodingKeys: String, CodingKey {
+            case cycles, blockProducts = "block_products", blockSize = "block_size", maxResidual = "max_residual"
+        }
+    }
     public var seconds: [String: Double]
     public var spectrum: Spectrum?
     /// Spectral diagnostics (effective rank, decay exponent, largest stable learning rate, …).
@@ -98,7 +112,7 @@ public struct GramSummary: Codable, Sendable {
         case tool, kernel, method, n, m, parameters, parameterization, ranks, tiles, seconds, spectrum, files
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
         case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
-        case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen"
+        case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen", krylov = "krylov"
         case diagnostics, maxStableLearningRate = "max_stable_learning_rate", memoryEstimate = "memory_estimate"
     }
 }
@@ -143,8 +157,12 @@ public enum GramJob {
         let k = inputs.spec.outputCount
         let entry = options.outputKernel == .full ? k : 1
         let tileSize = options.engine.tileSize
+        let solver = options.eigenSolver.resolved(order: n * entry, top: options.eigenTop)
         try agreement.stage { () throws(NTKError) in
-            if m == nil && options.eigen != .none && options.eigenSolver == .lapack {
+            if solver == .krylov && (options.eigenTop == nil || m != nil) {
+                throw NTKError(.usage, "--eigen-solver krylov computes the top K eigenpairs of a symmetric kernel: give --eigen-top K (and no --data2)")
+            }
+            if m == nil && options.eigen != .none && solver == .lapack {
                 // LAPACK's 32-bit integers: the matrix index n² and, with vectors, dsyevd's
                 // workspace 1 + 6n + 2n² must fit.
                 let order = n * entry
@@ -161,7 +179,7 @@ public enum GramJob {
         // Memory: refuse before any work what cannot fit on rank 0's node.
         let localRanksForPlan = (try? world.nodeLocal().size) ?? 1
         let memory = MemoryPlan.estimate(n: n, m: m, inputWidth: inputs.inputWidth, outputs: k, outputKernel: options.outputKernel,
-                                         eigen: m == nil ? options.eigen : .none, solver: options.eigenSolver,
+                                         eigen: m == nil ? options.eigen : .none, solver: solver, top: options.eigenTop,
                                          ranks: world.size, tileSize: tileSize,
                                          perSampleBytes: inputs.perSampleBytes(options.engine.method), cacheBytes: options.engine.cacheMegabytes << 20,
                                          inputBytes: inputs.bytes)
@@ -227,7 +245,7 @@ public enum GramJob {
         }
         // Without an eigendecomposition rank 0 needs no kernel: every rank writes its own
         // tiles into kernel.npy as it finishes them, and no rank ever holds N x N.
-        let stream = m != nil || options.eigen == .none || options.eigenSolver == .scalapack
+        let stream = m != nil || options.eigen == .none || solver == .scalapack || solver == .krylov
         var writer: ParallelKernelFile.Writer? = nil
         var created: (path: String, dataOffset: Int, size: Int)? = nil
         if stream {
@@ -269,7 +287,7 @@ public enum GramJob {
             result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
                                        checkpoint: checkpoint, reuse: reuse, progress: options.engine.progress, world: world,
                                        assemble: !stream, sink: sink,
-                                       keepTiles: !stream || options.eigenSolver == .scalapack)
+                                       keepTiles: !stream || (m == nil && options.eigen != .none && (solver == .scalapack || solver == .krylov)))
         } catch let failure as AgreedFailure {
             // Every rank stops here together: release the shared memory collectively.
             try? computer.release()
@@ -293,9 +311,29 @@ public enum GramJob {
 
         // ScaLAPACK: every rank hands in its tiles; nobody holds the whole kernel.
         var distributedValues: [Double]? = nil
+        var krylovReport: (cycles: Int, products: Int, blockSize: Int, residual: Double)? = nil
         var vectorsStaged = false
         var distributedSeconds: Double? = nil
-        if stream && m == nil && options.eigen != .none && options.eigenSolver == .scalapack {
+        var distributedVectors: [Double]? = nil
+        if stream && m == nil && options.eigen != .none && solver == .krylov {
+            let start = Clock.now
+            let tiles = result.tiles
+            result.tiles = [:]
+            let solved = try agreement.stage(quietly: true) { () throws(NTKError) -> BlockKrylov.Result in
+                do {
+                    return try TileOperator(plan: plan, entry: entry, tiles: tiles, world: world).largest(options.eigenTop!)
+                } catch let error as NTKError {
+                    throw error
+                } catch {
+                    throw NTKError(.software, "block Lanczos eigensolver: \(error)")
+                }
+            }
+            distributedValues = solved.values
+            if options.eigen == .vectors { distributedVectors = solved.vectors }
+            distributedSeconds = Clock.seconds(since: start)
+            krylovReport = (solved.cycles, solved.products, solved.blockSize, solved.maxResidual)
+        }
+        if stream && m == nil && options.eigen != .none && solver == .scalapack {
             let start = Clock.now
             let order = n * entry
             let blocks = result.tiles.map { (row: plan.tiles[$0.key].row, column: plan.tiles[$0.key].column, values: $0.value) }
@@ -351,7 +389,7 @@ public enum GramJob {
             guard world.isRoot, let output else { return }
             try finish(options: options, loaded: loaded, plan: plan, memory: memory, streamedKernel: streamed?.path,
                        checkpoint: checkpoint.map { ($0, checkpointLock) },
-                       distributedEigen: distributedValues.map { ($0, vectorsStaged, distributedSeconds ?? 0) },
+                       distributedEigen: distributedValues.map { ($0, distributedVectors, vectorsStaged, distributedSeconds ?? 0, krylovReport) },
                        outputs: (precomputedOutputs, precomputedOutputs2),
                        kernel: &kernel, rows: rowCount, columns: columnCount,
                        output: output, ranks: world.size, localRanks: localRanks, tilesReused: result.reused,
@@ -544,7 +582,8 @@ public enum GramJob {
     /// Rank 0's part after the gather: mirror, check, eigendecompose, write, report.
     static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, memory: MemoryPlan, streamedKernel: String?,
                        checkpoint: (Checkpoint, DirectoryLock?)?,
-                       distributedEigen: (values: [Double], vectorsStaged: Bool, seconds: Double)?,
+                       distributedEigen: (values: [Double], vectors: [Double]?, vectorsStaged: Bool, seconds: Double,
+                                          krylov: (cycles: Int, products: Int, blockSize: Int, residual: Double)?)?,
                        outputs precomputed: ([Double]?, [Double]?),
                        kernel: inout [Double], rows: Int, columns: Int,
                        output: OutputDirectory, ranks: Int, localRanks: Int, tilesReused: Int, seconds: [String: Double],
@@ -563,7 +602,7 @@ public enum GramJob {
         // Eigendecomposition with the cores of this node's idle ranks.
         var eigen: SymmetricEigen? = nil
         if let distributedEigen {
-            eigen = SymmetricEigen(values: distributedEigen.values, vectors: nil)
+            eigen = SymmetricEigen(values: distributedEigen.values, vectors: distributedEigen.vectors)
             seconds["eigen"] = distributedEigen.seconds
         } else if plan.symmetric && options.eigen != .none {
             let start = Clock.now
@@ -641,6 +680,10 @@ public enum GramJob {
         summary.kernel = options.kernel.rawValue
         summary.blasCoreChoice = BLASLibrary.coreChoice(environment: ProcessInfo.processInfo.environment)
         if distributedEigen == nil && plan.symmetric && options.eigen != .none { summary.blasThreadsEigen = localRanks }
+        if let krylov = distributedEigen?.krylov {
+            summary.krylov = GramSummary.Krylov(cycles: krylov.cycles, blockProducts: krylov.products, blockSize: krylov.blockSize,
+                                                maxResidual: krylov.residual)
+        }
         if options.engine.precision == .f32 { summary.method += " (float32 products)" }
         summary.memoryEstimate = ["rank0_bytes": Double(memory.rank0Bytes), "other_rank_bytes": Double(memory.otherRankBytes)]
         if let eigen, !eigen.values.isEmpty {

@@ -36,6 +36,12 @@ public enum EigenOutput: String, Sendable, CaseIterable {
 
 /// Where the eigendecomposition runs.
 public enum EigenSolver: String, Sendable, CaseIterable {
+    /// `krylov` for the top K when 10 K ≤ the order, otherwise `lapack` (the default).
+    case auto
+    /// Block Lanczos on the tiles where the ranks computed them (top K only): no rank
+    /// gathers the kernel; each step multiplies every rank's tiles by a block of vectors
+    /// and sums the products with one reduction.
+    case krylov
     /// LAPACK dsyevd on rank 0, with the node's idle cores (rank 0 holds the kernel).
     case lapack
     /// ScaLAPACK on a 2-D block-cyclic distribution over all ranks (no rank holds N x N):
@@ -51,4 +57,14 @@ public enum Precision: String, Sendable, CaseIterable {
     /// 256, chunks, layers and the Hadamard combination summed in float64. Twice the SIMD
     /// width; relative error about 1e-6 (measured, see the tests).
     case f32
+}
+
+extension EigenSolver {
+    /// The solver `auto` stands for, for the top `top` eigenpairs (nil: all) of a matrix
+    /// of this order.
+    public func resolved(order: Int, top: Int?) -> EigenSolver {
+        guard self == .auto else { return self }
+        if let top, 10 * top <= order { return .krylov }
+        return .lapack
+    }
 }

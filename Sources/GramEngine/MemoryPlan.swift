@@ -38,7 +38,7 @@ public struct MemoryPlan: Sendable, Equatable {
     /// The arithmetic is in doubles, so absurd sizes give huge estimates (refused), never
     /// wrapped ones; the result saturates at `Int.max`.
     public static func estimate(n: Int, m: Int?, inputWidth d: Int, outputs k: Int, outputKernel: OutputKernel,
-                                eigen: EigenOutput, solver: EigenSolver = .lapack, ranks: Int, tileSize: Int, perSampleBytes: Double,
+                                eigen: EigenOutput, solver: EigenSolver = .lapack, top: Int? = nil, ranks: Int, tileSize: Int, perSampleBytes: Double,
                                 cacheBytes: Int, inputBytes: Double? = nil) -> MemoryPlan {
         let entry = Double(outputKernel == .full ? k : 1)
         let rows = Double(n) * entry
@@ -52,10 +52,18 @@ public struct MemoryPlan: Sendable, Equatable {
         let inputs = inputBytes ?? 8 * samples * Double(d)
         let cache = Swift.min(perSampleBytes * samples, Swift.max(Double(cacheBytes), 2 * perSampleBytes * tileSize))
         // Streamed: the ranks write their tiles into kernel.npy as they finish.
-        let streamed = !symmetric || eigen == .none || solver == .scalapack
-        let held = streamed && solver != .scalapack ? 3 * tileBytes : share
+        let distributed = symmetric && eigen != .none && (solver == .scalapack || solver == .krylov)
+        let streamed = !symmetric || eigen == .none || distributed
+        let held = streamed && !distributed ? 3 * tileBytes : share
         let mapped = streamed ? Swift.min(kernelBytes, Double(ParallelKernelFile.Writer.windowLimit) + 4 * tileBytes) : 0
         var common = Double(baseline) + inputs + held + cache + mapped
+        if distributed && solver == .krylov {
+            // Block Lanczos: every rank keeps its tiles (its share) and the basis and its
+            // products, 2 · 8 blocks of b = K + 8 vectors of length R, plus small matrices.
+            let block = Double(Swift.max((top ?? 0) + 8, 16))
+            common += 2 * 8 * 8 * block * rows + 8 * 3 * (8 * block) * (8 * block)
+            return MemoryPlan(rank0Bytes: clamp(common), otherRankBytes: clamp(common))
+        }
         if symmetric && eigen != .none && solver == .scalapack {
             // ScaLAPACK: every rank holds its piece of the matrix, of the eigenvectors and
             // the workspace, about 4 R²/K doubles, and no rank the whole kernel.

@@ -32,8 +32,8 @@ struct Gram: ParsableCommand {
     @Option(help: "Eigendecomposition: none, values, or vectors (values and vectors).")
     var eigen: EigenOutput = .values
 
-    @Option(name: .customLong("eigen-solver"), help: "lapack (rank 0, with its node's idle cores) or scalapack (all ranks, no rank holds the kernel: pdsyevd, or pdsyevr for values or --eigen-top).")
-    var eigenSolver: EigenSolver = .lapack
+    @Option(name: .customLong("eigen-solver"), help: "auto (krylov for --eigen-top K with 10 K ≤ N, else lapack), lapack (rank 0, with its node's idle cores), krylov (block Lanczos on the tiles where the ranks computed them; top K only; no rank gathers the kernel) or scalapack (all ranks, block-cyclic).")
+    var eigenSolver: EigenSolver = .auto
 
     @Option(name: .customLong("eigen-top"), help: "Only the K largest eigenpairs.")
     var eigenTop: Int?

@@ -1,0 +1,73 @@
+import LinearAlgebra
+import MPI
+
+/// A symmetric kernel as an operator, its tiles staying where the ranks computed them:
+/// Θ X for a block of vectors is every rank's tiles times X, summed over the ranks by one
+/// reduction. No rank holds more than its share of the kernel, and the block Lanczos
+/// eigensolver (`BlockKrylov`) needs nothing else.
+///
+/// A tile (I, J) of the upper triangle contributes Y_I += T X_J and, off the diagonal,
+/// Y_J += Tᵀ X_I. Diagonal tiles were computed on their upper triangle (and possibly some
+/// entries below); they are mirrored here once, so the operator is exactly symmetric.
+struct TileOperator {
+    let plan: TilePlan
+    /// Doubles per sample pair and axis: k for the full kernel, else 1.
+    let entry: Int
+    /// This rank's tiles by index, row-major (rows·entry, columns·entry).
+    let tiles: [Int: [Double]]
+    let world: Communicator
+
+    init(plan: TilePlan, entry: Int, tiles: [Int: [Double]], world: Communicator) {
+        precondition(plan.symmetric)
+        self.plan = plan
+        self.entry = entry
+        self.world = world
+        var mirrored = tiles
+        for (index, values) in tiles where plan.tiles[index].row == plan.tiles[index].column {
+            let size = plan.rowRange(plan.tiles[index].row).count * entry
+            var full = values
+            for i in 0..<size { for j in (i + 1)..<size { full[j * size + i] = full[i * size + j] } }
+            mirrored[index] = full
+        }
+        self.tiles = mirrored
+    }
+
+    /// The order of the operator.
+    var order: Int { plan.rows * entry }
+
+    /// Θ X for `count` vectors, rows of `x` (row-major (count, order)), in the same layout.
+    /// Collective.
+    func apply(_ x: [Double], count: Int) throws -> [Double] {
+        let n = order
+        var y = [Double](repeating: 0, count: count * n)
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                for (index, tile) in tiles {
+                    let t = plan.tiles[index]
+                    let rows = plan.rowRange(t.row), columns = plan.columnRange(t.column)
+                    let r0 = rows.lowerBound * entry, c0 = columns.lowerBound * entry
+                    let height = rows.count * entry, width = columns.count * entry
+                    tile.withUnsafeBufferPointer { tp in
+                        // Y[:, I] += X[:, J] Tᵀ: (count × width) times (width × height).
+                        GEMM.multiplyTransposed(m: count, n: height, k: width, a: xp.baseAddress! + c0, lda: n,
+                                                b: tp.baseAddress!, ldb: width, beta: 1, c: yp.baseAddress! + r0, ldc: n)
+                        if t.row != t.column {
+                            // Y[:, J] += X[:, I] T: (count × height) times (height × width).
+                            GEMM.multiply(m: count, n: width, k: height, a: xp.baseAddress! + r0, lda: n,
+                                          b: tp.baseAddress!, ldb: width, beta: 1, c: yp.baseAddress! + c0, ldc: n)
+                        }
+                    }
+                }
+            }
+        }
+        try world.allreduce(&y, .sum)
+        return y
+    }
+
+    /// The `k` largest eigenpairs by block Lanczos (every rank gets the same result).
+    /// Collective.
+    func largest(_ k: Int) throws -> BlockKrylov.Result {
+        if k > order { throw NTKError(.usage, "--eigen-top \(k) exceeds the kernel's order \(order)") }
+        return try BlockKrylov.largest(k, n: order) { x, count in try apply(x, count: count) }
+    }
+}
