@@ -44,9 +44,17 @@ public struct TrainingRecord: Codable, Sendable {
     public var trajectoryDistance: Double
     /// On the test inputs: ‖f_t(X*) − f_t^lin(X*)‖_F / ‖f_t^lin(X*) − f_0(X*)‖_F (nil at t = 0).
     public var testTrajectoryDistance: Double?
+    /// With integer class labels (and k ≥ 2): the fraction of argmax predictions that are
+    /// right, for the trained network and its NTK prediction, as `ntk predict` reports.
+    public var trainAccuracy: Double?
+    public var ntkTrainAccuracy: Double?
+    public var testAccuracy: Double?
+    public var ntkTestAccuracy: Double?
 
     enum CodingKeys: String, CodingKey {
         case steps
+        case trainAccuracy = "train_accuracy", ntkTrainAccuracy = "ntk_train_accuracy"
+        case testAccuracy = "test_accuracy", ntkTestAccuracy = "ntk_test_accuracy"
         case trainLoss = "train_loss", ntkTrainLoss = "ntk_train_loss", testMSE = "test_mse", ntkTestMSE = "ntk_test_mse"
         case trajectoryDistance = "trajectory_distance", testTrajectoryDistance = "test_trajectory_distance"
     }
@@ -123,6 +131,7 @@ public enum TrainJob {
         var recordedTrain: [Int: [Double]] = [:]
         var recordedTest: [Int: [Double]] = [:]
         var diverged: Int? = nil
+        let steps = StepProgress(enabled: world.isRoot && (options.engine.progress ?? true), total: last)
         for step in 0...last {
             let f = sliceCount > 0 ? network.outputs(sliceX, count: sliceCount) : []
             if recordAt.contains(step) {
@@ -137,7 +146,12 @@ public enum TrainJob {
             for i in 0..<(sliceCount * k) { weights[i] = (f[i] - sliceY[i]) / c }
             var gradient = sliceCount > 0 ? network.weightedGradient(sliceX, count: sliceCount, weights: weights)
                                            : [Double](repeating: 0, count: network.parameterCount)
+            // The loss rides along with the gradient's reduction (no collective of its own).
+            var squares = 0.0
+            for i in 0..<(sliceCount * k) { squares += (f[i] - sliceY[i]) * (f[i] - sliceY[i]) }
+            gradient.append(squares)
             try world.allreduce(&gradient, .sum)
+            steps.update(step: step, loss: gradient.removeLast() / (2 * c))
             var theta = network.flatParameters
             for q in 0..<theta.count { theta[q] -= options.learningRate * gradient[q] }
             if !theta.allSatisfy({ $0.isFinite }) { diverged = step + 1; break }
@@ -198,6 +212,10 @@ public enum TrainJob {
                 }
                 var record = TrainingRecord(steps: s, trainLoss: loss / (2 * c), ntkTrainLoss: lin.trainLoss,
                                             trajectoryDistance: scale > 0 ? distance.squareRoot() / scale : 0)
+                if let labels = loaded.targets.labels, k >= 2 {
+                    record.trainAccuracy = try? Metrics.accuracy(RowMajorMatrix(rows: n, columns: k, elements: real), labels: labels)
+                    record.ntkTrainAccuracy = try? Metrics.accuracy(lin.train, labels: labels)
+                }
                 realTrain += real
                 ntkTrain += lin.train.elements
                 if let realT = recordedTest[s], let linT = lin.test {
@@ -217,6 +235,10 @@ public enum TrainJob {
                         }
                         record.testMSE = a / Double(realT.count)
                         record.ntkTestMSE = b / Double(realT.count)
+                    }
+                    if let labels = loaded.testTargets?.labels, k >= 2 {
+                        record.testAccuracy = try? Metrics.accuracy(RowMajorMatrix(rows: realT.count / k, columns: k, elements: realT), labels: labels)
+                        record.ntkTestAccuracy = try? Metrics.accuracy(linT, labels: labels)
                     }
                 }
                 records.append(record)
@@ -259,5 +281,37 @@ public enum TrainJob {
                 print(lines.joined(separator: "\n"))
             }
         }
+    }
+}
+
+/// Progress of the training loop on stderr from rank 0: steps done, the loss, elapsed time
+/// and time left; rewritten in place every second on a terminal, a plain line every 30 s
+/// in a log file (nothing for a run shorter than that).
+final class StepProgress {
+    let enabled: Bool
+    let total: Int
+    let interactive = isatty(2) != 0
+    let start = Clock.now
+    private var lastPrint: UInt64
+
+    init(enabled: Bool, total: Int) {
+        self.enabled = enabled
+        self.total = total
+        lastPrint = start
+    }
+
+    /// After step `step` (0-based) whose loss before the update was `loss`.
+    func update(step: Int, loss: Double) {
+        guard enabled, total > 0 else { return }
+        let now = Clock.now
+        let interval: UInt64 = interactive ? 1_000_000_000 : Progress.logInterval * 1_000_000_000
+        let done = step + 1
+        if now - lastPrint < interval && !(interactive && done == total) { return }
+        lastPrint = now
+        let elapsed = Clock.seconds(since: start)
+        let left = elapsed * Double(total - done) / Double(done)
+        let line = String(format: "ntk train: step %d/%d  loss %.6g  elapsed %.1fs  left ~%.1fs", done, total, loss, elapsed, left)
+        let text = interactive ? "\r\(line)\u{1B}[K" + (done == total ? "\n" : "") : line + "\n"
+        FileHandle.standardError.write(Data(text.utf8))
     }
 }

@@ -136,4 +136,25 @@ import NumPyIO
         #expect(result.seconds < 20)
         #expect(!FileManager.default.fileExists(atPath: dir + "/out/checkpoint"))
     }
+
+    @Test("train reports train and test accuracy for integer labels, for the network and its NTK prediction, as predict does")
+    func trainAccuracy() throws {
+        let dir = try Self.inputs()
+        let labels = (0..<48).map { Int64($0 % 3) }, testLabels = (0..<20).map { Int64($0 % 3) }
+        try NPYFormat.encode(NPYArray(shape: [48], int64s: labels)).write(to: URL(fileURLWithPath: dir + "/labels.npy"))
+        try NPYFormat.encode(NPYArray(shape: [20], int64s: testLabels)).write(to: URL(fileURLWithPath: dir + "/test-labels.npy"))
+        let result = try Launcher.run(["train", "--train", dir + "/x.npy", "--targets", dir + "/labels.npy", "--test", dir + "/xt.npy",
+                                       "--test-targets", dir + "/test-labels.npy", "--depth", "1", "--width", "32", "--out-dim", "3",
+                                       "--learning-rate", "1", "--steps", "0,20", "--out", dir + "/t"], ranks: 2, timeout: 60)
+        try #require(result.status == 0, "\(result.stderr)")
+        let training = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/t/training.json"))) as! [String: Any]
+        let records = training["records"] as! [[String: Any]]
+        #expect(records.count == 2)
+        for record in records {
+            for key in ["train_accuracy", "ntk_train_accuracy", "test_accuracy", "ntk_test_accuracy"] {
+                let value = record[key] as? Double
+                #expect(value != nil && value! >= 0 && value! <= 1, "\(key) in \(record)")
+            }
+        }
+    }
 }
