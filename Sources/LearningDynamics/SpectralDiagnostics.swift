@@ -25,7 +25,7 @@ public struct SpectralDiagnostics: Codable, Sendable, Equatable {
     public var effectiveRank: Double?
     /// (Σ λ⁺)² / Σ (λ⁺)², between 1 and N; nil when Σ λ⁺ = 0.
     public var participationRatio: Double?
-    /// trace / λ_max; nil unless λ_max > 0.
+    /// ‖Θ‖_F² / ‖Θ‖₂² = Σ λᵢ² / max|λᵢ|², between 1 and N (the usual stable rank); nil for Θ = 0.
     public var stableRank: Double?
     /// α of the power law λ_(r) ≈ C r^(−α) over the eigenvalues in decreasing order
     /// λ_(1) >= λ_(2) >= …: minus the least-squares slope of log λ_(r) against log r over the
@@ -98,7 +98,7 @@ public struct SpectralDiagnostics: Codable, Sendable, Equatable {
             effectiveRank = exp(entropy)
             participationRatio = positiveSum * positiveSum / squares
         }
-        stableRank = lambdaMax > 0 ? eigenvalues.reduce(0) { $0 + $1 / lambdaMax } : nil
+        stableRank = eigenvalues.contains(where: { $0 != 0 }) ? eigenvalues.reduce(0) { $0 + ($1 / scale) * ($1 / scale) } : nil
 
         // Ranks r = 1 ... K over the decreasing spectrum, above the rounding floor.
         let fitCount = Swift.min(n, decayFitModes ?? Swift.max(2, (n + 1) / 2))

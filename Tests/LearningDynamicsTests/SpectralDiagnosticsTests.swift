@@ -62,7 +62,8 @@ import LinearAlgebra
         #expect(d.conditionNumber == nil)
         #expect(d.negativeEigenvalues == 1)
         #expect(d.kernelTargetAlignment == nil && d.cumulativeLabelPower == nil)
-        #expect(d.stableRank == (4 + 1 + 0.5 - 1e-16) / 4)
+        // ‖Θ‖_F² / ‖Θ‖₂² = Σλ² / λ_max² (the issue "researcher's workflow" changed it from trace / λ_max).
+        #expect(d.stableRank == 1 + (1.0 / 4) * (1.0 / 4) + (0.5 / 4) * (0.5 / 4) + (1e-16 / 4) * (1e-16 / 4))
         let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(d)) as? [String: Any]
         let keys = Set(json?.keys.map { $0 } ?? [])
         #expect(keys == ["n", "lambda_min", "lambda_max", "trace", "negative_eigenvalues", "effective_rank",

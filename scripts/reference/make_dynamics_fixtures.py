@@ -210,7 +210,7 @@ def diagnostics(ktt, y):
         "negative_eigenvalues": int(np.sum(w < 0)),
         "effective_rank": float(np.exp(-np.sum(p * np.log(p)))),
         "participation_ratio": float(wp.sum() ** 2 / np.sum(wp ** 2)),
-        "stable_rank": float(np.trace(ktt) / w[-1]),
+        "stable_rank": float(np.sum(ktt * ktt) / np.max(np.abs(w)) ** 2),
         "decay_exponent": float(-slope),
         "decay_fit_modes": len(ranks),
         "kernel_target_alignment": float(np.sum(ktt * yy) / (np.linalg.norm(ktt) * np.linalg.norm(yy))),
