@@ -1,5 +1,6 @@
 import LinearAlgebra
 import MPI
+import TileKernels
 
 /// A symmetric kernel as an operator, its tiles staying where the ranks computed them:
 /// Θ X for a block of vectors is every rank's tiles times X, summed over the ranks by one
@@ -40,21 +41,36 @@ struct TileOperator {
     func apply(_ x: [Double], count: Int) throws -> [Double] {
         let n = order
         var y = [Double](repeating: 0, count: count * n)
+        // The products run in the tile kernels (the SIMD GEMM of the tiles themselves, faster
+        // than BLAS at these thin shapes), each into a scratch block added into Y.
+        let largest = plan.tileSize * entry
+        var scratch = [Double](repeating: 0, count: count * largest)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                for (index, tile) in tiles {
-                    let t = plan.tiles[index]
-                    let rows = plan.rowRange(t.row), columns = plan.columnRange(t.column)
-                    let r0 = rows.lowerBound * entry, c0 = columns.lowerBound * entry
-                    let height = rows.count * entry, width = columns.count * entry
-                    tile.withUnsafeBufferPointer { tp in
-                        // Y[:, I] += X[:, J] Tᵀ: (count × width) times (width × height).
-                        GEMM.multiplyTransposed(m: count, n: height, k: width, a: xp.baseAddress! + c0, lda: n,
-                                                b: tp.baseAddress!, ldb: width, beta: 1, c: yp.baseAddress! + r0, ldc: n)
-                        if t.row != t.column {
-                            // Y[:, J] += X[:, I] T: (count × height) times (height × width).
-                            GEMM.multiply(m: count, n: width, k: height, a: xp.baseAddress! + r0, lda: n,
-                                          b: tp.baseAddress!, ldb: width, beta: 1, c: yp.baseAddress! + c0, ldc: n)
+                scratch.withUnsafeMutableBufferPointer { sp in
+                    let s = sp.baseAddress!
+                    func add(into start: Int, width: Int) {
+                        for r in 0..<count {
+                            let target = yp.baseAddress! + r * n + start, source = s + r * width
+                            for j in 0..<width { target[j] += source[j] }
+                        }
+                    }
+                    for (index, tile) in tiles {
+                        let t = plan.tiles[index]
+                        let rows = plan.rowRange(t.row), columns = plan.columnRange(t.column)
+                        let r0 = rows.lowerBound * entry, c0 = columns.lowerBound * entry
+                        let height = rows.count * entry, width = columns.count * entry
+                        tile.withUnsafeBufferPointer { tp in
+                            // Y[:, I] += X[:, J] Tᵀ: (count × width) times (width × height).
+                            InnerProducts.multiplyTransposed(m: count, n: height, k: width, a: xp.baseAddress! + c0, lda: n,
+                                                             b: tp.baseAddress!, ldb: width, c: s, ldc: height)
+                            add(into: r0, width: height)
+                            if t.row != t.column {
+                                // Y[:, J] += X[:, I] T: (count × height) times (height × width).
+                                InnerProducts.multiply(m: count, n: width, k: height, a: xp.baseAddress! + r0, lda: n,
+                                                       b: tp.baseAddress!, ldb: width, c: s, ldc: width)
+                                add(into: c0, width: width)
+                            }
                         }
                     }
                 }

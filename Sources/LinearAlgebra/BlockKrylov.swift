@@ -109,17 +109,32 @@ public enum BlockKrylov {
     }
 
     /// Orthonormalizes the `count` rows of `w` against the first `basisCount` rows of
-    /// `basis` (twice, by GEMM) and among themselves (modified Gram–Schmidt, twice). A row
-    /// that vanishes (the Krylov space is exhausted) is replaced by a random direction,
-    /// orthogonalized the same way. Returns `count`, or 0 when the space is full.
+    /// `basis` (twice, by GEMM) and among themselves: by the Gram matrix G = W Wᵀ = U S Uᵀ,
+    /// W ← S^(-1/2) Uᵀ W (BLAS-sized work, twice). When G is near singular (the Krylov space
+    /// is exhausted), by modified Gram–Schmidt instead, a vanishing row replaced by a
+    /// random direction orthogonalized the same way. Returns `count`, or 0 when the space
+    /// is full.
     static func orthonormalize(_ w: inout [Double], count: Int, n: Int, against basis: [Double], basisCount: Int,
                                generator: inout SplitMix) -> Int {
         if basisCount + count > n { return 0 }
-        for _ in 0..<2 where basisCount > 0 {
-            // C = W Bᵀ (count × basisCount); W -= C B.
-            var c = [Double](repeating: 0, count: count * basisCount)
-            GEMM.multiplyTransposed(m: count, n: basisCount, k: n, a: w, lda: n, b: basis, ldb: n, c: &c, ldc: basisCount)
-            GEMM.multiply(m: count, n: n, k: basisCount, alpha: -1, a: c, lda: basisCount, b: basis, ldb: n, beta: 1, c: &w, ldc: n)
+        func project(_ w: inout [Double]) {
+            for _ in 0..<2 where basisCount > 0 {
+                // C = W Bᵀ (count × basisCount); W -= C B.
+                var c = [Double](repeating: 0, count: count * basisCount)
+                GEMM.multiplyTransposed(m: count, n: basisCount, k: n, a: w, lda: n, b: basis, ldb: n, c: &c, ldc: basisCount)
+                GEMM.multiply(m: count, n: n, k: basisCount, alpha: -1, a: c, lda: basisCount, b: basis, ldb: n, beta: 1, c: &w, ldc: n)
+            }
+        }
+        project(&w)
+        // Twice: projection, then the block's own orthonormalization (whose scaling can
+        // magnify rounding along the basis, which the second projection removes).
+        var attempt = w
+        if symmetricOrthonormalize(&attempt, count: count, n: n) {
+            project(&attempt)
+            if symmetricOrthonormalize(&attempt, count: count, n: n) {
+                w = attempt
+                return count
+            }
         }
         for r in 0..<count {
             var attempts = 0
@@ -154,6 +169,27 @@ public enum BlockKrylov {
             }
         }
         return count
+    }
+
+    /// W ← S^(-1/2) Uᵀ W with W Wᵀ = U S Uᵀ; false when W Wᵀ is too close to singular
+    /// (condition over 1e12: the rows would be rounding noise magnified).
+    static func symmetricOrthonormalize(_ w: inout [Double], count: Int, n: Int) -> Bool {
+        do {
+            var g = [Double](repeating: 0, count: count * count)
+            GEMM.multiplyTransposed(m: count, n: count, k: n, a: w, lda: n, b: w, ldb: n, c: &g, ldc: count)
+            guard let eigen = try? SymmetricEigen.compute(matrix: g, n: count, vectors: true), let u = eigen.vectors,
+                  let largest = eigen.values.last, largest > 0, eigen.values[0] > 1e-12 * largest else { return false }
+            // M = S^(-1/2) Uᵀ (count × count), row i = column i of U scaled.
+            var m = [Double](repeating: 0, count: count * count)
+            for i in 0..<count {
+                let scale = 1 / eigen.values[i].squareRoot()
+                for j in 0..<count { m[i * count + j] = scale * u[j * count + i] }
+            }
+            var next = [Double](repeating: 0, count: count * n)
+            GEMM.multiply(m: count, n: n, k: count, a: m, lda: count, b: w, ldb: n, c: &next, ldc: n)
+            w = next
+        }
+        return true
     }
 
     /// A small deterministic generator for start vectors.
