@@ -7,6 +7,9 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The Python package's tests (scripts/test-python.sh) make a venv: Debian's python3 needs
+# python3-venv for that (ensurepip); a python3 of its own (pyenv) has it.
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then missing+=(python3 python3-venv); fi
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}" >&2
     sudo_cmd=()

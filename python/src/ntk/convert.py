@@ -1,0 +1,193 @@
+"""Parameters (and models) from other libraries into the tool's form.
+
+The tool's parameters are ``W0, b0, W1, b1, ...`` over the dense layers in depth-first
+order, ``W{l}`` of shape (fan_in, fan_out) and ``b{l}`` of shape (fan_out,): the raw
+trainable arrays of the model's parameterization (README, "File formats").
+
+- :func:`from_stax`: neural-tangents' ``stax`` parameter trees (0.6.5: a dense layer's
+  ``(W, b)`` has W of shape (n_in, n_out) and b of shape (1, n_out), or None without
+  bias; a layer without parameters has ``()``; ``serial`` holds one entry per layer).
+- :func:`from_torch`: a PyTorch ``nn.Sequential`` of ``Linear`` layers and activations,
+  which is the ``standard`` parameterization (``h = z Wᵀ + b``).
+
+Neither library is needed to import this module: the converters read attributes.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Dict, Iterable, List, Mapping, Tuple, Union
+
+import numpy as np
+
+from . import stax
+
+__all__ = ["from_stax", "from_torch", "parameters_of"]
+
+
+def _array(value: Any) -> np.ndarray:
+    """A float64 NumPy array from a NumPy, jax or torch array (or anything array-like)."""
+    if hasattr(value, "detach"):  # torch.Tensor
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype != np.float64:
+        array = array.astype(np.float64)
+    return array
+
+
+def _model_of(model: Any) -> stax.Layer:
+    if isinstance(model, stax.Layer):
+        return model
+    if isinstance(model, Mapping):
+        return stax.from_dict(model)
+    if isinstance(model, (str, os.PathLike)):
+        return stax.load(model)
+    raise TypeError(f"a model is an ntk.stax layer, a model dict or a JSON path, got {type(model).__name__}")
+
+
+def from_stax(params: Any, model: Any) -> Dict[str, np.ndarray]:
+    """The tool's parameters from neural-tangents' ``stax`` parameter tree.
+
+    Args:
+        params: what ``init_fn`` of ``neural_tangents.stax.serial(...)`` returned (jax
+            or NumPy arrays), for the same network as ``model``.
+        model: the network, written with :mod:`ntk.stax` in the same structure as the
+            neural-tangents definition (the same names, the same nesting), or a model
+            file's dict or path.
+
+    Returns:
+        ``{"W0": (n_in, n_out), "b0": (n_out,), ...}`` in float64 (jax arrays are copied).
+
+    Raises:
+        ValueError: the tree does not have the model's structure or shapes, or a
+            layer's bias does not match its ``b_std`` (None means no bias).
+    """
+    layer = _model_of(model)
+    found: List[Tuple[Any, Any, stax.Dense]] = []
+    layer._stax_parameters(params, found)
+    result: Dict[str, np.ndarray] = {}
+    for index, (W, b, dense) in enumerate(found):
+        W = _array(W)
+        if W.ndim != 2 or W.shape[1] != dense.out_dim:
+            raise ValueError(f"dense layer {index} ({dense!r}): W has shape {W.shape}, expected (n_in, {dense.out_dim})")
+        result[f"W{index}"] = W
+        if dense.b_std is None:
+            if b is not None:
+                raise ValueError(f"dense layer {index} ({dense!r}) has no bias (b_std=None), but the tree holds one")
+            continue
+        if b is None:
+            raise ValueError(f"dense layer {index} ({dense!r}) has b_std={dense.b_std}, but the tree holds no bias")
+        b = _array(b)
+        if b.size != dense.out_dim or b.ndim > 2:
+            raise ValueError(f"dense layer {index}: b has shape {b.shape}, expected (1, {dense.out_dim})")
+        result[f"b{index}"] = b.reshape(dense.out_dim)
+    return result
+
+
+def parameters_of(params: Any, model: Any = None) -> Dict[str, np.ndarray]:
+    """The tool's parameters as a dict from a dict of arrays, an ``.npz`` path, or (with
+    ``model``) a neural-tangents parameter tree."""
+    if isinstance(params, (str, os.PathLike)):
+        with np.load(params) as archive:
+            return {name: np.array(archive[name]) for name in archive.files}
+    if isinstance(params, Mapping):
+        return {str(name): _array(value) for name, value in params.items()}
+    if isinstance(params, (tuple, list)):
+        if model is None:
+            raise TypeError("a neural-tangents parameter tree needs its model (ntk.stax) to be converted")
+        return from_stax(params, model)
+    raise TypeError(f"parameters are a dict of arrays, an .npz path or a stax tree, got {type(params).__name__}")
+
+
+# --- PyTorch -----------------------------------------------------------------------------
+
+#: PyTorch's default initialization of ``nn.Linear``: W, b ~ U(-1/√n_in, 1/√n_in)
+#: (kaiming_uniform with a = √5), variance 1/(3 n_in). The model records W_std = 1/√3 and
+#: b_std = 1/√(3 n_in), the same variances with the tool's Gaussian draws.
+TORCH_W_STD = 1.0 / math.sqrt(3.0)
+
+
+def _modules(module: Any) -> Iterable[Any]:
+    """The layers of a Sequential, nested Sequentials flattened."""
+    if type(module).__name__ == "Sequential" or isinstance(module, (list, tuple)):
+        for child in module:
+            yield from _modules(child)
+    else:
+        yield module
+
+
+def from_torch(module: Any) -> Tuple[stax.Layer, Dict[str, np.ndarray]]:
+    """The model and parameters of a PyTorch ``nn.Sequential``.
+
+    Takes ``Linear`` layers (with or without bias) and the activations ``ReLU``,
+    ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``Softplus`` (beta 1), ``GELU``
+    (``approximate='none'``) and ``Identity``; nested ``Sequential`` modules are flattened.
+    The parameterization is ``standard`` (``h = z Wᵀ + b``); ``W{l}`` is ``weight.T``
+    (PyTorch stores (out, in)) and ``b{l}`` is ``bias``, both in float64.
+
+    Where the two differ:
+        - Initialization: PyTorch draws W and b from U(-1/√n_in, 1/√n_in); the model says
+          W_std = 1/√3 and b_std = 1/√(3 n_in), the same variances, so ``ntk.init`` and
+          ``--seed`` draw Gaussians of PyTorch's variances (not its values), and the
+          infinite-width kernels (``kernel='analytic'``) are the limit of PyTorch's
+          default initialization. The empirical kernel at these parameters is exact.
+        - ``nn.Softplus`` returns x itself above its ``threshold`` (20): within e^-20 of
+          log(1 + e^x), below float64 resolution relative to x.
+        - Float32 weights are converted exactly; the tool computes in float64 (PyTorch's
+          own float32 kernels differ from it by ~1e-7).
+
+    Args:
+        module: an ``nn.Sequential`` (or a list of modules); anything with the same
+            class names and ``weight``/``bias`` attributes works (torch is not imported).
+
+    Returns:
+        ``(model, params)``: an :mod:`ntk.stax` model and ``{"W0": ..., "b0": ..., ...}``.
+
+    Raises:
+        ValueError: a module the tool has no layer for, or widths that do not chain.
+    """
+    layers: List[stax.Layer] = []
+    params: Dict[str, np.ndarray] = {}
+    width = None
+    for child in _modules(module):
+        name = type(child).__name__
+        if name == "Linear":
+            weight = _array(child.weight)
+            if weight.ndim != 2:
+                raise ValueError(f"Linear weight of shape {weight.shape}: expected (out, in)")
+            n_out, n_in = weight.shape
+            if width is not None and n_in != width:
+                raise ValueError(f"Linear({n_in}, {n_out}) follows a layer of width {width}")
+            bias = getattr(child, "bias", None)
+            index = sum(1 for key in params if key.startswith("W"))
+            params[f"W{index}"] = np.ascontiguousarray(weight.T)
+            b_std = None
+            if bias is not None:
+                params[f"b{index}"] = _array(bias).reshape(n_out)
+                b_std = 1.0 / math.sqrt(3.0 * n_in)
+            layers.append(stax.Dense(int(n_out), W_std=TORCH_W_STD, b_std=b_std))
+            width = n_out
+        elif name == "ReLU":
+            layers.append(stax.Relu())
+        elif name == "LeakyReLU":
+            layers.append(stax.LeakyRelu(float(getattr(child, "negative_slope", 0.01))))
+        elif name == "Tanh":
+            layers.append(stax.Tanh())
+        elif name == "Sigmoid":
+            layers.append(stax.Sigmoid())
+        elif name == "Softplus":
+            if float(getattr(child, "beta", 1.0)) != 1.0:
+                raise ValueError("Softplus with beta != 1 is not in the tool")
+            layers.append(stax.Softplus())
+        elif name == "GELU":
+            if getattr(child, "approximate", "none") != "none":
+                raise ValueError("GELU(approximate='tanh') is not in the tool: use approximate='none'")
+            layers.append(stax.Gelu())
+        elif name == "Identity":
+            layers.append(stax.Identity())
+        else:
+            raise ValueError(f"{name} is not in the tool: from_torch takes Linear, ReLU, LeakyReLU, Tanh, "
+                             "Sigmoid, Softplus, GELU and Identity in an nn.Sequential")
+    if not params:
+        raise ValueError("the module has no Linear layer")
+    return stax.serial(*layers, parameterization="standard"), params
