@@ -17,7 +17,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
     "${NTK_PYTHON:-python3}" -m venv "$venv"
 fi
 py="$venv/bin/python"
-"$py" -m pip install "${pip_quiet[@]}" "numpy>=1.22" pytest "setuptools>=64"
+"$py" -m pip install "${pip_quiet[@]}" "numpy>=1.22" pytest "setuptools>=64" wheel
 installed="$("$py" -c 'import os, ntk; print(os.path.realpath(ntk.__file__))' 2>/dev/null || true)"
 if [[ "$installed" != "$root/python/src/ntk/__init__.py" ]]; then
     "$py" -m pip install "${pip_quiet[@]}" --no-build-isolation -e ./python

@@ -429,7 +429,7 @@ public enum GramJob {
                               keepTiles: Bool = true) throws -> DistributedKernel {
         let agreement = Agreement(world: world)
         let mine = plan.tileIndices(ofRank: world.rank)
-        let progress = Progress(enabled: world.isRoot && (progressOption ?? true),
+        let progress = Progress(enabled: world.isRoot && (progressOption ?? true), explicit: progressOption == true,
                                 totalTiles: plan.tiles.count, myTiles: mine.count, ranks: world.size)
         let delay = ProcessInfo.processInfo.environment["NTK_TILE_DELAY_MS"].flatMap { UInt32($0) } ?? 0
         let tilesStart = Clock.now

@@ -9,7 +9,8 @@ import Glibc
 /// On a terminal the line is rewritten in place every second. Anywhere else (a batch
 /// job's log file) a plain line is appended every `logInterval` seconds, and a last one when
 /// the tiles are done, so a log shows progress without carriage returns; a run shorter
-/// than the interval prints nothing.
+/// than the interval prints nothing. With `--progress` asked for explicitly (a program
+/// reading the lines, a notebook), plain lines come every second.
 final class Progress {
     let enabled: Bool
     let totalTiles: Int
@@ -22,8 +23,12 @@ final class Progress {
     /// Seconds between lines in a log file.
     static let logInterval: UInt64 = 30
 
-    init(enabled: Bool, totalTiles: Int, myTiles: Int, ranks: Int) {
+    private let everySecond: Bool
+
+    /// `explicit`: progress was asked for (plain lines every second off a terminal).
+    init(enabled: Bool, explicit: Bool = false, totalTiles: Int, myTiles: Int, ranks: Int) {
         self.enabled = enabled
+        self.everySecond = explicit
         self.totalTiles = totalTiles
         self.myTiles = myTiles
         self.ranks = ranks
@@ -34,7 +39,7 @@ final class Progress {
     func update(done: Int) {
         guard enabled else { return }
         let now = Clock.now
-        let interval: UInt64 = interactive ? 1_000_000_000 : Self.logInterval * 1_000_000_000
+        let interval: UInt64 = interactive || everySecond ? 1_000_000_000 : Self.logInterval * 1_000_000_000
         let finished = done >= myTiles
         if finished ? !(interactive || printed) : now - lastPrint < interval { return }
         lastPrint = now

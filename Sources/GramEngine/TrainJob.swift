@@ -131,7 +131,7 @@ public enum TrainJob {
         var recordedTrain: [Int: [Double]] = [:]
         var recordedTest: [Int: [Double]] = [:]
         var diverged: Int? = nil
-        let steps = StepProgress(enabled: world.isRoot && (options.engine.progress ?? true), total: last)
+        let steps = StepProgress(enabled: world.isRoot && (options.engine.progress ?? true), explicit: options.engine.progress == true, total: last)
         for step in 0...last {
             let f = sliceCount > 0 ? network.outputs(sliceX, count: sliceCount) : []
             if recordAt.contains(step) {
@@ -293,9 +293,11 @@ final class StepProgress {
     let interactive = isatty(2) != 0
     let start = Clock.now
     private var lastPrint: UInt64
+    private let everySecond: Bool
 
-    init(enabled: Bool, total: Int) {
+    init(enabled: Bool, explicit: Bool, total: Int) {
         self.enabled = enabled
+        self.everySecond = explicit
         self.total = total
         lastPrint = start
     }
@@ -304,7 +306,7 @@ final class StepProgress {
     func update(step: Int, loss: Double) {
         guard enabled, total > 0 else { return }
         let now = Clock.now
-        let interval: UInt64 = interactive ? 1_000_000_000 : Progress.logInterval * 1_000_000_000
+        let interval: UInt64 = interactive || everySecond ? 1_000_000_000 : Progress.logInterval * 1_000_000_000
         let done = step + 1
         if now - lastPrint < interval && !(interactive && done == total) { return }
         lastPrint = now

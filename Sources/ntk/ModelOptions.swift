@@ -148,7 +148,7 @@ struct OutputOptions: ParsableArguments {
     @Flag(help: "Replace a result already in --out.")
     var force = false
 
-    @Flag(inversion: .prefixedNo, help: "Show progress on stderr (default on): rewritten in place on a terminal, a plain line every 30 s in a log file.")
+    @Flag(inversion: .prefixedNo, help: "Show progress on stderr. Default: rewritten in place on a terminal, a plain line every 30 s in a log file; --progress: a plain line every second off a terminal too.")
     var progress: Bool?
 
     @Flag(help: "Print nothing on stdout.")
