@@ -241,3 +241,79 @@ def test_from_torch_with_torch_itself():
     with ntk.gram(x1.numpy(), x2.numpy(), model=model, params=params, progress=False) as result:
         assert relative_error(result.kernel, reference) <= 1e-10
         assert relative_error(result.outputs, module(x1).detach().numpy()) <= 1e-12
+
+
+# --- Flax ------------------------------------------------------------------------------------
+
+def _flax_variables(rng, bias=(True, False, True)):
+    """Flax-shaped variables of Dense(16) -> relu -> Dense(8) -> tanh -> Dense(1) on 5 inputs
+    (``kernel`` (n_in, n_out), ``bias`` (n_out,)), without Flax itself."""
+    shapes = [(5, 16), (16, 8), (8, 1)]
+    params = {}
+    for i, ((n_in, n_out), has_bias) in enumerate(zip(shapes, bias)):
+        layer = {"kernel": rng.standard_normal((n_in, n_out)) / math.sqrt(n_in)}
+        if has_bias:
+            layer["bias"] = 0.1 * rng.standard_normal(n_out)
+        params[f"Dense_{i}"] = layer
+    return {"params": params}
+
+
+def _flax_forward(variables, x):
+    z = x
+    layers = variables["params"]
+    for i in range(3):
+        layer = layers[f"Dense_{i}"]
+        z = z @ layer["kernel"] + layer.get("bias", 0)
+        if i == 0:
+            z = np.maximum(z, 0)
+        elif i == 1:
+            z = np.tanh(z)
+    return z
+
+
+@pytest.mark.parametrize("parameterization", ["standard", "ntk"])
+def test_from_flax_gives_the_flax_network_in_both_parameterizations(parameterization):
+    rng = np.random.default_rng(5)
+    variables = _flax_variables(rng)
+    model = ntk.stax.serial(ntk.stax.Dense(16, W_std=1.3, b_std=0.2), ntk.stax.Relu(), ntk.stax.Dense(8, W_std=0.9),
+                            ntk.stax.Tanh(), ntk.stax.Dense(1, b_std=0.1), parameterization=parameterization)
+    params = convert.from_flax(variables, model)
+    assert sorted(params) == ["W0", "W1", "W2", "b0", "b2"]
+    if parameterization == "standard":
+        assert np.array_equal(params["W1"], variables["params"]["Dense_1"]["kernel"])
+    else:  # raw = kernel / (W_std / sqrt(n_in)), bias / b_std
+        assert relative_error(params["W0"], variables["params"]["Dense_0"]["kernel"] / (1.3 / math.sqrt(5))) <= 1e-15
+        assert relative_error(params["b2"], variables["params"]["Dense_2"]["bias"] / 0.1) <= 1e-15
+    x = rng.standard_normal((6, 5))
+    assert relative_error(model.apply_fn(params, x), _flax_forward(variables, x)) <= 1e-12
+    with ntk.gram(x, model=model, params=params, progress=False) as result:
+        assert relative_error(result.outputs, _flax_forward(variables, x)) <= 1e-12
+
+
+def test_from_flax_refuses_another_network():
+    rng = np.random.default_rng(6)
+    model = ntk.stax.serial(ntk.stax.Dense(16, b_std=0.2), ntk.stax.Relu(), ntk.stax.Dense(8, b_std=0.1), ntk.stax.Tanh(),
+                            ntk.stax.Dense(1, b_std=0.1), parameterization="standard")
+    with pytest.raises(ValueError, match="dense layer 1: the model has bias"):
+        convert.from_flax(_flax_variables(rng), model)
+    with pytest.raises(ValueError, match="hold 2 Dense layers, the model 3"):
+        variables = _flax_variables(rng)
+        del variables["params"]["Dense_2"]
+        convert.from_flax(variables, model)
+
+
+def test_from_flax_with_flax_itself():
+    try:
+        import flax.linen as nn
+        import jax
+    except ImportError:
+        pytest.skip("flax is not installed in the test venv (it brings jax); the stand-in variables above test the converter")
+    jax.config.update("jax_enable_x64", True)
+    module = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(1)])
+    x = np.random.default_rng(7).standard_normal((5, 4))
+    variables = module.init(jax.random.PRNGKey(0), x)
+    model = ntk.stax.serial(ntk.stax.Dense(16, b_std=0.0), ntk.stax.Relu(), ntk.stax.Dense(1, b_std=0.0),
+                            parameterization="standard")
+    params = convert.from_flax(variables, model)
+    with ntk.gram(x, model=model, params=params, progress=False) as result:
+        assert relative_error(result.outputs, np.asarray(module.apply(variables, x))) <= 1e-12

@@ -9,6 +9,11 @@ trainable arrays of the model's parameterization (README, "File formats").
   bias; a layer without parameters has ``()``; ``serial`` holds one entry per layer).
 - :func:`from_torch`: a PyTorch ``nn.Sequential`` of ``Linear`` layers and activations,
   which is the ``standard`` parameterization (``h = z Wᵀ + b``).
+- :func:`from_flax`: Flax ``nn.Dense`` parameters (``{"params": {"Dense_0": {"kernel",
+  "bias"}, ...}}``, ``kernel`` of shape (n_in, n_out)): Flax computes ``h = z kernel +
+  bias``, the ``standard`` parameterization; for an ``ntk`` model the raw arrays are
+  ``kernel / (W_std/√n_in)`` and ``bias / b_std``, so that the network computes the same
+  function.
 
 Neither library is needed to import this module: the converters read attributes.
 """
@@ -22,7 +27,7 @@ import numpy as np
 
 from . import stax
 
-__all__ = ["from_stax", "from_torch", "parameters_of"]
+__all__ = ["from_stax", "from_flax", "from_torch", "parameters_of"]
 
 
 def _array(value: Any) -> np.ndarray:
@@ -81,6 +86,85 @@ def from_stax(params: Any, model: Any) -> Dict[str, np.ndarray]:
         if b.size != dense.out_dim or b.ndim > 2:
             raise ValueError(f"dense layer {index}: b has shape {b.shape}, expected (1, {dense.out_dim})")
         result[f"b{index}"] = b.reshape(dense.out_dim)
+    return result
+
+
+def _dense_layers(layers: List[Mapping[str, Any]]) -> List[Mapping[str, Any]]:
+    """The dense layers of a model's JSON layer list, depth-first (blocks in place)."""
+    found: List[Mapping[str, Any]] = []
+    for layer in layers:
+        if layer.get("type") == "dense":
+            found.append(layer)
+        elif layer.get("type") == "residual":
+            found += _dense_layers(layer["layers"])
+    return found
+
+
+def _natural_key(name: str) -> Tuple[Any, ...]:
+    """``Dense_10`` after ``Dense_9``: digits compare as numbers."""
+    import re
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def _flax_denses(tree: Any) -> List[Mapping[str, Any]]:
+    """The ``{"kernel", "bias"}`` dicts of a Flax parameter tree in module order."""
+    if isinstance(tree, Mapping):
+        if "kernel" in tree:
+            return [tree]
+        found: List[Mapping[str, Any]] = []
+        for name in sorted(tree.keys(), key=lambda key: _natural_key(str(key))):
+            found += _flax_denses(tree[name])
+        return found
+    return []
+
+
+def from_flax(variables: Any, model: Any) -> Dict[str, np.ndarray]:
+    """The tool's parameters from a Flax model's variables.
+
+    Args:
+        variables: what ``module.init(...)`` returned (``{"params": {...}}``) or its
+            ``"params"`` part. Every ``nn.Dense`` is a dict with ``kernel`` (n_in, n_out)
+            and optionally ``bias`` (n_out,); they are taken in module order (``Dense_0,
+            Dense_1, …`` or ``layers_0, layers_2, …`` of ``nn.Sequential``).
+        model: the same network written with :mod:`ntk.stax` (or a model dict or path):
+            its dense layers in the same order, a bias exactly where Flax has one.
+
+    Returns:
+        ``{"W0": (n_in, n_out), "b0": (n_out,), ...}`` in float64: Flax's arrays under the
+        ``standard`` parameterization, scaled to the raw arrays of ``ntk``.
+
+    Raises:
+        ValueError: the numbers of dense layers, their widths, or their biases differ, or an
+            ``ntk`` layer has a bias with ``b_std`` = 0 (no raw array gives it).
+    """
+    description = _model_of(model).to_dict()
+    parameterization = description.get("parameterization", "ntk")
+    denses = _dense_layers(description["layers"])
+    tree = variables.get("params", variables) if isinstance(variables, Mapping) else variables
+    found = _flax_denses(tree)
+    if len(found) != len(denses):
+        raise ValueError(f"the Flax variables hold {len(found)} Dense layers, the model {len(denses)}")
+    result: Dict[str, np.ndarray] = {}
+    for index, (flax, layer) in enumerate(zip(found, denses)):
+        kernel = _array(flax["kernel"])
+        if kernel.ndim != 2 or kernel.shape[1] != layer["width"]:
+            raise ValueError(f"dense layer {index}: kernel has shape {kernel.shape}, expected (n_in, {layer['width']})")
+        has_bias = layer.get("b_std") is not None
+        if has_bias != ("bias" in flax and flax["bias"] is not None):
+            raise ValueError(f"dense layer {index}: the model {'has' if has_bias else 'has no'} bias (b_std={layer.get('b_std')}) "
+                             f"but the Flax layer {'has none' if has_bias else 'has one'} (use_bias)")
+        scale, shift = 1.0, 1.0
+        if parameterization == "ntk":
+            scale = float(layer.get("W_std", 1.0)) / math.sqrt(kernel.shape[0])
+            shift = float(layer["b_std"]) if has_bias else 1.0
+            if scale == 0 or shift == 0:
+                raise ValueError(f"dense layer {index}: W_std or b_std is 0 under the ntk parameterization; no raw array gives Flax's values")
+        result[f"W{index}"] = kernel / scale
+        if has_bias:
+            bias = _array(flax["bias"]).reshape(-1)
+            if bias.shape != (layer["width"],):
+                raise ValueError(f"dense layer {index}: bias has shape {bias.shape}, expected ({layer['width']},)")
+            result[f"b{index}"] = bias / shift
     return result
 
 
