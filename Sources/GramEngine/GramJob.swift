@@ -88,6 +88,8 @@ public struct GramSummary: Codable, Sendable {
     /// blocks of vectors, block size and the largest residual ‖Θx − θx‖ (a bound on every
     /// eigenvalue's error).
     public var krylov: Krylov?
+    /// With `--seeds`: the draws and their spread around the mean kernel.
+    public var ensemble: EnsembleSummary?
 
     public struct Krylov: Codable, Sendable {
         public var cycles: Int
@@ -112,7 +114,7 @@ public struct GramSummary: Codable, Sendable {
         case tool, kernel, method, n, m, parameters, parameterization, ranks, tiles, seconds, spectrum, files
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
         case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
-        case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen", krylov = "krylov"
+        case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen", krylov = "krylov", ensemble
         case diagnostics, maxStableLearningRate = "max_stable_learning_rate", memoryEstimate = "memory_estimate"
     }
 }

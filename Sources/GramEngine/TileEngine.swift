@@ -71,7 +71,8 @@ final class TileEngine {
     /// Kernel `name` computed by `computer` over `plan`, gathered on rank 0 (a symmetric
     /// kernel mirrored from its upper tiles; empty on the other ranks). Collective; a stop
     /// request ends it on every rank with status 75, its finished tiles saved.
-    func gathered(_ name: String, computer: TileComputer, plan: TilePlan, manifest: Checkpoint.Manifest) throws -> [Double] {
+    /// `entry` is k for the full kernel ((N·k, M·k), row i·k + a), else 1.
+    func gathered(_ name: String, computer: TileComputer, plan: TilePlan, entry: Int = 1, manifest: Checkpoint.Manifest) throws -> [Double] {
         let agreement = Agreement(world: world)
         let directory = options.checkpointDirectory(output: output) + "/" + name
         let (reusable, lock): (Bool, DirectoryLock?) = try agreement.stage { () throws(NTKError) -> (Bool, DirectoryLock?) in
@@ -89,7 +90,7 @@ final class TileEngine {
         }
         let result: GramJob.DistributedKernel
         do {
-            result = try GramJob.computeKernel(computer: computer, plan: plan, entry: 1, rows: rows, columns: columns,
+            result = try GramJob.computeKernel(computer: computer, plan: plan, entry: entry, rows: rows * entry, columns: columns * entry,
                                                checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world)
         } catch let failure as AgreedFailure {
             try? computer.release()
@@ -98,7 +99,8 @@ final class TileEngine {
         try computer.release()
         var kernel = result.kernel
         if plan.symmetric && world.isRoot {
-            for i in 0..<rows { for j in (i + 1)..<rows { kernel[j * rows + i] = kernel[i * rows + j] } }
+            let order = rows * entry
+            for i in 0..<order { for j in (i + 1)..<order { kernel[j * order + i] = kernel[i * order + j] } }
         }
         return kernel
     }
@@ -114,10 +116,11 @@ final class TileEngine {
 
     /// The manifest of a kernel of `network` (or of the infinite-width `kind`) between
     /// `rows` and `columns` (nil: symmetric).
-    func manifest(rows: DataSet, columns: DataSet?, spec: ModelSpec, network: Network?, kind: KernelKind, plan: TilePlan) -> Checkpoint.Manifest {
+    func manifest(rows: DataSet, columns: DataSet?, spec: ModelSpec, network: Network?, kind: KernelKind, plan: TilePlan,
+                  outputKernel: OutputKernel = .mean) -> Checkpoint.Manifest {
         Checkpoint.Manifest(
             n: rows.count, m: columns?.count, inputWidth: rows.width, tileSize: plan.tileSize, tiles: plan.tiles.count,
-            outputKernel: OutputKernel.mean.rawValue, kernel: kind.rawValue,
+            outputKernel: outputKernel.rawValue, kernel: kind.rawValue,
             method: kind == .empirical ? options.method.rawValue : "none", precision: options.precision.rawValue,
             dataHash: Checkpoint.fingerprint(rows.values), data2Hash: columns.map { Checkpoint.fingerprint($0.values) },
             modelHash: Checkpoint.fingerprint(spec.encodeJSON()),

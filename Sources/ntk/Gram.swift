@@ -49,9 +49,28 @@ struct Gram: ParsableCommand {
         if engineFlags.precision == .f32 && (engineFlags.method != .structured || kernel != .empirical) {
             throw ValidationError("--precision f32 applies to the empirical kernel's structured method only")
         }
+        if try parsedSeeds() != nil {
+            if parameterOptions.params != nil || parameterOptions.seed != nil { throw ValidationError("--seeds excludes --params and --seed") }
+            if kernel != .empirical { throw ValidationError("--seeds averages empirical kernels; --kernel \(kernel.rawValue) needs no draws") }
+            if eigenTop != nil || (eigenSolver != .auto && eigenSolver != .lapack) {
+                throw ValidationError("--seeds eigendecomposes the mean kernel with LAPACK on rank 0: no --eigen-top or --eigen-solver \(eigenSolver.rawValue)")
+            }
+        }
         if data2 != nil && eigen != .values && eigen != .none {
             throw ValidationError("--eigen \(eigen.rawValue) needs a symmetric kernel; drop --data2 or use --eigen none")
         }
+    }
+
+    @Option(help: "Comma-separated seeds: the empirical kernel averaged over these parameter draws, in one run (neural-tangents' monte_carlo_kernel_fn); the spread across draws goes to summary.json. Excludes --params and --seed.")
+    var seeds: String?
+
+    func parsedSeeds() throws -> [UInt64]? {
+        guard let seeds else { return nil }
+        let values = seeds.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ $0 != nil }), Set(values).count == values.count else {
+            throw ValidationError("--seeds must be a comma-separated list of distinct non-negative integers, got '\(seeds)'")
+        }
+        return values.map { $0! }
     }
 
     func run() throws {
@@ -66,6 +85,10 @@ struct Gram: ParsableCommand {
         options.quiet = outputOptions.quiet
         options.engine = engineFlags.options(progress: outputOptions.progress)
         Interruption.install()
+        if let seeds = try parsedSeeds() {
+            try runUnderMPI { world in EnsembleJob.run(options, seeds: seeds, world: world) }
+            return
+        }
         try runUnderMPI { world in GramJob.run(options, world: world) }
     }
 }

@@ -305,3 +305,54 @@ import NumPyIO
         }
     }
 }
+
+/// `ntk gram --seeds`: the Monte-Carlo kernel over parameter draws in one run.
+@Suite(.serialized) struct EnsembleTests {
+    /// The mean is a sum of three float64 kernels divided by 3 (Welford's update): equal to
+    /// the mean of the single-draw kernels to a few ulps, 1e-14 relative.
+    @Test("--seeds averages the single-seed kernels (mean and full, symmetric and cross) at 1 and 3 ranks and records their spread",
+          arguments: [(1, "mean", false), (3, "full", false), (3, "mean", true)])
+    func averages(ranks: Int, mode: String, cross: Bool) throws {
+        let dir = Launcher.temporaryDirectory("ensemble")
+        try Launcher.writeNPY(dir + "/x.npy", shape: [14, 3], values: Launcher.values(42, seed: 4))
+        try Launcher.writeNPY(dir + "/x2.npy", shape: [5, 3], values: Launcher.values(15, seed: 5))
+        let common = ["gram", "--data", dir + "/x.npy", "--depth", "1", "--width", "12", "--out-dim", "2", "--output-kernel", mode,
+                      "--tile", "4"] + (cross ? ["--data2", dir + "/x2.npy"] : [])
+        let ensemble = try Launcher.run(common + ["--seeds", "3,5,8", "--out", dir + "/e"], ranks: ranks, timeout: 60)
+        try #require(ensemble.status == 0, "\(ensemble.stderr)")
+        var draws: [[Double]] = []
+        for seed in [3, 5, 8] {
+            let single = try Launcher.run(common + ["--seed", String(seed), "--eigen", "none", "--out", dir + "/s\(seed)"], ranks: 1, timeout: 60)
+            try #require(single.status == 0, "\(single.stderr)")
+            draws.append(try Launcher.readNPY(dir + "/s\(seed)/kernel.npy").doubles())
+        }
+        let mean = (0..<draws[0].count).map { e in (draws[0][e] + draws[1][e] + draws[2][e]) / 3 }
+        let ours = try Launcher.readNPY(dir + "/e/kernel.npy").doubles()
+        let scale = mean.map(abs).max()!
+        #expect(zip(ours, mean).allSatisfy { abs($0 - $1) <= 1e-14 * scale })
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/e/summary.json"))) as! [String: Any]
+        let record = try #require(summary["ensemble"] as? [String: Any])
+        #expect(record["seeds"] as? [Int] == [3, 5, 8])
+        var squares = 0.0, norm = 0.0
+        for e in mean.indices {
+            let d = draws.map { $0[e] - mean[e] }
+            squares += d.reduce(0) { $0 + $1 * $1 } / 2
+            norm += mean[e] * mean[e]
+        }
+        let spread = try #require(record["relative_spread"] as? Double)
+        #expect(abs(spread - (squares / norm).squareRoot()) <= 1e-10 * spread)
+        #expect((record["relative_distances"] as? [Double])?.count == 3)
+        #expect(FileManager.default.fileExists(atPath: dir + "/e/eigenvalues.npy") == !cross)
+    }
+
+    @Test("--seeds excludes --seed and --params, and needs the empirical kernel (64)")
+    func refusals() throws {
+        let dir = Launcher.temporaryDirectory("ensemble-usage")
+        try Launcher.writeNPY(dir + "/x.npy", shape: [6, 2], values: Launcher.values(12, seed: 1))
+        for extra in [["--seed", "1"], ["--kernel", "analytic"], ["--eigen-top", "2"]] {
+            let result = try Launcher.run(["gram", "--data", dir + "/x.npy", "--depth", "1", "--width", "4", "--seeds", "0,1",
+                                           "--out", dir + "/o"] + extra, ranks: 2, timeout: 30)
+            #expect(result.status == 64, "\(extra): \(result.stderr)")
+        }
+    }
+}

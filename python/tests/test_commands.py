@@ -95,3 +95,16 @@ def test_float32_and_path_inputs_are_passed_as_they_are(digits):
     with ntk.gram(x32, width=16, progress=False) as from_array, \
             ntk.gram(DIGITS, width=16, eigen="none", progress=False) as from_path:
         assert np.array_equal(from_array.kernel, np.asarray(from_path.kernel)[:30, :30])
+
+
+def test_gram_seeds_is_the_monte_carlo_kernel(digits):
+    x = digits[:20]
+    model = stax.serial(stax.Dense(16, W_std=2 ** 0.5, b_std=0.1), stax.Relu(), stax.Dense(1, W_std=2 ** 0.5, b_std=0.1))
+    kernels = []
+    for seed in (0, 1):
+        with ntk.gram(x, model=model, seed=seed, eigen="none", progress=False) as single:
+            kernels.append(np.array(single.kernel))
+    with ntk.gram(x, model=model, seeds=[0, 1], progress=False) as ensemble:
+        assert relative_error(ensemble.kernel, (kernels[0] + kernels[1]) / 2) <= 1e-14
+        assert ensemble.summary["ensemble"]["seeds"] == [0, 1]
+        assert ensemble.summary["ensemble"]["relative_spread"] > 0

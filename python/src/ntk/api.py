@@ -264,7 +264,8 @@ def _execute(invocation: _Invocation, result_class: Type[R], *, out: Optional[Pa
 
 
 def gram(x: ArrayOrPath, x2: Optional[ArrayOrPath] = None, *, model: Model = None, params: Params = None,
-         seed: Optional[int] = None, kernel: str = "empirical", output_kernel: str = "mean",
+         seed: Optional[int] = None, seeds: Union[str, Sequence[int], None] = None,
+         kernel: str = "empirical", output_kernel: str = "mean",
          eigen: str = "values", eigen_solver: Optional[str] = None, eigen_top: Optional[int] = None,
          depth: Optional[int] = None, width: Optional[int] = None, activation: Optional[str] = None,
          w_std: Optional[float] = None, b_std: Union[float, str, None] = None, out_dim: Optional[int] = None,
@@ -322,6 +323,7 @@ def gram(x: ArrayOrPath, x2: Optional[ArrayOrPath] = None, *, model: Model = Non
                                      out_dim=out_dim, parameterization=parameterization))
         invocation.params(params, model)
         invocation.flag("--seed", seed)
+        invocation.flag("--seeds", _list(seeds))
         invocation.flag("--kernel", kernel)
         invocation.flag("--output-kernel", output_kernel)
         invocation.flag("--eigen", eigen)
