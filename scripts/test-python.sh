@@ -2,7 +2,7 @@
 # The Python package's tests (python/tests, pytest) in a virtual environment of their own.
 # Builds nothing: runs the binary named by NTK_BIN, or else the repository's release, then
 # debug build. Creates (once) the venv ${NTK_PY_VENV:-.build/python-venv} with numpy, pytest
-# and the package (editable); torch only from a CPU wheel found through PIP_FIND_LINKS
+# and the package (editable), flax (with jax) from PyPI; torch only from a CPU wheel found through PIP_FIND_LINKS
 # (PyPI's default wheel brings several GB of CUDA libraries), else its test is skipped.
 # The neural-tangents converter test uses the reference venv of scripts/reference
 # (NTK_REF_VENV, default $HOME/.cache/ntk-reference-venv) when it exists.
@@ -21,6 +21,11 @@ py="$venv/bin/python"
 installed="$("$py" -c 'import os, ntk; print(os.path.realpath(ntk.__file__))' 2>/dev/null || true)"
 if [[ "$installed" != "$root/python/src/ntk/__init__.py" ]]; then
     "$py" -m pip install "${pip_quiet[@]}" --no-build-isolation -e ./python
+fi
+
+# Flax (with jax, CPU wheels from PyPI) for the test of from_flax on a real Flax model.
+if ! "$py" -c 'import flax' 2>/dev/null; then
+    "$py" -m pip install "${pip_quiet[@]}" flax || echo "test-python.sh: could not install flax; the test of from_flax with Flax itself will be skipped" >&2
 fi
 
 if ! "$py" -c 'import torch' 2>/dev/null; then
