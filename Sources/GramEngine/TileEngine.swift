@@ -21,7 +21,8 @@ public struct EngineOptions: Sendable {
     /// The memory the node of rank 0 may use, in bytes; nil reads MemAvailable (and the
     /// cgroup limit).
     public var memoryBudget: Int?
-    /// Progress lines on stderr: nil means only when stderr is a terminal.
+    /// Progress lines on stderr: nil is the default (see `Progress`), true asks for them
+    /// every second, false turns them off.
     public var progress: Bool?
 
     public static let defaultTileSize = 256

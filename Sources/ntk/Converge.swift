@@ -37,11 +37,7 @@ struct Converge: ParsableCommand {
     }
 
     func parsedSeeds() throws -> [UInt64] {
-        let values = seeds.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
-        guard !values.isEmpty, values.allSatisfy({ $0 != nil }) else {
-            throw ValidationError("--seeds must be a comma-separated list of non-negative integers, got '\(seeds)'")
-        }
-        return values.map { $0! }
+        try parseSeedList(seeds, distinct: false)
     }
 
     func validate() throws {

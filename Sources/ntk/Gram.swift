@@ -66,11 +66,7 @@ struct Gram: ParsableCommand {
 
     func parsedSeeds() throws -> [UInt64]? {
         guard let seeds else { return nil }
-        let values = seeds.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
-        guard !values.isEmpty, values.allSatisfy({ $0 != nil }), Set(values).count == values.count else {
-            throw ValidationError("--seeds must be a comma-separated list of distinct non-negative integers, got '\(seeds)'")
-        }
-        return values.map { $0! }
+        return try parseSeedList(seeds, distinct: true)
     }
 
     func run() throws {

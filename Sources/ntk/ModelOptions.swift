@@ -53,6 +53,16 @@ enum BiasStd: ExpressibleByArgument, Equatable {
     static var defaultValueDescription: String { "0.1" }
 }
 
+/// A comma-separated list of seeds (`--seeds`): non-negative integers, distinct when
+/// `distinct` (draws of one ensemble).
+func parseSeedList(_ text: String, distinct: Bool) throws -> [UInt64] {
+    let values = text.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+    guard !values.isEmpty, values.allSatisfy({ $0 != nil }), !distinct || Set(values).count == values.count else {
+        throw ValidationError("--seeds must be a comma-separated list of \(distinct ? "distinct " : "")non-negative integers, got '\(text)'")
+    }
+    return values.map { $0! }
+}
+
 /// Bounds of the numeric flags, checked when the flags are read, so that no value wraps
 /// around in later arithmetic (a MiB count shifted to bytes, a width squared).
 enum Limits {
