@@ -77,13 +77,13 @@ public enum ConvergeJob {
             let spec = inspected.spec
             // A layer to widen changes width at 1 or at 2 (it cannot have both).
             if spec.widened(to: 1) == spec && spec.widened(to: 2) == spec {
-                throw NTKError(.dataError, "ntk converge needs a model with at least one hidden dense layer to widen")
+                throw NTKError(.dataError, "ntk converge needs a model with at least one hidden dense or conv layer to widen")
             }
             if options.widths.isEmpty || options.widths.contains(where: { $0 < 1 }) {
                 throw NTKError(.usage, "--widths must list positive integers")
             }
             // The widest network must fit before any data is read or parameter drawn.
-            let widest = InputPlan(n: inspected.n, m: nil, inputWidth: inspected.inputWidth,
+            let widest = InputPlan(n: inspected.n, m: nil, inputShape: inspected.inputShape,
                                    spec: widened(spec, to: options.widths.max()!), finite: true, parameterFileBytes: 0)
             try widest.check(available: MemoryPlan.availableBytes())
             let data = try Inputs.dataSet(options.data, role: "--data")
@@ -106,7 +106,7 @@ public enum ConvergeJob {
         for width in options.widths {
             let wide = widened(spec, to: width)
             let infinite: InfiniteWidthKernel = try agreement.stage { () throws(NTKError) -> InfiniteWidthKernel in
-                do { return try InfiniteWidthKernel(spec: wide, inputWidth: data.width) } catch let error as ModelError {
+                do { return try InfiniteWidthKernel(spec: wide, inputShape: data.sampleShape) } catch let error as ModelError {
                     throw NTKError(.dataError, "the analytic kernel of this model is not defined: \(error.message)")
                 } catch {
                     throw NTKError(.software, "\(error)")
@@ -117,8 +117,8 @@ public enum ConvergeJob {
             let analytic = try kernels.gathered("analytic-\(width)", computer: analyticComputer, plan: plan,
                                                 manifest: kernels.manifest(rows: data, columns: nil, spec: wide, network: nil, kind: .analytic, plan: plan))
             for seed in options.seeds {
-                let network = Network.initialized(spec: wide, inputWidth: data.width, seed: seed)
-                let computer = TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method,
+                let network = Network.initialized(spec: wide, inputShape: data.sampleShape, seed: seed)
+                let computer = TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method, forms: options.engine.layerForms,
                                             rowData: data.values, columnData: nil, cacheBytes: options.engine.cacheMegabytes << 20)
                 let empirical = try kernels.gathered("width-\(width)-seed-\(seed)", computer: computer, plan: plan,
                                                      manifest: kernels.manifest(rows: data, columns: nil, spec: wide, network: network, kind: .empirical, plan: plan))

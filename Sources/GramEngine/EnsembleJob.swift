@@ -60,8 +60,8 @@ public enum EnsembleJob {
         var mean: [Double] = [], squares: [Double] = []
         var kernels: [[Double]] = []
         for (draw, seed) in seeds.enumerated() {
-            let network = Network.initialized(spec: loaded.spec, inputWidth: loaded.data.width, seed: seed)
-            let computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.engine.method,
+            let network = Network.initialized(spec: loaded.spec, inputShape: loaded.data.sampleShape, seed: seed)
+            let computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.engine.method, forms: options.engine.layerForms,
                                         rowData: loaded.data.values, columnData: loaded.data2?.values,
                                         cacheBytes: options.engine.cacheMegabytes << 20)
             let manifest = engine.manifest(rows: loaded.data, columns: loaded.data2, spec: loaded.spec, network: network,

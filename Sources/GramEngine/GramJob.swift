@@ -183,7 +183,7 @@ public enum GramJob {
         let memory = MemoryPlan.estimate(n: n, m: m, inputWidth: inputs.inputWidth, outputs: k, outputKernel: options.outputKernel,
                                          eigen: m == nil ? options.eigen : .none, solver: solver, top: options.eigenTop,
                                          ranks: world.size, tileSize: tileSize,
-                                         perSampleBytes: inputs.perSampleBytes(options.engine.method), cacheBytes: options.engine.cacheMegabytes << 20,
+                                         perSampleBytes: inputs.perSampleBytes(options.engine.method, forms: options.engine.layerForms), cacheBytes: options.engine.cacheMegabytes << 20,
                                          inputBytes: inputs.bytes)
         try agreement.stage { () throws(NTKError) in
             guard world.isRoot, let available = options.engine.memoryBudget ?? MemoryPlan.availableBytes() else { return }
@@ -238,7 +238,7 @@ public enum GramJob {
         // boundary.
         let computer: TileComputer
         if let network {
-            computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.engine.method,
+            computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.engine.method, forms: options.engine.layerForms,
                                     rowData: loaded.data.values, columnData: loaded.data2?.values,
                                     cacheBytes: options.engine.cacheMegabytes << 20)
         } else {
@@ -517,7 +517,7 @@ public enum GramJob {
         let spec = inputs.spec
         if options.kernel != .empirical {
             do {
-                let infinite = try InfiniteWidthKernel(spec: spec, inputWidth: data.width)
+                let infinite = try InfiniteWidthKernel(spec: spec, inputShape: data.sampleShape)
                 return Loaded(data: data, data2: data2, spec: spec, network: nil, infinite: infinite)
             } catch {
                 throw NTKError(.dataError, "the \(options.kernel.rawValue) kernel of this model is not defined: \(error.message)")
@@ -525,10 +525,10 @@ public enum GramJob {
         }
         let network: Network
         switch options.parameters {
-        case .seed(let seed): network = Network.initialized(spec: spec, inputWidth: data.width, seed: seed)
+        case .seed(let seed): network = Network.initialized(spec: spec, inputShape: data.sampleShape, seed: seed)
         case .file(let path):
             do {
-                network = try Inputs.network(spec: spec, inputWidth: data.width, parametersPath: path)
+                network = try Inputs.network(spec: spec, inputShape: data.sampleShape, parametersPath: path)
             } catch {
                 // Name the likely cause when the first layer's fan-in is what disagrees.
                 if error.message.contains("W0 has shape") {

@@ -14,6 +14,8 @@ public struct InputPlan: Sendable {
     public var n: Int
     public var m: Int?
     public var inputWidth: Int
+    /// The shape of one sample in the data file ([d] for flat rows).
+    public var inputShape: [Int]
     public var spec: ModelSpec
     /// P, the parameter count of the finite network (0 for infinite-width kernels).
     public var parameterCount: Double
@@ -29,12 +31,14 @@ public struct InputPlan: Sendable {
     /// wider than the tool handles.
     static func inspect(data: String, data2: String?, model: ModelSource, parameters: ParameterSource?) throws(NTKError) -> InputPlan {
         let header = try Inputs.dataHeader(data, role: "--data")
-        let n = header.shape[0], d = header.shape[1]
+        let n = header.shape[0], shape = Inputs.sampleShape(header)
         var m: Int? = nil
         if let data2 {
             let second = try Inputs.dataHeader(data2, role: "--data2")
-            if second.shape[1] != d {
-                throw NTKError(.dataError, "--data2 file \(data2) has \(second.shape[1]) features per sample but --data has \(d)")
+            if Inputs.sampleShape(second) != shape {
+                let what = shape.count == 1 && second.shape.count == 2 ? "\(second.shape[1]) features per sample but --data has \(shape[0])"
+                    : "samples of shape \(Inputs.format(Inputs.sampleShape(second))) but --data has \(Inputs.format(shape))"
+                throw NTKError(.dataError, "--data2 file \(data2) has \(what)")
             }
             m = second.shape[0]
         }
@@ -45,8 +49,9 @@ public struct InputPlan: Sendable {
             do { try s.validate() } catch { throw NTKError(.usage, error.message) }
             spec = s
         }
-        do { try spec.validate(inputWidth: d) } catch {
-            throw NTKError(.dataError, "the model does not fit the data's d = \(d) features: \(error.message)")
+        do { try spec.validate(inputShape: shape) } catch {
+            let data = shape.count == 1 ? "d = \(shape[0]) features" : "samples of shape \(Inputs.format(shape))"
+            throw NTKError(.dataError, "the model does not fit the data's \(data): \(error.message)")
         }
         var fileBytes = 0.0
         if case .file(let path)? = parameters {
@@ -54,18 +59,24 @@ public struct InputPlan: Sendable {
             close(fd)
             fileBytes = Double(size)
         }
-        return InputPlan(n: n, m: m, inputWidth: d, spec: spec, finite: parameters != nil, parameterFileBytes: fileBytes)
+        return InputPlan(n: n, m: m, inputShape: shape, spec: spec, finite: parameters != nil, parameterFileBytes: fileBytes)
     }
 
     /// The plan of known sizes: N (and M) samples of width d through `spec`, a finite
     /// network (`finite`) or an infinite-width kernel, parameters read from a file of
     /// `parameterFileBytes` bytes (0: drawn from a seed).
     public init(n: Int, m: Int?, inputWidth d: Int, spec: ModelSpec, finite: Bool, parameterFileBytes: Double) {
+        self.init(n: n, m: m, inputShape: [d], spec: spec, finite: finite, parameterFileBytes: parameterFileBytes)
+    }
+
+    public init(n: Int, m: Int?, inputShape: [Int], spec: ModelSpec, finite: Bool, parameterFileBytes: Double) {
+        let d = inputShape.reduce(1, *)
         self.n = n
         self.m = m
         self.inputWidth = d
+        self.inputShape = inputShape
         self.spec = spec
-        let sizes = spec.sizes(inputWidth: d)
+        let sizes = spec.sizes(inputShape: inputShape)
         parameterCount = finite ? sizes.parameters : 0
         factorsPerSample = finite ? sizes.factorsPerSample : 0
         bytes = 8 * Double(n + (m ?? 0)) * Double(d) + 3 * 8 * parameterCount + parameterFileBytes
@@ -73,8 +84,10 @@ public struct InputPlan: Sendable {
 
     /// Bytes of one sample's per-sample quantities for `method` (k P doubles for the
     /// explicit gradients).
-    func perSampleBytes(_ method: GradientMethod) -> Double {
-        method == .explicit ? 8 * Double(spec.outputCount) * parameterCount : 8 * factorsPerSample
+    func perSampleBytes(_ method: GradientMethod, forms: FactorForms = .auto) -> Double {
+        if method == .explicit { return 8 * Double(spec.outputCount) * parameterCount }
+        if forms == .auto { return 8 * factorsPerSample }
+        return 8 * ((try? NetworkPlan(spec: spec, dataShape: inputShape, forms: forms, shapesOnly: true))?.factorsPerSample ?? factorsPerSample)
     }
 
     /// Refuses (64) inputs that alone exceed `available` bytes on each of `ranks` ranks of a

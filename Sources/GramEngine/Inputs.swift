@@ -5,16 +5,26 @@ import NumPyIO
 import Glibc
 #endif
 
-/// A data set: N samples of width d, row-major float64.
+/// A data set: N samples of d values each, row-major float64. A sample may have a shape
+/// (channels last, e.g. (H, W, C) for images): its values are stored flat in C order.
 public struct DataSet: Sendable {
     public let count: Int
+    /// d, the values per sample: the product of `sampleShape`.
     public let width: Int
+    /// The shape of one sample: [d] for flat rows, (L, C) or (H, W, C) for shaped data.
+    public let sampleShape: [Int]
     public let values: [Double]
 
     public init(count: Int, width: Int, values: [Double]) {
+        self.init(count: count, sampleShape: [width], values: values)
+    }
+
+    public init(count: Int, sampleShape: [Int], values: [Double]) {
+        let width = sampleShape.reduce(1, *)
         precondition(values.count == count * width)
         self.count = count
         self.width = width
+        self.sampleShape = sampleShape
         self.values = values
     }
 }
@@ -76,9 +86,9 @@ public enum Inputs {
         return data
     }
 
-    /// The header of a 2-D data file, read without its data (so that a job can plan its
-    /// memory before reading anything large). Refuses other ranks, empty sets and dtypes
-    /// that are not numbers (`dataError`, 65).
+    /// The header of a data file of shape (N, d), (N, L, C) or (N, H, W, C), read without its
+    /// data (so that a job can plan its memory before reading anything large). Refuses
+    /// other ranks, empty sets and dtypes that are not numbers (`dataError`, 65).
     public static func dataHeader(_ path: String, role: String = "--data") throws(NTKError) -> NPYFileHeader {
         let (fd, _) = try open(path, role: role)
         defer { close(fd) }
@@ -88,16 +98,22 @@ public enum Inputs {
         } catch {
             throw NTKError(.dataError, "\(role) file \(path) is not a valid .npy file: \(error)")
         }
-        guard header.shape.count == 2 else {
-            throw NTKError(.dataError, "\(role) file \(path) must hold a 2-D array (N, d), but its shape is \(format(header.shape))")
+        guard (2...4).contains(header.shape.count) else {
+            throw NTKError(.dataError, "\(role) file \(path) must hold an array of shape (N, d), (N, L, C) or (N, H, W, C), but its shape is \(format(header.shape))")
         }
         if header.dtype == .bool {
             throw NTKError(.dataError, "\(role) file \(path) holds booleans; expected float64 or float32 (integer arrays are converted)")
         }
         if header.shape[0] == 0 { throw NTKError(.dataError, "\(role) file \(path) is an empty data set (N = 0)") }
-        if header.shape[1] == 0 { throw NTKError(.dataError, "\(role) file \(path) has zero features (d = 0)") }
+        if header.shape.dropFirst().contains(0) { throw NTKError(.dataError, "\(role) file \(path) has zero features (shape \(format(header.shape)))") }
+        if header.shape.dropFirst().reduce(1.0, { $0 * Double($1) }) > Double(NetworkPlan.maximumValuesPerSample) {
+            throw NTKError(.dataError, "\(role) file \(path) has more than \(NetworkPlan.maximumValuesPerSample) values per sample (shape \(format(header.shape)))")
+        }
         return header
     }
+
+    /// The shape of one sample of a data file: its header's shape without N.
+    public static func sampleShape(_ header: NPYFileHeader) -> [Int] { Array(header.shape.dropFirst()) }
 
     /// A data set from a 2-D .npy file (float64 or float32; integer arrays are converted),
     /// read straight into its float64 array (the file is never held whole in memory).
@@ -112,11 +128,12 @@ public enum Inputs {
         } catch {
             throw NTKError(.dataError, "\(role) file \(path) is not a valid .npy file: \(error)")
         }
-        let n = header.shape[0], d = header.shape[1]
+        let n = header.shape[0], shape = sampleShape(header)
+        let d = shape.reduce(1, *)
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
-            throw NTKError(.dataError, "\(role) file \(path) holds a non-finite value (\(values[bad])) at row \(bad / d), column \(bad % d)")
+            throw NTKError(.dataError, "\(role) file \(path) holds a non-finite value (\(values[bad])) at row \(bad / d), column \(bad % d) of the flattened sample")
         }
-        return DataSet(count: n, width: d, values: values)
+        return DataSet(count: n, sampleShape: shape, values: values)
     }
 
     /// The largest model file read: a description of even thousands of layers is a few
@@ -133,15 +150,19 @@ public enum Inputs {
         }
     }
 
-    /// Network parameters from a .npz file (W0, b0, W1, …) for `spec` on inputs of
-    /// width `inputWidth` (`dataError` when malformed or not matching the model).
+    /// Network parameters from a .npz file (W0, b0, W1, …) for `spec` on data samples of
+    /// shape `inputShape` (`dataError` when malformed or not matching the model).
     ///
     /// Nothing larger than the model's parameters is read or inflated: the file is refused
     /// when it is larger than they can take, and each member when it would inflate to more
     /// than its array needs (a member named in the model, or a small unknown one).
     public static func network(spec: ModelSpec, inputWidth: Int, parametersPath path: String) throws(NTKError) -> Network {
+        try network(spec: spec, inputShape: [inputWidth], parametersPath: path)
+    }
+
+    public static func network(spec: ModelSpec, inputShape: [Int], parametersPath path: String) throws(NTKError) -> Network {
         var bounds: [String: Int] = [:]
-        for array in Network.arrayShapes(of: spec, inputWidth: inputWidth) {
+        for array in Network.arrayShapes(of: spec, inputShape: inputShape) {
             bounds[array.name] = 8 * array.shape.reduce(1, *) + npyHeaderSlack
         }
         let fileLimit = bounds.values.reduce(0, +) + bounds.count * zipMemberSlack + (1 << 16)
@@ -164,7 +185,7 @@ public enum Inputs {
             arrays[name] = (array.shape, array.doubles())
         }
         do {
-            return try Network(spec: spec, inputWidth: inputWidth, named: arrays)
+            return try Network(spec: spec, inputShape: inputShape, named: arrays)
         } catch {
             throw NTKError(.dataError, "--params file \(path) does not fit the model: \(error.message)")
         }
@@ -177,7 +198,7 @@ public enum Inputs {
     /// The bound on a member the model does not name (it is refused by name afterwards).
     static let unknownMemberBound = 1 << 20
 
-    static func format(_ shape: [Int]) -> String {
+    public static func format(_ shape: [Int]) -> String {
         shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
     }
 }

@@ -121,7 +121,7 @@ public enum PredictJob {
         let kind: KernelKind = loaded.network == nil ? .analytic : .empirical
         func computer(_ plan: TilePlan, rows: DataSet, columns: DataSet?) -> TileComputer {
             if let network = loaded.network {
-                return TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method,
+                return TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method, forms: options.engine.layerForms,
                                     rowData: rows.values, columnData: columns?.values, cacheBytes: options.engine.cacheMegabytes << 20)
             }
             return TileComputer(infinite: loaded.infinite!, kind: .analytic, outputCount: k, plan: plan, outputKernel: .mean,

@@ -48,9 +48,9 @@ final class TileComputer {
     private(set) var gradientSeconds = 0.0
     private(set) var productSeconds = 0.0
 
-    init(network: Network, plan: TilePlan, outputKernel: OutputKernel, method: GradientMethod,
+    init(network: Network, plan: TilePlan, outputKernel: OutputKernel, method: GradientMethod, forms: FactorForms = .auto,
          rowData: [Double], columnData: [Double]?, cacheBytes: Int) {
-        self.network = network
+        self.network = forms == .auto ? network : network.with(forms: forms)
         self.infinite = nil
         self.kind = .empirical
         self.outputCount = network.outputCount

@@ -8,6 +8,8 @@ public struct EngineOptions: Sendable {
     /// Samples per tile side.
     public var tileSize = EngineOptions.defaultTileSize
     public var method: GradientMethod = .structured
+    /// How conv layers keep their per-sample factors (dense layers are always structured).
+    public var layerForms: FactorForms = .auto
     /// float64 (default) or float32 tile products (structured method only).
     public var precision: Precision = .f64
     /// Bound on the per-sample quantities, in MiB.

@@ -169,7 +169,7 @@ public enum TrainJob {
         func kernel(_ name: String, _ net: Network, rows: DataSet, columns: DataSet?) throws -> [Double] {
             let plan = TilePlan(rows: rows.count, columns: columns?.count ?? rows.count, tileSize: options.engine.tileSize,
                                 symmetric: columns == nil, ranks: world.size)
-            let computer = TileComputer(network: net, plan: plan, outputKernel: .mean, method: options.engine.method,
+            let computer = TileComputer(network: net, plan: plan, outputKernel: .mean, method: options.engine.method, forms: options.engine.layerForms,
                                         rowData: rows.values, columnData: columns?.values, cacheBytes: options.engine.cacheMegabytes << 20)
             return try engine.gathered(name, computer: computer, plan: plan,
                                        manifest: engine.manifest(rows: rows, columns: columns, spec: net.spec, network: net, kind: .empirical, plan: plan))

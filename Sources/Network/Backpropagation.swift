@@ -24,15 +24,19 @@ public final class FactorStorage: @unchecked Sendable {
 
 /// Per-sample quantities of a batch of B inputs, from one forward and one backward pass.
 ///
-/// For every dense layer l the gradient of output c at sample b is
-/// ∂f_c/∂W_l = s_l z_l(b) ⊗ δ_{l,c}(b) and ∂f_c/∂b_l = t_l δ_{l,c}(b), so the pair
-/// (z_l, δ_l) determines the whole per-sample gradient (the structured form).
+/// For every parameterized layer l (dense or conv, docs/maths.md §2 and §6) the gradient of
+/// output c at sample b is ∂f_c/∂W_l = s_l Σ_p z_{l,p}(b) ⊗ δ_{l,p,c}(b) and ∂f_c/∂b_l =
+/// t_l Σ_p δ_{l,p,c}(b) over the layer's output positions p (one for a dense layer on flat
+/// data). A layer in the structured form keeps its patches z and signals δ; one in the
+/// explicit form keeps the gradient itself.
 ///
 /// All of it lives in one buffer, `storage` (the form ranks exchange or share without
-/// copies): per dense layer its inputs Z_l, row-major (B, n_in); then per dense layer its
-/// signals δ_l = ∂f/∂h_l, row-major (B·k, n_out), row b·k + c belonging to output c of
-/// sample b (so the same rows read as (B, k·n_out) concatenate the k signals of a
-/// sample); then f(X), row-major (B, k).
+/// copies): per structured layer its patches Z_l, row-major (B, P_l·K_l) (for a dense
+/// layer, its inputs (B, n_in)); then per structured layer its signals δ_l = ∂f/∂h_l,
+/// row-major (B, P_l, k, C_out) (for a dense layer (B·k, n_out): row b·k + c belongs to
+/// output c of sample b, and the same rows read as (B, k·n_out) concatenate the k signals
+/// of a sample); then per explicit layer its gradients (B·k, K_l C_out + C_out), W's part
+/// in the file's order then b's; then f(X), row-major (B, k).
 public struct BatchFactors: Sendable {
     /// B, the number of samples.
     public let count: Int
@@ -40,46 +44,63 @@ public struct BatchFactors: Sendable {
     public let outputCount: Int
     /// The factors, in the layout above.
     public let storage: FactorStorage
-    /// Where each layer's Z_l and δ_l, and f(X), are in `storage`.
+    /// Where each layer's Z_l, δ_l and gradients, and f(X), are in `storage` (empty ranges
+    /// for the parts a layer's form does not keep).
     public let inputRanges: [Range<Int>]
     public let signalRanges: [Range<Int>]
+    public let gradientRanges: [Range<Int>]
     public let outputRange: Range<Int>
 
     /// The length of `storage` for B samples of a network of this geometry and k outputs.
-    public static func storageCount(count b: Int, outputCount k: Int, geometry: [DenseGeometry]) -> Int {
-        b * (geometry.reduce(0) { $0 + $1.fanIn + k * $1.fanOut } + k)
+    public static func storageCount(count b: Int, outputCount k: Int, geometry: [LayerGeometry]) -> Int {
+        b * (geometry.reduce(0) { total, g in
+            total + (g.form == .structured ? g.patchCount + g.signalCount(outputs: k) : k * g.parameterCount)
+        } + k)
     }
 
     /// Factors in the layout above (computed here, received from another rank, or in
     /// shared memory).
-    public init(count b: Int, outputCount k: Int, geometry: [DenseGeometry], storage: FactorStorage) {
+    public init(count b: Int, outputCount k: Int, geometry: [LayerGeometry], storage: FactorStorage) {
         precondition(storage.buffer.count == Self.storageCount(count: b, outputCount: k, geometry: geometry))
         var offset = 0
-        var inputs: [Range<Int>] = [], signals: [Range<Int>] = []
+        var inputs: [Range<Int>] = [], signals: [Range<Int>] = [], gradients: [Range<Int>] = []
         for g in geometry {
-            inputs.append(offset..<(offset + b * g.fanIn))
-            offset += b * g.fanIn
+            let length = g.form == .structured ? b * g.patchCount : 0
+            inputs.append(offset..<(offset + length))
+            offset += length
         }
         for g in geometry {
-            signals.append(offset..<(offset + b * k * g.fanOut))
-            offset += b * k * g.fanOut
+            let length = g.form == .structured ? b * g.signalCount(outputs: k) : 0
+            signals.append(offset..<(offset + length))
+            offset += length
+        }
+        for g in geometry {
+            let length = g.form == .explicit ? b * k * g.parameterCount : 0
+            gradients.append(offset..<(offset + length))
+            offset += length
         }
         self.count = b
         self.outputCount = k
         self.storage = storage
         self.inputRanges = inputs
         self.signalRanges = signals
+        self.gradientRanges = gradients
         self.outputRange = offset..<(offset + b * k)
     }
 
-    /// Z_l of dense layer l, row-major (B, n_in).
+    /// Z_l of layer l, row-major (B, P·K).
     public func withInputs<R>(_ l: Int, _ body: (UnsafeBufferPointer<Double>) -> R) -> R {
         withExtendedLifetime(storage) { body(UnsafeBufferPointer(rebasing: storage.buffer[inputRanges[l]])) }
     }
 
-    /// δ_l of dense layer l, row-major (B·k, n_out).
+    /// δ_l of layer l, row-major (B, P, k, C_out).
     public func withSignals<R>(_ l: Int, _ body: (UnsafeBufferPointer<Double>) -> R) -> R {
         withExtendedLifetime(storage) { body(UnsafeBufferPointer(rebasing: storage.buffer[signalRanges[l]])) }
+    }
+
+    /// The gradients of an explicit layer l, row-major (B·k, K C_out + C_out).
+    public func withGradients<R>(_ l: Int, _ body: (UnsafeBufferPointer<Double>) -> R) -> R {
+        withExtendedLifetime(storage) { body(UnsafeBufferPointer(rebasing: storage.buffer[gradientRanges[l]])) }
     }
 
     /// f(X), row-major (B, k).
@@ -90,14 +111,14 @@ public struct BatchFactors: Sendable {
 }
 
 extension Network {
-    /// f(X) for B inputs (row-major (B, d)), row-major (B, k).
+    /// f(X) for B inputs (row-major (B, d), d the values per sample), row-major (B, k).
     public func outputs(_ x: [Double], count: Int) -> [Double] {
         precondition(x.count == count * inputWidth, "input batch must be (B, d)")
         var walk = Walk(network: self, count: count)
         return walk.forward(x, keep: false)
     }
 
-    /// The structured per-sample factors of B inputs (row-major (B, d)).
+    /// The per-sample factors of B inputs (row-major (B, d)).
     public func factors(_ x: [Double], count b: Int) -> BatchFactors {
         let total = BatchFactors.storageCount(count: b, outputCount: outputCount, geometry: geometry)
         let buffer = UnsafeMutableBufferPointer<Double>.allocate(capacity: total)
@@ -106,9 +127,10 @@ extension Network {
     }
 
     /// The factors of B inputs written into `buffer` (of `BatchFactors.storageCount`
-    /// doubles), in the layout of `BatchFactors`: one forward pass keeping each dense
-    /// layer's input Z_l, then one backward pass seeded with e_c for every row (sample,
-    /// output c), keeping each dense layer's signal δ_l.
+    /// doubles), in the layout of `BatchFactors`: one forward pass keeping each layer's
+    /// patches Z_l, then one backward pass seeded with e_c for every row (sample, output
+    /// c), whose signals δ_l are kept (structured layers) or turned into gradients
+    /// (explicit layers).
     public func factors(_ x: [Double], count b: Int, into buffer: UnsafeMutableBufferPointer<Double>) {
         precondition(x.count == b * inputWidth, "input batch must be (B, d)")
         let k = outputCount
@@ -116,33 +138,138 @@ extension Network {
         precondition(buffer.count == total)
         guard total > 0 else { return }
         let layout = BatchFactors(count: b, outputCount: k, geometry: geometry, storage: FactorStorage(borrowing: UnsafeBufferPointer(buffer)))
-        let base = buffer.baseAddress!
-        var walk = Walk(network: self, count: b)
-        let output = walk.forward(x, keep: true)
-        for (l, z) in walk.denseInputs.enumerated() {
-            (base + layout.inputRanges[l].lowerBound).update(from: z, count: z.count)
+        // Samples go through in chunks whose intermediate values (the patches and their
+        // signals, k rows per sample) stay within a few megabytes, so that a convolution's
+        // backward pass runs in the caches; dense networks take the whole batch at once.
+        let chunk = Swift.max(1, Swift.min(b, Self.chunkBudget / Swift.max(workingSetPerSample, 1)))
+        x.withUnsafeBufferPointer { xp in
+            var first = 0
+            while first < b {
+                let count = Swift.min(chunk, b - first)
+                let rows = Array(UnsafeBufferPointer(rebasing: xp[(first * inputWidth)..<((first + count) * inputWidth)]))
+                factorsChunk(rows, first: first, count: count, layout: layout, base: buffer.baseAddress!)
+                first += count
+            }
         }
-        walk.denseInputs = []
-        (base + layout.outputRange.lowerBound).update(from: output, count: output.count)
-        var seed = [Double](repeating: 0, count: b * k * k)
-        for sample in 0..<b { for c in 0..<k { seed[(sample * k + c) * k + c] = 1 } }
-        walk.backward(seed, rowsPerSample: k, slot: { base + layout.signalRanges[$0].lowerBound }) { _, _ in }
     }
 
-    /// One forward and one backward pass through the layer tree (dense layers,
-    /// activations, residual blocks), in the order of `Layer.denseLayers`.
+    /// Doubles of intermediate values per sample in `factors`: every layer's patches, and the
+    /// largest layer's signals, patch gradients and input gradients for k rows.
+    var workingSetPerSample: Int {
+        let k = outputCount
+        let kept = geometry.reduce(0) { $0 + $1.patchCount }
+        let backward = geometry.map { k * ($0.positions * ($0.fanIn + $0.fanOut) + $0.inputPositions * $0.channelsIn) }.max() ?? 0
+        return kept + backward
+    }
+
+    /// The doubles of intermediate values one chunk of `factors` may take.
+    static let chunkBudget = 1 << 21
+
+    /// The factors of samples first..<first + count (rows `x`) into their places in `layout`.
+    private func factorsChunk(_ x: [Double], first: Int, count b: Int, layout: BatchFactors, base: UnsafeMutablePointer<Double>) {
+        let k = outputCount
+        let geometry = self.geometry
+        func inputs(_ l: Int) -> UnsafeMutablePointer<Double> { base + layout.inputRanges[l].lowerBound + first * geometry[l].patchCount }
+        func signals(_ l: Int) -> UnsafeMutablePointer<Double> {
+            base + layout.signalRanges[l].lowerBound + first * geometry[l].signalCount(outputs: k)
+        }
+        func gradients(_ l: Int) -> UnsafeMutablePointer<Double> { base + layout.gradientRanges[l].lowerBound + first * k * geometry[l].parameterCount }
+        var walk = Walk(network: self, count: b)
+        let output = walk.forward(x, keep: true)
+        var patches = walk.patches
+        walk.patches = []
+        for (l, g) in geometry.enumerated() where g.form == .structured {
+            inputs(l).update(from: patches[l], count: patches[l].count)
+            patches[l] = []
+        }
+        (base + layout.outputRange.lowerBound + first * k).update(from: output, count: output.count)
+        var seed = [Double](repeating: 0, count: b * k * k)
+        for sample in 0..<b { for c in 0..<k { seed[(sample * k + c) * k + c] = 1 } }
+        walk.backward(seed, rowsPerSample: k, slot: { l in
+            let g = geometry[l]
+            return g.form == .structured && g.positions == 1 ? signals(l) : nil
+        }) { l, delta in
+            let g = geometry[l]
+            switch g.form {
+            case .structured:
+                guard g.positions > 1 else { return }
+                // (B, k, P, C_out) → (B, P, k, C_out).
+                let target = signals(l)
+                let p = g.positions, c = g.fanOut
+                for sample in 0..<b {
+                    for output in 0..<k {
+                        let from = delta.baseAddress! + (sample * k + output) * p * c
+                        for position in 0..<p {
+                            (target + ((sample * p + position) * k + output) * c).update(from: from + position * c, count: c)
+                        }
+                    }
+                }
+            case .explicit:
+                patches[l].withUnsafeBufferPointer { z in
+                    gradientRows(l, patches: z.baseAddress!, signals: delta.baseAddress!, sampleStride: k * g.positions * g.fanOut,
+                                 outputStride: g.positions * g.fanOut, signalStride: g.fanOut, count: b, outputs: k, into: gradients(l))
+                }
+                patches[l] = []
+            }
+        }
+    }
+
+    /// The gradients of layer l for B samples and k outputs, rows (B·k, K C_out + C_out) at
+    /// `target`: G = (s Zᵀ Δ, t Σ_p δ_p) with Z a sample's patches (P, K) and Δ its signals
+    /// (P, C_out) for one output. The signal of (sample, output c, position p) starts at
+    /// `signals + sample·sampleStride + c·outputStride + p·signalStride`: the walk's layout
+    /// (B·k, P·C_out) or the factor layout (B, P, k, C_out).
+    func gradientRows(_ l: Int, patches: UnsafePointer<Double>, signals: UnsafePointer<Double>, sampleStride: Int, outputStride: Int,
+                      signalStride: Int, count b: Int, outputs k: Int, into target: UnsafeMutablePointer<Double>) {
+        let g = geometry[l]
+        let p = g.positions, kIn = g.fanIn, cOut = g.fanOut, length = g.parameterCount
+        let perSample = p * kIn
+        var transposed = [Double](repeating: 0, count: perSample)
+        transposed.withUnsafeMutableBufferPointer { zt in
+            for sample in 0..<b {
+                let z = patches + sample * perSample
+                if p == 1 {
+                    zt.baseAddress!.update(from: z, count: kIn)
+                } else {
+                    for i in 0..<p { for j in 0..<kIn { zt[j * p + i] = z[i * kIn + j] } }
+                }
+                for c in 0..<k {
+                    let delta = signals + sample * sampleStride + c * outputStride
+                    let row = target + (sample * k + c) * length
+                    InnerProducts.multiply(m: kIn, n: cOut, k: p, a: zt.baseAddress!, lda: p, b: delta, ldb: signalStride,
+                                           c: row, ldc: cOut)
+                    let s = g.weightScale
+                    for e in 0..<(kIn * cOut) { row[e] *= s }
+                    if g.hasBias {
+                        let bias = row + kIn * cOut
+                        for j in 0..<cOut { bias[j] = 0 }
+                        for position in 0..<p {
+                            let d = delta + position * signalStride
+                            for j in 0..<cOut { bias[j] += d[j] }
+                        }
+                        for j in 0..<cOut { bias[j] *= g.biasScale }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One forward and one backward pass through the network's operations (parameterized
+    /// layers, activations, pooling, residual blocks), in the order of `geometry`.
     ///
-    /// Forward: a dense layer computes h = s Z W + t b, an activation φ(h), a residual block
-    /// x + block(x). Backward from a seed δ at the output (R rows per sample: e_c per output
-    /// for the factors, the loss weights for a gradient): a dense layer hands its δ_l to the
-    /// caller and passes s δ Wᵀ up, an activation multiplies by φ'(h), a residual block adds
-    /// its block's δ to the skip's. Upstream of the first dense layer nothing is needed, so
-    /// the pass stops there.
+    /// Forward: a parameterized layer computes h_p = s z_p W + t b at each output position
+    /// from the patch z_p its window reads (a dense layer: the position's channels), an
+    /// activation φ(h), a pooling layer window means, a residual block x + block(x). Backward
+    /// from a seed δ at the output (R rows per sample: e_c per output for the factors, the
+    /// loss weights for a gradient): a parameterized layer hands its δ_l to the caller and
+    /// passes s δ Wᵀ back through its windows, an activation multiplies by φ'(h), pooling
+    /// applies its adjoint, a residual block adds its block's δ to the skip's. Upstream of
+    /// the first parameterized layer nothing is needed, so the pass stops there.
     struct Walk {
         let network: Network
         let count: Int
-        /// Each dense layer's input Z_l (B, n_in), in order (kept by `forward(keep: true)`).
-        var denseInputs: [[Double]] = []
+        /// Each parameterized layer's patches Z_l (B·P, K), in order (kept by `forward(keep: true)`).
+        var patches: [[Double]] = []
         /// Each activation's input h (B, width), in forward order.
         var preactivations: [[Double]] = []
 
@@ -151,33 +278,62 @@ extension Network {
             self.count = count
         }
 
-        /// f(X), row-major (B, k); with `keep`, the inputs of dense layers and activations.
+        /// f(X), row-major (B, k); with `keep`, the patches and the activations' inputs.
         mutating func forward(_ x: [Double], keep: Bool) -> [Double] {
-            var dense = 0
-            return run(network.spec.layers, x, keep: keep, dense: &dense)
+            run(network.plan.operations, x, keep: keep)
         }
 
-        private mutating func run(_ layers: [Layer], _ input: [Double], keep: Bool, dense: inout Int) -> [Double] {
+        private mutating func run(_ operations: [Operation], _ input: [Double], keep: Bool) -> [Double] {
             var current = input
-            for layer in layers {
-                switch layer {
-                case .dense:
-                    let g = network.geometry[dense]
+            for operation in operations {
+                switch operation {
+                case .parameterized(let l):
+                    let g = network.geometry[l]
+                    let z: [Double]
+                    if let windows = g.windows {
+                        z = current.withUnsafeBufferPointer { x in
+                            [Double](unsafeUninitializedCapacity: count * g.patchCount) { buffer, initialized in
+                                windows.gather(x.baseAddress!, count: count, channels: g.channelsIn, into: buffer.baseAddress!)
+                                initialized = count * g.patchCount
+                            }
+                        }
+                    } else {
+                        z = current
+                    }
                     // Every entry of h is written by the product (no zeroing pass).
-                    let h = current.withUnsafeBufferPointer { z in
-                        [Double](unsafeUninitializedCapacity: count * g.fanOut) { buffer, initialized in
-                            network.dense(dense, z: z, count: count, into: buffer)
-                            initialized = count * g.fanOut
+                    let rows = count * g.positions
+                    let h = z.withUnsafeBufferPointer { zp in
+                        [Double](unsafeUninitializedCapacity: rows * g.fanOut) { buffer, initialized in
+                            network.affine(l, z: zp, rows: rows, into: buffer)
+                            initialized = rows * g.fanOut
                         }
                     }
-                    if keep { denseInputs.append(current) }
+                    if keep { patches.append(z) }
                     current = h
-                    dense += 1
-                case .activation(let activation, _):
+                case .activation(let activation):
                     if keep { preactivations.append(current) }
                     current.withUnsafeMutableBufferPointer { activation.applyValue($0) }
+                case .averagePool(let windows, let channels):
+                    let out = count * windows.outputPositions * channels
+                    current = current.withUnsafeBufferPointer { x in
+                        [Double](unsafeUninitializedCapacity: out) { buffer, initialized in
+                            windows.average(x.baseAddress!, count: count, channels: channels, into: buffer.baseAddress!)
+                            initialized = out
+                        }
+                    }
+                case .globalAveragePool(let positions, let channels):
+                    var out = [Double](repeating: 0, count: count * channels)
+                    let scale = 1 / Double(positions)
+                    for sample in 0..<count {
+                        for p in 0..<positions {
+                            let row = (sample * positions + p) * channels
+                            for c in 0..<channels { out[sample * channels + c] += current[row + c] }
+                        }
+                        for c in 0..<channels { out[sample * channels + c] *= scale }
+                    }
+                    current = out
                 case .residual(let block):
-                    let branch = run(block, current, keep: keep, dense: &dense)
+                    let branch = run(block, current, keep: keep)
                     for e in current.indices { current[e] += branch[e] }
                 }
             }
@@ -185,17 +341,16 @@ extension Network {
         }
 
         /// Propagates `seed` (B·R rows, row b·R + c for sample b, of the output width) back
-        /// through the network, handing each dense layer's δ_l (B·R, n_out) to `sink`, from
-        /// the last dense layer to the first. `slot(l)`, when given, is where δ_l must end up
-        /// (B·R·n_out doubles): the signal is then computed there directly whenever only
-        /// activations lie between two dense layers, and copied there otherwise.
+        /// through the network, handing each parameterized layer's δ_l (B·R, P·C_out) to
+        /// `sink`, from the last layer to the first. `slot(l)`, when given, is where δ_l must
+        /// end up (B·R·P·C_out doubles): the signal is then computed there directly whenever
+        /// only activations lie between two layers, and copied there otherwise.
         mutating func backward(_ seed: [Double], rowsPerSample r: Int,
                                slot: (Int) -> UnsafeMutablePointer<Double>? = { _ in nil },
                                sink: (Int, UnsafeBufferPointer<Double>) -> Void) {
-            var dense = network.geometry.count
             var activation = preactivations.count
             let start = Signal(copying: seed)
-            if let result = back(network.spec.layers, start, rowsPerSample: r, dense: &dense, activation: &activation, slot: slot, sink: sink) {
+            if let result = back(network.plan.operations, start, rowsPerSample: r, activation: &activation, slot: slot, sink: sink) {
                 result.release()
             }
         }
@@ -225,15 +380,16 @@ extension Network {
             func release() { if owned { buffer.deallocate() } }
         }
 
-        /// δ at the input of `layers` (the caller releases it), or nil once the first dense
-        /// layer has been passed (nothing upstream needs it). Consumes `output`.
-        private func back(_ layers: [Layer], _ output: Signal, rowsPerSample r: Int, dense: inout Int, activation: inout Int,
+        /// δ at the input of `operations` (the caller releases it), or nil once the first
+        /// parameterized layer has been passed (nothing upstream needs it). Consumes `output`.
+        private func back(_ operations: [Operation], _ output: Signal, rowsPerSample r: Int, activation: inout Int,
                           slot: (Int) -> UnsafeMutablePointer<Double>?,
                           sink: (Int, UnsafeBufferPointer<Double>) -> Void) -> Signal? {
             var delta = output
-            for position in layers.indices.reversed() {
-                switch layers[position] {
-                case .activation(let function, _):
+            let rows = count * r
+            for position in operations.indices.reversed() {
+                switch operations[position] {
+                case .activation(let function):
                     activation -= 1
                     let h = preactivations[activation]
                     let width = h.count / Swift.max(count, 1)
@@ -249,35 +405,55 @@ extension Network {
                             }
                         }
                     }
-                case .dense:
-                    dense -= 1
-                    if let place = slot(dense), place != delta.buffer.baseAddress {
+                case .parameterized(let l):
+                    if let place = slot(l), place != delta.buffer.baseAddress {
                         place.update(from: delta.buffer.baseAddress!, count: delta.buffer.count)
                     }
-                    sink(dense, UnsafeBufferPointer(delta.buffer))
-                    if dense == 0 { delta.release(); return nil }
-                    // δ_in = s δ Wᵀ: (B·R, n_out) x (n_out, n_in); W is (n_in, n_out), so every
-                    // entry is an inner product of a row of δ with a row of W (the tile kernel).
-                    // Computed straight into the slot of the dense layer upstream when only
-                    // activations lie between (they scale it in place).
-                    let g = network.geometry[dense]
+                    sink(l, UnsafeBufferPointer(delta.buffer))
+                    if l == 0 { delta.release(); return nil }
+                    // δ_z = s δ Wᵀ: (B·R·P, C_out) x (C_out, K); W is (K, C_out), so every entry
+                    // is an inner product of a row of δ with a row of W (the tile kernel). Then
+                    // back through the windows (a scatter-add) for a convolution. Computed
+                    // straight into the slot of the layer upstream when only activations lie
+                    // between (they scale it in place).
+                    let g = network.geometry[l]
                     var upstream = position - 1
-                    while upstream >= 0, case .activation = layers[upstream] { upstream -= 1 }
+                    while upstream >= 0, case .activation = operations[upstream] { upstream -= 1 }
                     var place: UnsafeMutablePointer<Double>? = nil
-                    if upstream >= 0, case .dense = layers[upstream] { place = slot(dense - 1) }
-                    let next = Signal(count: count * r * g.fanIn, at: place)
-                    network.parameters[dense].weights.withUnsafeBufferPointer { w in
-                        InnerProducts.multiplyTransposed(m: count * r, n: g.fanIn, k: g.fanOut,
+                    if upstream >= 0, case .parameterized(let previous) = operations[upstream] { place = slot(previous) }
+                    let next = Signal(count: rows * g.inputPositions * g.channelsIn, at: place)
+                    let patches = g.windows == nil ? next : Signal(count: rows * g.positions * g.fanIn, at: nil)
+                    network.parameters[l].weights.withUnsafeBufferPointer { w in
+                        InnerProducts.multiplyTransposed(m: rows * g.positions, n: g.fanIn, k: g.fanOut,
                                                          a: delta.buffer.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
-                                                         c: next.buffer.baseAddress!, ldc: g.fanIn)
+                                                         c: patches.buffer.baseAddress!, ldc: g.fanIn)
                     }
                     let s = g.weightScale
-                    for e in next.buffer.indices { next.buffer[e] *= s }
+                    for e in patches.buffer.indices { patches.buffer[e] *= s }
+                    if let windows = g.windows {
+                        windows.scatter(patches.buffer.baseAddress!, count: rows, channels: g.channelsIn, into: next.buffer.baseAddress!)
+                        patches.release()
+                    }
+                    delta.release()
+                    delta = next
+                case .averagePool(let windows, let channels):
+                    let next = Signal(count: rows * windows.inputPositions * channels, at: nil)
+                    windows.averageAdjoint(delta.buffer.baseAddress!, count: rows, channels: channels, into: next.buffer.baseAddress!)
+                    delta.release()
+                    delta = next
+                case .globalAveragePool(let positions, let channels):
+                    let next = Signal(count: rows * positions * channels, at: nil)
+                    let scale = 1 / Double(positions)
+                    for row in 0..<rows {
+                        let from = delta.buffer.baseAddress! + row * channels
+                        let to = next.buffer.baseAddress! + row * positions * channels
+                        for p in 0..<positions { for c in 0..<channels { to[p * channels + c] = scale * from[c] } }
+                    }
                     delta.release()
                     delta = next
                 case .residual(let block):
                     let skip = Signal(copying: Array(delta.buffer))
-                    guard let branch = back(block, delta, rowsPerSample: r, dense: &dense, activation: &activation, slot: slot, sink: sink) else {
+                    guard let branch = back(block, delta, rowsPerSample: r, activation: &activation, slot: slot, sink: sink) else {
                         skip.release()
                         return nil
                     }
@@ -290,12 +466,9 @@ extension Network {
         }
     }
 
-    /// The widest layer (input, hidden or output).
-    var maxWidth: Int { geometry.reduce(inputWidth) { max($0, $1.fanIn, $1.fanOut) } }
-
-    /// h = s Z W + t b for dense layer l on B rows of Z, into `h` (B, n_out), by the tile
-    /// kernels (whose speed does not depend on the BLAS kernel in use).
-    func dense(_ l: Int, z: UnsafeBufferPointer<Double>, count b: Int, into h: UnsafeMutableBufferPointer<Double>) {
+    /// h = s Z W + t b for layer l on `rows` patches Z (rows, K), into `h` (rows, C_out),
+    /// by the tile kernels (whose speed does not depend on the BLAS kernel in use).
+    func affine(_ l: Int, z: UnsafeBufferPointer<Double>, rows b: Int, into h: UnsafeMutableBufferPointer<Double>) {
         let g = geometry[l]
         parameters[l].weights.withUnsafeBufferPointer { w in
             InnerProducts.multiply(m: b, n: g.fanOut, k: g.fanIn, a: z.baseAddress!, lda: g.fanIn,
@@ -318,31 +491,31 @@ extension Network {
     public func gradients(from factors: BatchFactors) -> [Double] {
         let p = parameterCount
         let k = factors.outputCount
-        var result = [Double](repeating: 0, count: factors.count * k * p)
+        let b = factors.count
+        var result = [Double](repeating: 0, count: b * k * p)
+        var offset = 0
         result.withUnsafeMutableBufferPointer { out in
-            for sample in 0..<factors.count {
-                for c in 0..<k {
-                    let row = out.baseAddress! + (sample * k + c) * p
-                    var offset = 0
-                    for (l, g) in geometry.enumerated() {
-                        factors.withInputs(l) { zAll in
-                            factors.withSignals(l) { dAll in
-                                let z = zAll.baseAddress! + sample * g.fanIn
-                                let d = dAll.baseAddress! + (sample * k + c) * g.fanOut
-                                for i in 0..<g.fanIn {
-                                    let sz = g.weightScale * z[i]
-                                    let dst = row + offset + i * g.fanOut
-                                    for j in 0..<g.fanOut { dst[j] = sz * d[j] }
-                                }
-                                offset += g.fanIn * g.fanOut
-                                if g.hasBias {
-                                    for j in 0..<g.fanOut { row[offset + j] = g.biasScale * d[j] }
-                                    offset += g.fanOut
-                                }
+            for (l, g) in geometry.enumerated() {
+                let length = g.parameterCount
+                var rows = [Double](repeating: 0, count: b * k * length)
+                rows.withUnsafeMutableBufferPointer { target in
+                    switch g.form {
+                    case .explicit:
+                        factors.withGradients(l) { target.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
+                    case .structured:
+                        factors.withInputs(l) { z in
+                            factors.withSignals(l) { d in
+                                gradientRows(l, patches: z.baseAddress!, signals: d.baseAddress!, sampleStride: g.positions * k * g.fanOut,
+                                             outputStride: g.fanOut, signalStride: k * g.fanOut, count: b, outputs: k,
+                                             into: target.baseAddress!)
                             }
                         }
                     }
                 }
+                for row in 0..<(b * k) {
+                    (out.baseAddress! + row * p + offset).update(from: rows.withUnsafeBufferPointer { $0.baseAddress! + row * length }, count: length)
+                }
+                offset += length
             }
         }
         return result
@@ -360,22 +533,23 @@ extension Network {
         precondition(x.count == b * inputWidth, "input batch must be (B, d)")
         var walk = Walk(network: self, count: b)
         _ = walk.forward(x, keep: true)
-        let inputs = walk.denseInputs
+        let inputs = walk.patches
         var perLayer = [[Double]](repeating: [], count: geometry.count)
         walk.backward(w, rowsPerSample: 1) { l, delta in
             let g = geometry[l]
-            // ∂/∂W = s Zᵀ δ (n_in, n_out); ∂/∂b = t Σ_b δ.
+            // ∂/∂W = s Zᵀ δ (K, C_out) over the B·P patches; ∂/∂b = t Σ δ over them.
+            let rows = b * g.positions
             var gw = [Double](repeating: 0, count: g.fanIn * g.fanOut)
-            let zt = Self.transpose(inputs[l], rows: b, columns: g.fanIn)
+            let zt = Self.transpose(inputs[l], rows: rows, columns: g.fanIn)
             zt.withUnsafeBufferPointer { zp in
                 gw.withUnsafeMutableBufferPointer { out in
-                    GEMM.multiply(m: g.fanIn, n: g.fanOut, k: b, alpha: g.weightScale, a: zp.baseAddress!, lda: b,
+                    GEMM.multiply(m: g.fanIn, n: g.fanOut, k: rows, alpha: g.weightScale, a: zp.baseAddress!, lda: rows,
                                   b: delta.baseAddress!, ldb: g.fanOut, c: out.baseAddress!, ldc: g.fanOut)
                 }
             }
             if g.hasBias {
                 var gb = [Double](repeating: 0, count: g.fanOut)
-                for sample in 0..<b { for j in 0..<g.fanOut { gb[j] += delta[sample * g.fanOut + j] } }
+                for row in 0..<rows { for j in 0..<g.fanOut { gb[j] += delta[row * g.fanOut + j] } }
                 gw += gb.map { $0 * g.biasScale }
             }
             perLayer[l] = gw

@@ -54,8 +54,10 @@ public struct InfiniteWidthKernel: Sendable {
 
     /// The model.
     public let spec: ModelSpec
-    /// The input width d.
+    /// The input width d: the values per sample (the product of the input shape).
     public let inputWidth: Int
+    /// The maps of a convolutional network (spatial inputs), else nil.
+    private let spatial: SpatialProgram?
 
     /// Activations applied to the raw inputs, before the first dense layer.
     private let inputActivations: [Activation]
@@ -69,16 +71,29 @@ public struct InfiniteWidthKernel: Sendable {
     /// `inputWidth` is not positive, or when an activation follows another activation after
     /// the first dense layer (its input is then not Gaussian; neural-tangents refuses it too).
     public init(spec: ModelSpec, inputWidth: Int) throws(ModelError) {
-        try spec.validate()
         guard inputWidth > 0 else { throw ModelError("the input width must be positive, got \(inputWidth)") }
-        try spec.validate(inputWidth: inputWidth)
-        var builder = StepBuilder(spec: spec, fanIn: inputWidth)
-        let steps = try builder.steps(spec.layers, path: "")
-        let inputActivations = builder.inputActivations
+        try self.init(spec: spec, inputShape: [inputWidth])
+    }
+
+    /// The kernels of `spec` for data samples of shape `dataShape` ([d] for flat rows; a
+    /// model's `input_shape` reshapes them): the fully connected recursion on flat inputs,
+    /// the convolutional one (`SpatialProgram`) on spatial inputs.
+    public init(spec: ModelSpec, inputShape dataShape: [Int]) throws(ModelError) {
+        try spec.validate()
+        let plan = try NetworkPlan(spec: spec, dataShape: dataShape, shapesOnly: true)
+        let shape = plan.inputShape
+        var builder = StepBuilder(spec: spec, fanIn: shape.reduce(1, *))
         self.spec = spec
-        self.inputWidth = inputWidth
-        self.inputActivations = inputActivations
-        self.steps = steps
+        self.inputWidth = shape.reduce(1, *)
+        if shape.count == 1 {
+            self.steps = try builder.steps(spec.layers, path: "")
+            self.spatial = nil
+        } else {
+            let program = try builder.spatialProgram(inputShape: shape)
+            self.steps = program.flatSteps
+            self.spatial = program
+        }
+        self.inputActivations = builder.inputActivations
     }
 
     /// Both kernels for all pairs of a block: x row-major (m, d), y row-major (n, d);
@@ -93,6 +108,7 @@ public struct InfiniteWidthKernel: Sendable {
         let d = inputWidth
         precondition(m >= 0 && n >= 0, "block sizes must be non-negative")
         precondition(x.count >= m * d && y.count >= n * d, "x needs m·d and y needs n·d values")
+        if let spatial { return spatial.evaluate(x: x, m: m, y: y, n: n) }
         var nngp = [Double](repeating: 0, count: m * n)
         var ntk = [Double](repeating: 0, count: m * n)
         if m == 0 || n == 0 { return (nngp, ntk) }
@@ -128,7 +144,7 @@ public struct InfiniteWidthKernel: Sendable {
 
     /// Applies the layer maps in order; a residual block maps a copy of the state and adds
     /// it: K ← K + K_block, Θ ← Θ + Θ_block, q ← q + q_block (independent branches).
-    private static func apply(_ steps: [Step], k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
+    static func apply(_ steps: [Step], k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
                               q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>) {
         for step in steps {
             switch step {
@@ -190,7 +206,7 @@ public struct InfiniteWidthKernel: Sendable {
 
 // MARK: - Layer maps
 
-private indirect enum Step: Sendable {
+indirect enum Step: Sendable {
     case residual([Step])
     case dense(DenseStep)
     case rectified(RectifiedStep)
@@ -203,7 +219,7 @@ private indirect enum Step: Sendable {
 /// Turns the layer tree into layer maps, tracking whether the state is Gaussian (the
 /// output of a dense layer, or a sum of Gaussians), which the maps of activations and
 /// residual sums need (neural-tangents refuses the same networks).
-private struct StepBuilder {
+struct StepBuilder {
     let spec: ModelSpec
     var fanIn: Int
     /// Activations applied to the raw inputs, before any dense layer.
@@ -217,10 +233,10 @@ private struct StepBuilder {
         self.fanIn = fanIn
     }
 
-    mutating func steps(_ layers: [Layer], path: String) throws(ModelError) -> [Step] {
+    mutating func steps(_ layers: [Layer], path: String, offset: Int = 0) throws(ModelError) -> [Step] {
         var result: [Step] = []
         for (position, layer) in layers.enumerated() {
-            let index = path.isEmpty ? "\(position)" : "\(path).\(position)"
+            let index = path.isEmpty ? "\(position + offset)" : "\(path).\(position)"
             switch layer {
             case .dense(let dense):
                 let biasVariance = dense.biasStd.map { $0 * $0 } ?? 0
@@ -249,12 +265,17 @@ private struct StepBuilder {
                     throw ModelError("layer \(index): the residual block's output is not Gaussian in the infinite-width limit (it ends with an activation); neural-tangents has no analytic kernel for such a sum either: end the block with a dense layer, or use --kernel empirical")
                 }
                 result.append(.residual(inner))
+            case .flatten:
+                continue
+            case .conv, .averagePool, .globalAveragePool:
+                // Refused earlier by the shape checks (NetworkPlan): spatial layers on flat values.
+                throw ModelError("layer \(index): a spatial layer on a flat value")
             }
         }
         return result
     }
 
-    private mutating func step(_ activation: Activation, degree: Int?) -> Step {
+    mutating func step(_ activation: Activation, degree: Int?) -> Step {
         switch activation {
         case .relu: return .rectified(RectifiedStep(negativeSlope: 0, positiveSlope: 1))
         case .leakyRelu(let alpha): return .rectified(RectifiedStep(negativeSlope: alpha, positiveSlope: 1))
@@ -273,7 +294,7 @@ private struct StepBuilder {
 
 /// A dense layer: K ← W_std² K + b_std²; T ← K_new + W_std² T (ntk) or
 /// T ← n_in K_old + W_std² T + [bias] (standard).
-private struct DenseStep: Sendable {
+struct DenseStep: Sendable {
     let weightVariance: Double
     let biasVariance: Double
     let hasBias: Bool
@@ -303,7 +324,7 @@ private struct DenseStep: Sendable {
 }
 
 /// ABRelu(a, b) = a min(x, 0) + b max(x, 0): relu (0, 1) and leaky_relu (α, 1).
-private struct RectifiedStep: Sendable {
+struct RectifiedStep: Sendable {
     /// (a − b)² / (2π).
     let factor: Double
     /// (a² + b²) / 2.
@@ -336,7 +357,7 @@ private struct RectifiedStep: Sendable {
 
 extension InfiniteWidthKernel {
     /// erf: K ← (2/π) atan2(2q₁₂, D), T ← T (4/π)/D, D = √((1 + 2q₁₁)(1 + 2q₂₂) − 4q₁₂²).
-    fileprivate static func applyErf(k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
+    static func applyErf(k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
                                      q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>) {
         let factor = 2 / Double.pi
         let n = q2.count
@@ -355,7 +376,7 @@ extension InfiniteWidthKernel {
     }
 
     /// gelu: neural-tangents' closed form (see the type's documentation).
-    fileprivate static func applyGelu(k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
+    static func applyGelu(k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
                                       q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>) {
         let twoPi = 2 * Double.pi
         let n = q2.count
@@ -454,7 +475,7 @@ private enum SoftplusIntegrand: QuadratureIntegrand {
 }
 
 /// φ by the 2-D Gauss–Hermite rule of `stax.ElementwiseNumerical`.
-private struct QuadratureStep: Sendable {
+struct QuadratureStep: Sendable {
     enum Function: Sendable { case tanh, logistic, softplus }
 
     let function: Function

@@ -31,8 +31,16 @@ public indirect enum Layer: Sendable, Equatable, Hashable {
     /// kernel uses when it has no closed form (nil: the default).
     case activation(Activation, quadratureDegree: Int?)
     /// y = x + block(x): neural-tangents' `serial(FanOut(2), parallel(serial(*block),
-    /// Identity()), FanInSum())`. The block's output width equals its input width.
+    /// Identity()), FanInSum())`. The block's output shape equals its input shape.
     case residual([Layer])
+    /// A 1-D or 2-D convolution over channels-last inputs (Layers/Convolution.swift).
+    case conv(ConvLayer)
+    /// Average pooling over the spatial axes (Layers/Pooling.swift).
+    case averagePool(PoolLayer)
+    /// The mean over all spatial positions: (…, C) → (C).
+    case globalAveragePool
+    /// All axes into one, in C order: (…, C) → (∏ …·C).
+    case flatten
 }
 
 extension Layer {
@@ -43,11 +51,19 @@ extension Layer {
         for layer in layers {
             switch layer {
             case .dense(let d): result.append(d)
-            case .activation: break
             case .residual(let block): result += denseLayers(of: block)
+            default: break
             }
         }
         return result
+    }
+
+    /// Whether this layer has trainable parameters (dense and conv).
+    var hasParameters: Bool {
+        switch self {
+        case .dense, .conv: return true
+        default: return false
+        }
     }
 }
 
@@ -63,87 +79,95 @@ public struct ModelError: Error, Equatable, CustomStringConvertible, Sendable {
 public struct ModelSpec: Sendable, Equatable, Hashable {
     public var parameterization: Parameterization
     public var layers: [Layer]
+    /// The shape of one sample, channels last (`"input_shape"`): each flat data row is read
+    /// in C order as this shape. nil: the data's own per-sample shape.
+    public var inputShape: [Int]?
 
-    public init(parameterization: Parameterization, layers: [Layer]) {
+    public init(parameterization: Parameterization, layers: [Layer], inputShape: [Int]? = nil) {
         self.parameterization = parameterization
         self.layers = layers
+        self.inputShape = inputShape
+    }
+
+    /// The per-sample shape the network reads from data whose samples have shape
+    /// `dataShape` ([d] for flat rows): the model's `input_shape` when the data is flat with
+    /// as many values or has that very shape, else the data's own. Throws when they differ.
+    public func resolvedInputShape(data dataShape: [Int]) throws(ModelError) -> [Int] {
+        guard let inputShape else { return dataShape }
+        let count = inputShape.reduce(1, *)
+        if dataShape == inputShape || dataShape == [count] { return inputShape }
+        throw ModelError("the data's samples have shape \(WindowMap.format(dataShape)) but the model's input_shape is \(WindowMap.format(inputShape)) (\(count) values per sample)")
     }
 
     /// The dense layers in depth-first order (those of residual blocks in place).
     public var denseLayers: [DenseLayer] { Layer.denseLayers(of: layers) }
 
-    /// The number of outputs k: the width of the last dense layer outside residual blocks
-    /// (a block keeps its input's width).
+    /// The number of outputs k: the width (channels) of the last dense or conv layer
+    /// outside residual blocks (a block keeps its input's shape).
     public var outputCount: Int {
-        layers.last(where: { if case .dense = $0 { return true } else { return false } })
-            .map { if case .dense(let d) = $0 { return d.width } else { return 0 } } ?? 0
-    }
-
-    /// Checks the widths through the network for inputs of width `inputWidth`: every
-    /// residual block must give back its input's width. Throws `ModelError` naming the
-    /// block.
-    public func validate(inputWidth: Int) throws(ModelError) {
-        func walk(_ layers: [Layer], width: Int, path: String) throws(ModelError) -> Int {
-            var width = width
-            for (index, layer) in layers.enumerated() {
-                switch layer {
-                case .dense(let d): width = d.width
-                case .activation: break
-                case .residual(let block):
-                    let label = path.isEmpty ? "\(index)" : "\(path).\(index)"
-                    let out = try walk(block, width: width, path: label)
-                    if out != width {
-                        throw ModelError("layer \(label): the residual block maps width \(width) to \(out); y = x + block(x) needs the block to keep its input's width")
-                    }
-                }
+        for layer in layers.reversed() {
+            switch layer {
+            case .dense(let d): return d.width
+            case .conv(let c): return c.channels
+            default: continue
             }
-            return width
         }
-        _ = try walk(layers, width: inputWidth, path: "")
+        return 0
     }
 
-    /// This model with every hidden dense layer set to `width`: all but the output layer (the
-    /// last one outside residual blocks), those inside residual blocks included, except
-    /// blocks that act on the input before any dense layer (their width is the data's).
+    /// Checks the shapes through the network for flat inputs of width `inputWidth` (see
+    /// `validate(inputShape:)`).
+    public func validate(inputWidth: Int) throws(ModelError) {
+        _ = try NetworkPlan(spec: self, dataShape: [inputWidth])
+    }
+
+    /// Checks the shapes through the network for data samples of shape `dataShape`: every
+    /// window fits, every residual block gives back its input's shape, spatial layers see
+    /// spatial inputs, and the output is flat. Throws `ModelError` naming the layer.
+    public func validate(inputShape dataShape: [Int]) throws(ModelError) {
+        _ = try NetworkPlan(spec: self, dataShape: dataShape)
+    }
+
+    /// This model with every hidden dense layer set to `width` and every hidden conv layer
+    /// to `width` channels: all but the output layer (the last parameterized layer outside
+    /// residual blocks), those inside residual blocks included, except blocks that act on
+    /// the input before any parameterized layer (their shape is the data's).
     public func widened(to width: Int) -> ModelSpec {
-        let outputIndex = layers.lastIndex { if case .dense = $0 { return true } else { return false } }
-        func widen(_ layers: [Layer]) -> [Layer] {
-            layers.map { layer in
-                switch layer {
-                case .dense(var d): d.width = width; return .dense(d)
-                case .activation: return layer
-                case .residual(let block): return .residual(widen(block))
-                }
+        let outputIndex = layers.lastIndex { $0.hasParameters }
+        func widen(_ layer: Layer) -> Layer {
+            switch layer {
+            case .dense(var d): d.width = width; return .dense(d)
+            case .conv(var c): c.channels = width; return .conv(c)
+            case .residual(let block): return .residual(block.map(widen))
+            default: return layer
             }
         }
         var result = self
-        var seenDense = false
+        var seenParameters = false
         result.layers = layers.enumerated().map { index, layer in
             switch layer {
-            case .dense(var d):
-                seenDense = true
-                if index != outputIndex { d.width = width }
-                return .dense(d)
-            case .activation: return layer
-            case .residual(let block): return seenDense ? .residual(widen(block)) : layer
+            case .dense, .conv:
+                seenParameters = true
+                return index == outputIndex ? layer : widen(layer)
+            case .residual: return seenParameters ? widen(layer) : layer
+            default: return layer
             }
         }
         return result
     }
 
-    /// Sizes of this model on inputs of width `inputWidth`, as doubles (so that absurd
-    /// widths give huge counts, never wrapped ones): P, the trainable parameters, and the
-    /// structured method's per-sample factors Σ_l (n_in + k n_out) + k.
+    /// Sizes of this model on inputs of width `inputWidth` (see `sizes(inputShape:)`).
     public func sizes(inputWidth: Int) -> (parameters: Double, factorsPerSample: Double) {
-        var fanIn = Double(inputWidth), count = 0.0, factors = 0.0
-        let k = Double(outputCount)
-        for layer in denseLayers {
-            let fanOut = Double(layer.width)
-            count += fanIn * fanOut + (layer.biasStd == nil ? 0 : fanOut)
-            factors += fanIn + k * fanOut
-            fanIn = fanOut
-        }
-        return (count, factors + k)
+        sizes(inputShape: [inputWidth])
+    }
+
+    /// Sizes of this model on data samples of shape `dataShape`, as doubles (so that absurd
+    /// widths give huge counts, never wrapped ones): P, the trainable parameters, and the
+    /// doubles of per-sample factors the structured method keeps (docs/maths.md §2, §6).
+    /// Zero for a model that does not fit the shape (refused elsewhere).
+    public func sizes(inputShape dataShape: [Int]) -> (parameters: Double, factorsPerSample: Double) {
+        guard let plan = try? NetworkPlan(spec: self, dataShape: dataShape, shapesOnly: true) else { return (0, 0) }
+        return (plan.parameterCount, plan.factorsPerSample)
     }
 
     /// The common case: `depth` hidden dense layers of `width`, each followed by
@@ -163,10 +187,17 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
     /// Checks the rules a model must satisfy: at least one dense layer, positive widths of
     /// at most ``maximumInteger``, finite non-negative standard deviations. Throws `ModelError`.
     public func validate() throws(ModelError) {
-        if denseLayers.isEmpty { throw ModelError("the model has no dense layer") }
+        if let inputShape {
+            if inputShape.isEmpty || inputShape.count > 3 {
+                throw ModelError("\"input_shape\" must list 1 to 3 positive integers ([d], [L, C] or [H, W, C]), got \(inputShape.count)")
+            }
+            if let bad = inputShape.first(where: { $0 <= 0 || $0 > Self.maximumInteger }) {
+                throw ModelError("\"input_shape\" entries must be positive integers of at most \(Self.maximumInteger), got \(bad)")
+            }
+        }
         try Self.validate(layers, path: "")
-        if !layers.contains(where: { if case .dense = $0 { return true } else { return false } }) {
-            throw ModelError("the model needs a dense layer outside residual blocks: the last one's width is the number of outputs")
+        if !layers.contains(where: { $0.hasParameters }) {
+            throw ModelError("the model needs a dense or conv layer outside residual blocks: the last one's width is the number of outputs")
         }
     }
 
@@ -187,6 +218,9 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
             case .residual(let block):
                 if block.isEmpty { throw ModelError("layer \(index): a residual block needs at least one layer") }
                 try validate(block, path: index)
+            case .conv(let c): try c.validate(index: index)
+            case .averagePool(let p): try p.validate(index: index)
+            case .globalAveragePool, .flatten: break
             }
         }
     }
@@ -213,9 +247,9 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
             throw Self.modelError(error)
         }
         guard case .object(let root) = value else { throw ModelError("the top level must be a JSON object") }
-        let allowedRoot: Set<String> = ["parameterization", "layers", "name", "description"]
+        let allowedRoot: Set<String> = ["parameterization", "layers", "name", "description", "input_shape"]
         if let unknown = root.keys.sorted().first(where: { !allowedRoot.contains($0) }) {
-            throw ModelError("unknown key \"\(shortened(unknown))\" at the top level (allowed: parameterization, layers, name, description)")
+            throw ModelError("unknown key \"\(shortened(unknown))\" at the top level (allowed: parameterization, layers, input_shape, name, description)")
         }
         var parameterization = Parameterization.ntk
         if let p = root["parameterization"] {
@@ -226,7 +260,22 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         }
         guard case .array(let rawLayers)? = root["layers"] else { throw ModelError("\"layers\" must be a JSON array of layer objects") }
         let layers = try decodeLayers(rawLayers, path: "")
-        let spec = ModelSpec(parameterization: parameterization, layers: layers)
+        var inputShape: [Int]? = nil
+        if let raw = root["input_shape"], raw != .null {
+            guard case .array(let items) = raw, !items.isEmpty, items.count <= 3 else {
+                throw ModelError("\"input_shape\" must be a list of 1 to 3 positive integers ([d], [L, C] or [H, W, C])")
+            }
+            var shape: [Int] = []
+            for item in items {
+                guard let number = item.numberValue, number.rounded() == number, let value = item.integerValue,
+                      value > 0, value <= maximumInteger else {
+                    throw ModelError("\"input_shape\" must be a list of 1 to 3 positive integers of at most \(maximumInteger)")
+                }
+                shape.append(value)
+            }
+            inputShape = shape
+        }
+        let spec = ModelSpec(parameterization: parameterization, layers: layers, inputShape: inputShape)
         try spec.validate()
         return spec
     }
@@ -256,9 +305,21 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
                 }
                 if block.isEmpty { throw ModelError("layer \(index): a residual block needs at least one layer") }
                 layers.append(.residual(try decodeLayers(block, path: index)))
+            case "conv":
+                try Self.allowOnly(ConvLayer.keys, in: layer, type: type, index: index)
+                layers.append(.conv(try ConvLayer.decode(layer, index: index)))
+            case "avg_pool":
+                try Self.allowOnly(PoolLayer.keys, in: layer, type: type, index: index)
+                layers.append(.averagePool(try PoolLayer.decode(layer, index: index)))
+            case "global_avg_pool":
+                try Self.allowOnly(["type"], in: layer, type: type, index: index)
+                layers.append(.globalAveragePool)
+            case "flatten":
+                try Self.allowOnly(["type"], in: layer, type: type, index: index)
+                layers.append(.flatten)
             default:
                 guard Activation.names.contains(type) else {
-                    throw ModelError("layer \(index): unknown layer type \"\(shortened(type))\" (known: dense, residual, \(Activation.names.joined(separator: ", ")))")
+                    throw ModelError("layer \(index): unknown layer type \"\(shortened(type))\" (known: dense, conv, avg_pool, global_avg_pool, flatten, residual, \(Activation.names.joined(separator: ", ")))")
                 }
                 try Self.allowOnly(Self.activationKeys, in: layer, type: type, index: index)
                 if type != "leaky_relu", layer["alpha"] != nil {
@@ -298,10 +359,15 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
                     return o
                 case .residual(let block):
                     return ["type": "residual", "layers": objects(block)]
+                case .conv(let c): return c.encode()
+                case .averagePool(let p): return p.encode()
+                case .globalAveragePool: return ["type": "global_avg_pool"]
+                case .flatten: return ["type": "flatten"]
                 }
             }
         }
-        let root: [String: Any] = ["parameterization": parameterization.rawValue, "layers": objects(layers)]
+        var root: [String: Any] = ["parameterization": parameterization.rawValue, "layers": objects(layers)]
+        if let inputShape { root["input_shape"] = inputShape }
         return (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys, .prettyPrinted])) ?? Data()
     }
 
@@ -353,7 +419,7 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         }
     }
 
-    private static func number(_ value: JSONValue?, _ name: String, _ index: String) throws(ModelError) -> Double? {
+    static func number(_ value: JSONValue?, _ name: String, _ index: String) throws(ModelError) -> Double? {
         switch value {
         case nil, .null?: return nil
         case let value?:
@@ -363,7 +429,7 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
     }
 
     /// An integer field: an integral number (`8`, `8.0`, `8e0`) within ±``maximumInteger``.
-    private static func integer(_ value: JSONValue?, _ name: String, _ index: String) throws(ModelError) -> Int? {
+    static func integer(_ value: JSONValue?, _ name: String, _ index: String) throws(ModelError) -> Int? {
         switch value {
         case nil, .null?: return nil
         case let value?:
@@ -375,6 +441,46 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
                 throw ModelError("layer \(index): \(name) must be a positive integer of at most \(maximumInteger), got \(shown)")
             }
             return integer
+        }
+    }
+}
+
+/// Field readers shared by the layers' decoders.
+enum JSONFields {
+    static func number(_ value: JSONValue?, _ name: String, _ index: String) throws(ModelError) -> Double? {
+        try ModelSpec.number(value, name, index)
+    }
+
+    static func integer(_ value: JSONValue?, _ name: String, _ index: String) throws(ModelError) -> Int? {
+        try ModelSpec.integer(value, name, index)
+    }
+
+    /// A list of integers (`[3, 3]`; a bare integer `3` is read as `[3]`), or nil when absent.
+    static func integers(_ value: JSONValue?, _ name: String, _ index: String) throws(ModelError) -> [Int]? {
+        switch value {
+        case nil, .null?: return nil
+        case .array(let items)?:
+            var result: [Int] = []
+            for item in items {
+                guard let v = try integer(item, name, index) else { throw ModelError("layer \(index): \"\(name)\" must be a list of integers") }
+                result.append(v)
+            }
+            return result
+        case let value?:
+            guard let v = try integer(value, name, index) else { return nil }
+            return [v]
+        }
+    }
+
+    static func padding(_ value: JSONValue?, _ index: String) throws(ModelError) -> Padding? {
+        switch value {
+        case nil, .null?: return nil
+        case .string(let s)?:
+            guard let padding = Padding(rawValue: s.uppercased()) else {
+                throw ModelError("layer \(index): \"padding\" must be \"VALID\", \"SAME\" or \"CIRCULAR\", got \"\(s.prefix(40))\"")
+            }
+            return padding
+        default: throw ModelError("layer \(index): \"padding\" must be \"VALID\", \"SAME\" or \"CIRCULAR\"")
         }
     }
 }

@@ -1,26 +1,9 @@
 import Foundation
 
-/// The shape and scale factors of one dense layer in an instantiated network.
-public struct DenseGeometry: Sendable, Equatable {
-    /// Fan-in n_in and fan-out n_out.
-    public let fanIn: Int
-    public let fanOut: Int
-    /// The factor s multiplying z W: W_std / √n_in (ntk) or 1 (standard).
-    public let weightScale: Double
-    /// The factor t multiplying b: b_std (ntk), 1 (standard), 0 without a bias.
-    public let biasScale: Double
-    public let hasBias: Bool
-    /// The model's W_std and b_std (used by initialization and the analytic kernels).
-    public let weightStd: Double
-    public let biasStd: Double?
-
-    /// Trainable parameters of this layer: n_in n_out (+ n_out).
-    public var parameterCount: Int { fanIn * fanOut + (hasBias ? fanOut : 0) }
-}
-
-/// The trainable arrays of one dense layer, raw (as the parameterization declares them).
+/// The trainable arrays of one parameterized layer (dense or conv), raw (as the parameterization declares them).
 public struct DenseParameters: Sendable, Equatable {
-    /// W, row-major (n_in, n_out): the layer computes z W.
+    /// W, row-major (K, C_out) (for conv, the file's (kh, kw, C_in, C_out) read flat): the
+    /// layer computes z W on each patch z.
     public var weights: [Double]
     /// b (n_out), nil when the layer has no bias.
     public var bias: [Double]?
@@ -38,98 +21,96 @@ public struct ParameterError: Error, Equatable, CustomStringConvertible, Sendabl
     public var description: String { message }
 }
 
-/// A fully connected network with concrete input width and parameters: f(x) for x in R^d.
+/// A network with a concrete input shape and parameters: f(x) for samples x of that shape.
 public struct Network: Sendable {
     public let spec: ModelSpec
-    public let inputWidth: Int
-    /// One entry per dense layer, in order.
-    public let geometry: [DenseGeometry]
-    /// One entry per dense layer, in order.
+    /// The model resolved against the input shape: shapes, geometry, forward operations.
+    public let plan: NetworkPlan
+    /// One entry per parameterized layer (dense or conv), depth-first.
+    public var geometry: [LayerGeometry] { plan.geometry }
+    /// One entry per parameterized layer, in order.
     public private(set) var parameters: [DenseParameters]
 
+    /// The per-sample input shape (channels last; [d] for flat data).
+    public var inputShape: [Int] { plan.inputShape }
+    /// Values per sample: the product of the input shape (the row length of the data).
+    public var inputWidth: Int { plan.inputShape.reduce(1, *) }
     /// The number of outputs k.
-    public var outputCount: Int { geometry.last!.fanOut }
+    public var outputCount: Int { plan.outputShape[0] }
     /// P, the number of trainable parameters.
     public var parameterCount: Int { geometry.reduce(0) { $0 + $1.parameterCount } }
 
-    /// The geometry of `spec` on inputs of width `inputWidth`.
-    public static func geometry(of spec: ModelSpec, inputWidth: Int) -> [DenseGeometry] {
-        var fanIn = inputWidth
-        var result: [DenseGeometry] = []
-        // Depth-first: every residual block keeps its input's width (ModelSpec.validate(inputWidth:)),
-        // so a dense layer's fan-in is the width of the dense layer before it in this order.
-        for d in spec.denseLayers {
-            let hasBias = d.biasStd != nil
-            let s: Double, t: Double
-            switch spec.parameterization {
-            case .ntk:
-                s = d.weightStd / Double(fanIn).squareRoot()
-                t = d.biasStd ?? 0
-            case .standard:
-                s = 1
-                t = hasBias ? 1 : 0
-            }
-            result.append(DenseGeometry(fanIn: fanIn, fanOut: d.width, weightScale: s, biasScale: t,
-                                        hasBias: hasBias, weightStd: d.weightStd, biasStd: d.biasStd))
-            fanIn = d.width
-        }
-        return result
+    /// The geometry of `spec` on flat inputs of width `inputWidth` (or its `input_shape`).
+    public static func geometry(of spec: ModelSpec, inputWidth: Int) -> [LayerGeometry] {
+        (try? NetworkPlan(spec: spec, dataShape: [inputWidth]))?.geometry ?? []
     }
 
-    /// The parameter arrays of `spec` on inputs of width `inputWidth`, in file order
-    /// (`W0, b0, W1, …`), with their shapes.
-    public static func arrayShapes(of spec: ModelSpec, inputWidth: Int) -> [(name: String, shape: [Int])] {
+    /// The parameter arrays of `spec` on data samples of shape `dataShape`, in file order
+    /// (`W0, b0, W1, …`), with their shapes; empty when the model does not fit the shape.
+    public static func arrayShapes(of spec: ModelSpec, inputShape dataShape: [Int]) -> [(name: String, shape: [Int])] {
+        guard let plan = try? NetworkPlan(spec: spec, dataShape: dataShape, shapesOnly: true) else { return [] }
         var result: [(name: String, shape: [Int])] = []
-        for (l, g) in geometry(of: spec, inputWidth: inputWidth).enumerated() {
-            result.append(("W\(l)", [g.fanIn, g.fanOut]))
+        for (l, g) in plan.geometry.enumerated() {
+            result.append(("W\(l)", g.weightShape))
             if g.hasBias { result.append(("b\(l)", [g.fanOut])) }
         }
         return result
     }
 
+    public static func arrayShapes(of spec: ModelSpec, inputWidth: Int) -> [(name: String, shape: [Int])] {
+        arrayShapes(of: spec, inputShape: [inputWidth])
+    }
+
     /// A network from given parameters; throws if their shapes do not fit the model.
-    public init(spec: ModelSpec, inputWidth: Int, parameters: [DenseParameters]) throws(ParameterError) {
-        do { try spec.validate(inputWidth: inputWidth) } catch { throw ParameterError(error.message) }
-        let geometry = Self.geometry(of: spec, inputWidth: inputWidth)
+    public init(spec: ModelSpec, inputShape dataShape: [Int], parameters: [DenseParameters], forms: FactorForms = .auto) throws(ParameterError) {
+        let plan: NetworkPlan
+        do { plan = try NetworkPlan(spec: spec, dataShape: dataShape, forms: forms) } catch { throw ParameterError(error.message) }
+        let geometry = plan.geometry
         guard parameters.count == geometry.count else {
-            throw ParameterError("the model has \(geometry.count) dense layers but \(parameters.count) were given")
+            throw ParameterError("the model has \(geometry.count) parameterized layers but \(parameters.count) were given")
         }
         for (l, (g, p)) in zip(geometry, parameters).enumerated() {
             if p.weights.count != g.fanIn * g.fanOut {
-                throw ParameterError("W\(l) must have shape (\(g.fanIn), \(g.fanOut))")
+                throw ParameterError("W\(l) must have shape \(Self.format(g.weightShape))")
             }
             if g.hasBias != (p.bias != nil) {
-                throw ParameterError(g.hasBias ? "b\(l) is missing (the model gives dense layer \(l) a bias)"
-                                               : "b\(l) was given but dense layer \(l) has no bias (b_std is null)")
+                throw ParameterError(g.hasBias ? "b\(l) is missing (the model gives \(g.path) a bias)"
+                                               : "b\(l) was given but \(g.path) has no bias (b_std is null)")
             }
             if let b = p.bias, b.count != g.fanOut { throw ParameterError("b\(l) must have shape (\(g.fanOut),)") }
         }
         self.spec = spec
-        self.inputWidth = inputWidth
-        self.geometry = geometry
+        self.plan = plan
         self.parameters = parameters
     }
 
+    public init(spec: ModelSpec, inputWidth: Int, parameters: [DenseParameters]) throws(ParameterError) {
+        try self.init(spec: spec, inputShape: [inputWidth], parameters: parameters)
+    }
+
     /// A network from named arrays as stored in a parameter file: `W0, b0, W1, b1, …`
-    /// over the dense layers, `W{l}` of shape (n_in, n_out) and `b{l}` of shape (n_out,).
+    /// over the parameterized layers, `W{l}` of shape (n_in, n_out) for dense layers and
+    /// (kh, kw, C_in, C_out) or (k, C_in, C_out) for convolutions, `b{l}` of shape (C_out,).
     /// Refuses missing, extra, misshapen or non-finite arrays.
-    public init(spec: ModelSpec, inputWidth: Int, named arrays: [String: (shape: [Int], values: [Double])]) throws(ParameterError) {
-        let geometry = Self.geometry(of: spec, inputWidth: inputWidth)
+    public init(spec: ModelSpec, inputShape dataShape: [Int], named arrays: [String: (shape: [Int], values: [Double])]) throws(ParameterError) {
+        let plan: NetworkPlan
+        do { plan = try NetworkPlan(spec: spec, dataShape: dataShape, shapesOnly: true) } catch { throw ParameterError(error.message) }
         var expected = Set<String>()
         var parameters: [DenseParameters] = []
-        for (l, g) in geometry.enumerated() {
+        for (l, g) in plan.geometry.enumerated() {
             let wName = "W\(l)", bName = "b\(l)"
             expected.insert(wName)
-            guard let w = arrays[wName] else { throw ParameterError("the array \(wName) is missing (dense layer \(l), shape (\(g.fanIn), \(g.fanOut)))") }
-            guard w.shape == [g.fanIn, g.fanOut] else {
-                throw ParameterError("\(wName) has shape \(Self.format(w.shape)) but dense layer \(l) needs (\(g.fanIn), \(g.fanOut))")
+            let shape = Self.format(g.weightShape)
+            guard let w = arrays[wName] else { throw ParameterError("the array \(wName) is missing (\(g.path), shape \(shape))") }
+            guard w.shape == g.weightShape else {
+                throw ParameterError("\(wName) has shape \(Self.format(w.shape)) but \(g.path) needs \(shape)")
             }
             var bias: [Double]? = nil
             if g.hasBias {
                 expected.insert(bName)
-                guard let b = arrays[bName] else { throw ParameterError("the array \(bName) is missing (dense layer \(l) has a bias of shape (\(g.fanOut),))") }
+                guard let b = arrays[bName] else { throw ParameterError("the array \(bName) is missing (\(g.path) has a bias of shape (\(g.fanOut),))") }
                 guard b.shape == [g.fanOut] else {
-                    throw ParameterError("\(bName) has shape \(Self.format(b.shape)) but dense layer \(l) needs (\(g.fanOut),)")
+                    throw ParameterError("\(bName) has shape \(Self.format(b.shape)) but \(g.path) needs (\(g.fanOut),)")
                 }
                 bias = b.values
             }
@@ -143,16 +124,28 @@ public struct Network: Sendable {
             if let i = p.weights.firstIndex(where: { !$0.isFinite }) { throw ParameterError("W\(l) holds a non-finite value at flat index \(i)") }
             if let i = p.bias?.firstIndex(where: { !$0.isFinite }) { throw ParameterError("b\(l) holds a non-finite value at index \(i)") }
         }
-        try self.init(spec: spec, inputWidth: inputWidth, parameters: parameters)
+        try self.init(spec: spec, inputShape: dataShape, parameters: parameters)
+    }
+
+    public init(spec: ModelSpec, inputWidth: Int, named arrays: [String: (shape: [Int], values: [Double])]) throws(ParameterError) {
+        try self.init(spec: spec, inputShape: [inputWidth], named: arrays)
+    }
+
+    /// This network with its layers' factor forms chosen by `forms`.
+    public func with(forms: FactorForms) -> Network {
+        // The same spec and shape as this network's, so it cannot fail.
+        try! Network(spec: spec, inputShape: plan.inputShape, parameters: parameters, forms: forms)
     }
 
     /// A network with parameters drawn as neural-tangents draws them: ntk: W, b ~ N(0, 1);
-    /// standard: W ~ N(0, W_std² / n_in), b ~ N(0, b_std²). Deterministic in `seed`;
-    /// arrays are drawn in file order W0, b0, W1, b1, ….
-    public static func initialized(spec: ModelSpec, inputWidth: Int, seed: UInt64) -> Network {
+    /// standard: W ~ N(0, W_std² / K), b ~ N(0, b_std²) (K the fan-in: kh·kw·C_in for a
+    /// convolution). Deterministic in `seed`; arrays are drawn in file order W0, b0, W1, b1, ….
+    /// The model must fit the shape (`ModelSpec.validate(inputShape:)`).
+    public static func initialized(spec: ModelSpec, inputShape dataShape: [Int], seed: UInt64) -> Network {
         var rng = NormalGenerator(seed: seed)
         var parameters: [DenseParameters] = []
-        for g in geometry(of: spec, inputWidth: inputWidth) {
+        let plan = try! NetworkPlan(spec: spec, dataShape: dataShape, shapesOnly: true)
+        for g in plan.geometry {
             let wScale: Double, bScale: Double
             switch spec.parameterization {
             case .ntk: wScale = 1; bScale = 1
@@ -163,14 +156,18 @@ public struct Network: Sendable {
             parameters.append(DenseParameters(weights: w, bias: b))
         }
         // Shapes match by construction.
-        return try! Network(spec: spec, inputWidth: inputWidth, parameters: parameters)
+        return try! Network(spec: spec, inputShape: dataShape, parameters: parameters)
+    }
+
+    public static func initialized(spec: ModelSpec, inputWidth: Int, seed: UInt64) -> Network {
+        initialized(spec: spec, inputShape: [inputWidth], seed: seed)
     }
 
     /// The parameters as named arrays in file order (W0, b0, W1, …).
     public var namedArrays: [(name: String, shape: [Int], values: [Double])] {
         var result: [(name: String, shape: [Int], values: [Double])] = []
         for (l, (g, p)) in zip(geometry, parameters).enumerated() {
-            result.append(("W\(l)", [g.fanIn, g.fanOut], p.weights))
+            result.append(("W\(l)", g.weightShape, p.weights))
             if let b = p.bias { result.append(("b\(l)", [g.fanOut], b)) }
         }
         return result

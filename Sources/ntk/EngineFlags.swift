@@ -1,5 +1,6 @@
 import ArgumentParser
 import GramEngine
+import Network
 
 /// The engine's flags, shared by every command that computes kernels (gram, predict,
 /// train, converge): tiles, method and precision, the per-sample cache, checkpoints and
@@ -10,6 +11,9 @@ struct EngineFlags: ParsableArguments {
 
     @Option(help: "structured (per-layer factors, the fast path) or explicit (full per-sample gradient vectors).")
     var method: GradientMethod = .structured
+
+    @Option(name: .customLong("layer-forms"), help: "How conv layers keep per-sample factors: auto (per layer, the form with fewer multiply-adds per sample pair), structured (patches and signals: least memory) or explicit (weight gradients).")
+    var layerForms: FactorForms = .auto
 
     @Option(help: "f64 or f32: float32 tile products with float64 chunk sums (structured method; about 1e-6 relative).")
     var precision: Precision = .f64
@@ -43,6 +47,7 @@ struct EngineFlags: ParsableArguments {
         var options = EngineOptions()
         options.tileSize = tile ?? EngineOptions.defaultTileSize
         options.method = method
+        options.layerForms = layerForms
         options.precision = precision
         options.cacheMegabytes = cacheMegabytes
         options.checkpointing = !noCheckpoint

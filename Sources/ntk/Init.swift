@@ -34,17 +34,20 @@ struct Init: ParsableCommand {
 
     func run() throws {
         do {
-            let width = try inputWidth ?? Inputs.dataHeader(data!, role: "--data").shape[1]
+            let shape = try inputWidth.map { [$0] } ?? Inputs.sampleShape(Inputs.dataHeader(data!, role: "--data"))
             let spec: ModelSpec
             switch modelOptions.source {
             case .file(let path): spec = try Inputs.model(path)
             case .spec(let s): spec = s
             }
-            do { try spec.validate(inputWidth: width) } catch { throw NTKError(.dataError, "the model does not fit d = \(width): \(error.message)") }
+            do { try spec.validate(inputShape: shape) } catch {
+                let data = shape.count == 1 ? "d = \(shape[0])" : "samples of shape \(Inputs.format(shape))"
+                throw NTKError(.dataError, "the model does not fit \(data): \(error.message)")
+            }
             // Size the network before drawing it.
-            try InputPlan(n: 0, m: nil, inputWidth: width, spec: spec, finite: true, parameterFileBytes: 0)
+            try InputPlan(n: 0, m: nil, inputShape: shape, spec: spec, finite: true, parameterFileBytes: 0)
                 .check(available: MemoryPlan.availableBytes())
-            let network = Network.initialized(spec: spec, inputWidth: width, seed: seed)
+            let network = Network.initialized(spec: spec, inputShape: shape, seed: seed)
             let arrays = network.namedArrays.map { (name: $0.name, array: NPYArray(shape: $0.shape, doubles: $0.values)) }
             let bytes: Data
             do { bytes = try NPZFormat.encode(arrays) } catch { throw NTKError(.software, "cannot encode the parameters: \(error)") }

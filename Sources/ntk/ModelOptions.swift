@@ -5,6 +5,7 @@ import Network
 extension Parameterization: ExpressibleByArgument {}
 extension OutputKernel: ExpressibleByArgument {}
 extension GradientMethod: ExpressibleByArgument {}
+extension FactorForms: ExpressibleByArgument {}
 extension EigenOutput: ExpressibleByArgument {}
 extension KernelKind: ExpressibleByArgument {}
 extension EigenSolver: ExpressibleByArgument {}

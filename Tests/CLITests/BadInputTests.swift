@@ -119,7 +119,7 @@ func doublesData(_ values: [Double]) -> Data { values.withUnsafeBytes { Data($0)
         Case(name: "NaN in data", arguments: gram("nan.npy"), status: 65, message: "non-finite value (nan) at row 1, column 1"),
         Case(name: "-Inf in data", arguments: gram("inf.npy"), status: 65, message: "non-finite value (-inf) at row 2, column 1"),
         Case(name: "empty data set", arguments: gram("empty.npy"), status: 65, message: "empty data set"),
-        Case(name: "1-D data", arguments: gram("vector.npy"), status: 65, message: "2-D array"),
+        Case(name: "1-D data", arguments: gram("vector.npy"), status: 65, message: "must hold an array of shape (N, d)"),
         Case(name: "input width does not match the parameters", arguments: gram("wide.npy"), status: 65, message: "d = 4"),
         Case(name: "fan-in of W0 wrong", arguments: gram("good.npy", params: "fanin.npz"), status: 65, message: "W0 has shape (4, 4)"),
         Case(name: "missing parameter array", arguments: gram("good.npy", params: "missing.npz"), status: 65, message: "b1 is missing"),

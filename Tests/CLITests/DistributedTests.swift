@@ -92,7 +92,7 @@ import NumPyIO
     @Test("errors exit with the documented status, one message, at 1 and 3 ranks", arguments: [1, 3])
     func errors(ranks: Int) throws {
         let dir = try Self.inputs()
-        try Data("{\"layers\": [{\"type\": \"conv\"}]}".utf8).write(to: URL(fileURLWithPath: dir + "/bad.json"))
+        try Data("{\"layers\": [{\"type\": \"conv3d\"}]}".utf8).write(to: URL(fileURLWithPath: dir + "/bad.json"))
         try Data("not an npy".utf8).write(to: URL(fileURLWithPath: dir + "/bad.npy"))
         let cases: [([String], Int32, String)] = [
             (["--data", dir + "/missing.npy"], 66, "does not exist"),

@@ -42,3 +42,12 @@ func relativeError(_ a: [Double], _ b: [Double]) -> Double {
     }
     return scale == 0 ? diff : diff / scale
 }
+
+/// (N·k, M·k) with row i·k + a → (N, M, k, k), neural-tangents' layout of the full kernel.
+func fourAxes(_ matrix: [Double], n: Int, m: Int, k: Int) -> [Double] {
+    var result = [Double](repeating: 0, count: matrix.count)
+    for i in 0..<n { for j in 0..<m { for a in 0..<k { for b in 0..<k {
+        result[((i * m + j) * k + a) * k + b] = matrix[(i * k + a) * (m * k) + j * k + b]
+    } } } }
+    return result
+}

@@ -256,8 +256,8 @@ private func directQuadrature(_ activation: Activation, _ rule: GaussHermiteRule
                 case .activation:
                     q *= 0.5
                     t *= 0.5
-                case .residual:
-                    Issue.record("the model has no residual block")
+                default:
+                    Issue.record("the model has only dense layers and activations")
                 }
             }
             // The same operations in the same order: equal up to nothing; 1e-15 only guards

@@ -63,8 +63,6 @@ def test_what_the_tool_lacks_is_refused_when_the_model_is_written():
         stax.Erf(a=2.0)
     with pytest.raises(NotImplementedError):
         stax.Dense(3, channel_axis=0)
-    for name in ("Conv", "AvgPool", "GlobalAvgPool", "Flatten"):
-        assert not hasattr(stax, name)
 
 
 @pytest.mark.parametrize("case", cases("empirical")[:6], ids=lambda c: c["name"])

@@ -1,12 +1,15 @@
 """Parameters (and models) from other libraries into the tool's form.
 
-The tool's parameters are ``W0, b0, W1, b1, ...`` over the dense layers in depth-first
-order, ``W{l}`` of shape (fan_in, fan_out) and ``b{l}`` of shape (fan_out,): the raw
-trainable arrays of the model's parameterization (README, "File formats").
+The tool's parameters are ``W0, b0, W1, b1, ...`` over the dense and conv layers in
+depth-first order, a dense ``W{l}`` of shape (fan_in, fan_out), a conv ``W{l}`` of shape
+(kh, kw, C_in, C_out) (HWIO) or (k, C_in, C_out), and ``b{l}`` of shape (fan_out,) or
+(C_out,): the raw trainable arrays of the model's parameterization (README, "File formats").
 
 - :func:`from_stax`: neural-tangents' ``stax`` parameter trees (0.6.5: a dense layer's
   ``(W, b)`` has W of shape (n_in, n_out) and b of shape (1, n_out), or None without
-  bias; a layer without parameters has ``()``; ``serial`` holds one entry per layer).
+  bias; a conv layer's ``(W, b)`` has W in HWIO and b of shape (1, 1, 1, C_out) (one
+  1 per input axis but the channels), or None; a layer without parameters (pooling,
+  flatten, activations) has ``()``; ``serial`` holds one entry per layer).
 - :func:`from_torch`: a PyTorch ``nn.Sequential`` of ``Linear`` layers and activations,
   which is the ``standard`` parameterization (``h = z Wᵀ + b``).
 - :func:`from_flax`: Flax ``nn.Dense`` parameters (``{"params": {"Dense_0": {"kernel",
@@ -61,31 +64,44 @@ def from_stax(params: Any, model: Any) -> Dict[str, np.ndarray]:
             file's dict or path.
 
     Returns:
-        ``{"W0": (n_in, n_out), "b0": (n_out,), ...}`` in float64 (jax arrays are copied).
+        ``{"W0": (n_in, n_out), "b0": (n_out,), ...}`` in float64 (jax arrays are copied);
+        a conv layer's ``W{l}`` as it is (HWIO) and ``b{l}`` of shape (C_out,).
 
     Raises:
         ValueError: the tree does not have the model's structure or shapes, or a
             layer's bias does not match its ``b_std`` (None means no bias).
     """
     layer = _model_of(model)
-    found: List[Tuple[Any, Any, stax.Dense]] = []
+    found: List[Tuple[Any, Any, stax.Layer]] = []
     layer._stax_parameters(params, found)
     result: Dict[str, np.ndarray] = {}
-    for index, (W, b, dense) in enumerate(found):
+    for index, (W, b, owner) in enumerate(found):
         W = _array(W)
-        if W.ndim != 2 or W.shape[1] != dense.out_dim:
-            raise ValueError(f"dense layer {index} ({dense!r}): W has shape {W.shape}, expected (n_in, {dense.out_dim})")
+        if isinstance(owner, stax.Conv):
+            kind, out = "conv", owner.out_chan
+            n = len(owner.filter_shape)
+            if W.ndim != n + 2 or tuple(W.shape[:n]) != owner.filter_shape or W.shape[-1] != out:
+                expected = ", ".join(map(str, owner.filter_shape))
+                raise ValueError(f"conv layer {index} ({owner!r}): W has shape {W.shape}, expected ({expected}, C_in, {out})")
+            bias_shape = "(" + ", ".join(["1"] * (n + 1) + [str(out)]) + ")"
+        else:
+            kind, out = "dense", owner.out_dim  # type: ignore[attr-defined]
+            if W.ndim != 2 or W.shape[1] != out:
+                raise ValueError(f"dense layer {index} ({owner!r}): W has shape {W.shape}, expected (n_in, {out})")
+            bias_shape = f"(1, {out})"
         result[f"W{index}"] = W
-        if dense.b_std is None:
+        b_std = owner.b_std  # type: ignore[attr-defined]
+        if b_std is None:
             if b is not None:
-                raise ValueError(f"dense layer {index} ({dense!r}) has no bias (b_std=None), but the tree holds one")
+                raise ValueError(f"{kind} layer {index} ({owner!r}) has no bias (b_std=None), but the tree holds one")
             continue
         if b is None:
-            raise ValueError(f"dense layer {index} ({dense!r}) has b_std={dense.b_std}, but the tree holds no bias")
+            raise ValueError(f"{kind} layer {index} ({owner!r}) has b_std={b_std}, but the tree holds no bias")
         b = _array(b)
-        if b.size != dense.out_dim or b.ndim > 2:
-            raise ValueError(f"dense layer {index}: b has shape {b.shape}, expected (1, {dense.out_dim})")
-        result[f"b{index}"] = b.reshape(dense.out_dim)
+        # stax's bias broadcasts against the output: (1, n_out) dense, (1, 1, 1, C_out) conv.
+        if b.size != out or (b.ndim > 0 and b.shape[-1] != out) or b.ndim > (2 if kind == "dense" else W.ndim):
+            raise ValueError(f"{kind} layer {index}: b has shape {b.shape}, expected {bias_shape}")
+        result[f"b{index}"] = b.reshape(out)
     return result
 
 
@@ -137,7 +153,10 @@ def from_flax(variables: Any, model: Any) -> Dict[str, np.ndarray]:
         ValueError: the numbers of dense layers, their widths, or their biases differ, or an
             ``ntk`` layer has a bias with ``b_std`` = 0 (no raw array gives it).
     """
-    description = _model_of(model).to_dict()
+    layer_model = _model_of(model)
+    if layer_model._is_spatial():
+        raise ValueError("from_flax converts Dense layers only; the model has conv, pooling or flatten layers")
+    description = layer_model.to_dict()
     parameterization = description.get("parameterization", "ntk")
     denses = _dense_layers(description["layers"])
     tree = variables.get("params", variables) if isinstance(variables, Mapping) else variables

@@ -22,8 +22,15 @@ the whole model, given to :func:`serial` or to the ``Dense`` layers (which must 
 ``Tanh``, ``Sigmoid`` (the logistic function) and ``Softplus`` are not neural-tangents
 layers (there, ``stax.Elementwise(jnp.tanh)`` or ``stax.ElementwiseNumerical``); their
 infinite-width kernels use Gauss–Hermite quadrature of ``quadrature_degree`` points
-(the tool's default 64). ``Conv``, ``AvgPool``, ``GlobalAvgPool`` and ``Flatten`` do not
-exist in the tool yet.
+(the tool's default 64).
+
+Convolutional networks: ``Conv``, ``AvgPool``, ``GlobalAvgPool`` and ``Flatten`` as
+neural-tangents' (channels last: inputs (N, H, W, C) or (N, L, C), filters HWIO). One
+difference: ``AvgPool(window)`` without ``strides`` has neural-tangents' stride 1, while a
+model file's ``avg_pool`` without ``"strides"`` has strides equal to the window, so the
+file is always written with its strides. ``serial(..., input_shape=(H, W, C))`` records the
+shape of one sample in the model file (``"input_shape"``): the tool then reads flat data
+rows and reshapes each (C order), as ``apply_fn`` does here.
 
 Residual blocks: :func:`residual` (``y = x + block(x)``), or neural-tangents' own spelling
 ``serial(FanOut(2), parallel(serial(*block), Identity()), FanInSum())``, which is
@@ -41,12 +48,13 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = [
-    "Layer", "Dense", "Relu", "LeakyRelu", "Erf", "Gelu", "Tanh", "Sigmoid", "Softplus",
-    "Identity", "serial", "residual", "FanOut", "parallel", "FanInSum", "Kernel",
-    "from_dict", "load",
+    "Layer", "Dense", "Conv", "AvgPool", "GlobalAvgPool", "Flatten", "Relu", "LeakyRelu", "Erf",
+    "Gelu", "Tanh", "Sigmoid", "Softplus", "Identity", "serial", "residual", "FanOut", "parallel",
+    "FanInSum", "Kernel", "from_dict", "load",
 ]
 
 PARAMETERIZATIONS = ("ntk", "standard")
+PADDINGS = ("VALID", "SAME", "CIRCULAR")
 
 #: ``kernel_fn(x1, x2)`` without ``get``: both infinite-width kernels.
 Kernel = namedtuple("Kernel", ["nngp", "ntk"])
@@ -69,6 +77,14 @@ class Layer:
     def _children(self) -> Sequence["Layer"]:
         return ()
 
+    #: The shape of one sample, ``(H, W, C)``, ``(L, C)`` or ``(d,)``, when the model records it
+    #: (``serial(..., input_shape=...)``, or a model file's ``"input_shape"``).
+    input_shape: Optional[Tuple[int, ...]] = None
+
+    def _is_spatial(self) -> bool:
+        """Whether the model has a convolution, a pooling or a flattening layer."""
+        return any(child._is_spatial() for child in self._children())
+
     @property
     def parameterization(self) -> str:
         """The model's parameterization: the one given, or ``'ntk'``."""
@@ -79,8 +95,13 @@ class Layer:
         return found.pop() if found else "ntk"
 
     def to_dict(self) -> Dict[str, Any]:
-        """The model as the tool's JSON object: ``{"parameterization": ..., "layers": [...]}``."""
-        return {"parameterization": self.parameterization, "layers": self._json_layers()}
+        """The model as the tool's JSON object: ``{"parameterization": ..., "layers": [...]}``
+        (and ``"input_shape"`` when the model records one)."""
+        result: Dict[str, Any] = {"parameterization": self.parameterization}
+        if self.input_shape is not None:
+            result["input_shape"] = list(self.input_shape)
+        result["layers"] = self._json_layers()
+        return result
 
     def to_json(self, path: Union[str, os.PathLike, None] = None, *, indent: Optional[int] = 2) -> str:
         """The model file's text; written to ``path`` too when given."""
@@ -101,17 +122,36 @@ class Layer:
             rng: the seed: an integer, or a key array (jax's ``PRNGKey``; its bits make
                 the seed). The values differ from neural-tangents' for the same key: the
                 tool draws with its own generator (the same distributions).
-            input_shape: ``(N, d)``; only d is used.
+            input_shape: ``(N, d)``; only d is used. For a convolutional model, ``(N, H,
+                W, C)`` or ``(N, L, C)`` (recorded as the model's ``input_shape`` for the
+                tool, which then takes flat rows of H·W·C), or ``(N, H·W·C)`` when the
+                model records its ``input_shape``.
             kwargs: passed to :func:`ntk.init` (``binary=``, ``env=``).
 
         Returns:
-            ``((N, k), {"W0": ..., "b0": ..., ...})``.
+            ``((N, k), {"W0": ..., "b0": ..., ...})``; a convolution's ``W{l}`` has
+            shape (kh, kw, C_in, C_out) and ``b{l}`` (C_out,).
         """
         from .api import init
-        width = int(input_shape[-1])
-        with init(self, input_width=width, seed=_seed_of(rng), **kwargs) as result:
+        shape = tuple(int(s) for s in input_shape)
+        model: Union[Layer, Dict[str, Any]] = self
+        if self.input_shape is not None:
+            sample = self.input_shape
+            width = math.prod(sample)
+            if math.prod(shape[1:]) != width:
+                raise ValueError(f"input_shape {shape}: the model's samples have shape {sample}")
+        elif self._is_spatial() and len(shape) > 2:
+            sample = shape[1:]
+            width = math.prod(sample)
+            written = self.to_dict()
+            model = {"parameterization": written["parameterization"], "input_shape": list(sample),
+                     "layers": written["layers"]}
+        else:
+            sample = shape[1:]
+            width = shape[-1]
+        with init(model, input_width=width, seed=_seed_of(rng), **kwargs) as result:
             params = result.params
-        return (*tuple(input_shape)[:-1], self._output_width(width)), params
+        return (shape[0], *self._output_shape(tuple(sample))), params
 
     def apply_fn(self, params: Any, inputs: Any, **kwargs: Any) -> np.ndarray:
         """The network's outputs f(inputs), shape (N, k), computed in NumPy (float64).
@@ -156,11 +196,12 @@ class Layer:
 
     # --- shapes and parameters ----------------------------------------------------------
 
-    def _output_width(self, width: int) -> int:
-        return width
+    def _output_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        """The shape of one sample's output for one sample's input shape (no batch axis)."""
+        return shape
 
-    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, "Dense"]]) -> None:
-        """Collects ``(W, b, layer)`` of every dense layer from neural-tangents'
+    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, "Layer"]]) -> None:
+        """Collects ``(W, b, layer)`` of every dense and conv layer from neural-tangents'
         parameter tree of this layer, depth-first."""
         if not _is_empty(tree):
             raise ValueError(f"{self!r} has no parameters, but its part of the tree holds {_describe(tree)}")
@@ -206,13 +247,217 @@ class Dense(Layer):
     def _explicit_parameterizations(self) -> List[str]:
         return [] if self.parameterization_requested is None else [self.parameterization_requested]
 
-    def _output_width(self, width: int) -> int:
-        return self.out_dim
+    def _output_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        return (*shape[:-1], self.out_dim)
 
-    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, "Dense"]]) -> None:
+    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, Layer]]) -> None:
         if not isinstance(tree, (tuple, list)) or len(tree) != 2:
             raise ValueError(f"{self!r}: expected (W, b), got {_describe(tree)}")
         out.append((tree[0], tree[1], self))
+
+
+def _positive_ints(value: Any, what: str) -> Tuple[int, ...]:
+    if isinstance(value, (int, np.integer)) or isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence of positive integers, got {value!r}")
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a sequence of positive integers, got {value!r}") from None
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or item < 1:
+            raise ValueError(f"{what} must be a sequence of positive integers, got {value!r}")
+    return tuple(int(item) for item in items)
+
+
+def _padding_of(padding: Any, what: str) -> str:
+    name = str(getattr(padding, "name", padding))  # neural-tangents' Padding enum, or its name
+    if name not in PADDINGS:
+        raise ValueError(f"{what}: padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    return name
+
+
+def _strides_of(strides: Optional[Sequence[int]], window: Tuple[int, ...], what: str) -> Tuple[int, ...]:
+    """neural-tangents' ``strides or (1,) * n``: None (or empty) is stride 1."""
+    if strides is None or (isinstance(strides, (tuple, list)) and len(strides) == 0):
+        return (1,) * len(window)
+    result = _positive_ints(strides, f"{what}: strides")
+    if len(result) != len(window):
+        raise ValueError(f"{what}: strides {result} and window {window} have different lengths")
+    return result
+
+
+def _spatial_output(shape: Tuple[int, ...], window: Tuple[int, ...], strides: Tuple[int, ...],
+                    padding: str, what: str) -> Tuple[int, ...]:
+    """The spatial sizes after a window of ``window`` at ``strides`` (lax's rule)."""
+    n = len(window)
+    if len(shape) != n + 1:
+        raise ValueError(f"{what} takes samples of {n} spatial dimensions and channels last, got shape {shape}: "
+                         "give serial(..., input_shape=...) or shaped inputs (N, *spatial, C)")
+    out = []
+    for size, k, s in zip(shape[:-1], window, strides):
+        if padding == "VALID":
+            if size < k:
+                raise ValueError(f"{what}: the window {window} is larger than the input {shape[:-1]} (VALID padding)")
+            out.append((size - k) // s + 1)
+        else:  # SAME, and CIRCULAR (padded as SAME with wrapped values)
+            out.append(-(-size // s))
+    return tuple(out)
+
+
+class Conv(Layer):
+    """A convolution, as ``neural_tangents.stax.Conv`` (channels last: inputs (N, H, W, C)
+    or (N, L, C), filters W of shape (kh, kw, C_in, C_out), HWIO, or (k, C_in, C_out)).
+
+    ``ntk``: ``h = (W_std/√(C_in·kh·kw)) conv(z, W) + b_std b`` with W, b ~ N(0, 1);
+    ``standard``: ``h = conv(z, W) + b``. ``b_std=None``: no bias. ``strides=None``: 1.
+    ``padding``: ``'VALID'``, ``'SAME'`` (zeros, lax's split: the extra one at the end) or
+    ``'CIRCULAR'`` (SAME's amounts, with the values wrapped around). ``parameterization=None``
+    takes the model's. Writes ``{"type": "conv", "channels", "kernel", "strides", "padding",
+    "W_std"[, "b_std"]}``.
+    """
+
+    def __init__(self, out_chan: int, filter_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
+                 padding: str = "VALID", W_std: float = 1.0, b_std: Optional[float] = None,
+                 dimension_numbers: Optional[Tuple[str, str, str]] = None,
+                 parameterization: Optional[str] = None, s: Tuple[int, int] = (1, 1)) -> None:
+        if isinstance(out_chan, bool) or not isinstance(out_chan, (int, np.integer)) or out_chan < 1:
+            raise ValueError(f"Conv: out_chan must be a positive integer, got {out_chan!r}")
+        self.filter_shape = _positive_ints(filter_shape, "Conv: filter_shape")
+        if len(self.filter_shape) not in (1, 2):
+            raise NotImplementedError(f"Conv: the tool takes 1-D and 2-D convolutions, got filter_shape {self.filter_shape}")
+        self.strides = _strides_of(strides, self.filter_shape, "Conv")
+        self.padding = _padding_of(padding, "Conv")
+        if dimension_numbers is not None and not _channels_last(dimension_numbers, len(self.filter_shape)):
+            raise NotImplementedError(f"Conv: the tool takes channels-last inputs and HWIO filters (dimension_numbers=None), "
+                                      f"got {dimension_numbers!r}")
+        if tuple(s) != (1, 1):
+            raise NotImplementedError("Conv: s other than (1, 1) (width scaling) is not in the tool")
+        if parameterization is not None and parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"Parameterization not supported: {parameterization}")
+        for name, value in (("W_std", W_std), ("b_std", b_std)):
+            if value is not None and not (math.isfinite(float(value)) and float(value) >= 0):
+                raise ValueError(f"Conv: {name} must be a finite non-negative number, got {value!r}")
+        self.out_chan = int(out_chan)
+        self.W_std = float(W_std)
+        self.b_std = None if b_std is None else float(b_std)
+        self.parameterization_requested = parameterization
+
+    def __repr__(self) -> str:
+        extra = "" if self.parameterization_requested is None else f", parameterization={self.parameterization_requested!r}"
+        return (f"Conv({self.out_chan}, {self.filter_shape}, strides={self.strides}, padding={self.padding!r}, "
+                f"W_std={self.W_std!r}, b_std={self.b_std!r}{extra})")
+
+    def _is_spatial(self) -> bool:
+        return True
+
+    def _json_layers(self) -> List[Dict[str, Any]]:
+        layer: Dict[str, Any] = {"type": "conv", "channels": self.out_chan, "kernel": list(self.filter_shape),
+                                 "strides": list(self.strides), "padding": self.padding, "W_std": self.W_std}
+        if self.b_std is not None:
+            layer["b_std"] = self.b_std
+        return [layer]
+
+    def _explicit_parameterizations(self) -> List[str]:
+        return [] if self.parameterization_requested is None else [self.parameterization_requested]
+
+    def _output_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        return (*_spatial_output(shape, self.filter_shape, self.strides, self.padding, repr(self)), self.out_chan)
+
+    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, Layer]]) -> None:
+        if not isinstance(tree, (tuple, list)) or len(tree) != 2:
+            raise ValueError(f"{self!r}: expected (W, b), got {_describe(tree)}")
+        out.append((tree[0], tree[1], self))
+
+
+def _channels_last(numbers: Any, n: int) -> bool:
+    """Whether conv dimension numbers are neural-tangents' default (channels last, HWIO)."""
+    try:
+        lhs, rhs, out = (str(part) for part in numbers)
+    except (TypeError, ValueError):
+        return False
+    return (len(lhs) == n + 2 and lhs[0] == "N" and lhs[-1] == "C" and rhs == lhs[1:-1] + "IO" and out == lhs)
+
+
+class AvgPool(Layer):
+    """Average pooling, as ``neural_tangents.stax.AvgPool`` (``normalize_edges=False``:
+    every window's sum is divided by the window's size, padding included).
+
+    ``strides=None`` is neural-tangents' default, stride 1 (not the window); the model file
+    is written with the strides. ``padding``: ``'VALID'``, ``'SAME'`` (zeros) or
+    ``'CIRCULAR'`` (wrapped values). Writes ``{"type": "avg_pool", "window", "strides",
+    "padding"}``.
+    """
+
+    def __init__(self, window_shape: Sequence[int], strides: Optional[Sequence[int]] = None,
+                 padding: str = "VALID", normalize_edges: bool = False, batch_axis: int = 0,
+                 channel_axis: int = -1) -> None:
+        self.window_shape = _positive_ints(window_shape, "AvgPool: window_shape")
+        if len(self.window_shape) not in (1, 2):
+            raise NotImplementedError(f"AvgPool: the tool takes 1-D and 2-D pooling, got window_shape {self.window_shape}")
+        self.strides = _strides_of(strides, self.window_shape, "AvgPool")
+        self.padding = _padding_of(padding, "AvgPool")
+        if normalize_edges and self.padding == "SAME":
+            raise NotImplementedError("AvgPool: normalize_edges=True with SAME padding (dividing by the window's "
+                                      "part inside the input) is not in the tool")
+        if batch_axis != 0 or channel_axis not in (-1, len(self.window_shape) + 1):
+            raise NotImplementedError("AvgPool: the tool takes channels-last inputs (batch_axis=0, channel_axis=-1)")
+
+    def __repr__(self) -> str:
+        return f"AvgPool({self.window_shape}, strides={self.strides}, padding={self.padding!r})"
+
+    def _is_spatial(self) -> bool:
+        return True
+
+    def _json_layers(self) -> List[Dict[str, Any]]:
+        return [{"type": "avg_pool", "window": list(self.window_shape), "strides": list(self.strides),
+                 "padding": self.padding}]
+
+    def _output_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        return (*_spatial_output(shape, self.window_shape, self.strides, self.padding, repr(self)), shape[-1])
+
+
+class GlobalAvgPool(Layer):
+    """The mean over all spatial positions, as ``neural_tangents.stax.GlobalAvgPool``:
+    (N, *spatial, C) to (N, C)."""
+
+    def __init__(self, batch_axis: int = 0, channel_axis: int = -1) -> None:
+        if batch_axis != 0 or channel_axis != -1:
+            raise NotImplementedError("GlobalAvgPool: the tool takes channels-last inputs (batch_axis=0, channel_axis=-1)")
+
+    def __repr__(self) -> str:
+        return "GlobalAvgPool()"
+
+    def _is_spatial(self) -> bool:
+        return True
+
+    def _json_layers(self) -> List[Dict[str, Any]]:
+        return [{"type": "global_avg_pool"}]
+
+    def _output_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        if len(shape) < 2:
+            raise ValueError(f"GlobalAvgPool takes samples of spatial dimensions and channels last, got shape {shape}")
+        return (shape[-1],)
+
+
+class Flatten(Layer):
+    """All of a sample's axes into one, in C order (channels fastest), as
+    ``neural_tangents.stax.Flatten``: (N, H, W, C) to (N, H·W·C)."""
+
+    def __init__(self, batch_axis: int = 0, batch_axis_out: int = 0) -> None:
+        if batch_axis != 0 or batch_axis_out not in (0, -2):
+            raise NotImplementedError("Flatten: the tool takes batch_axis=0 and batch_axis_out=0")
+
+    def __repr__(self) -> str:
+        return "Flatten()"
+
+    def _is_spatial(self) -> bool:
+        return True
+
+    def _json_layers(self) -> List[Dict[str, Any]]:
+        return [{"type": "flatten"}]
+
+    def _output_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        return (math.prod(shape),)
 
 
 class _Activation(Layer):
@@ -309,14 +554,23 @@ class Identity(_Activation):
 
 
 class _Serial(Layer):
-    def __init__(self, layers: Sequence[Layer], parameterization: Optional[str]) -> None:
+    def __init__(self, layers: Sequence[Layer], parameterization: Optional[str],
+                 input_shape: Optional[Sequence[int]] = None) -> None:
         for layer in layers:
             if not isinstance(layer, Layer):
                 raise TypeError(f"serial: {layer!r} is not an ntk.stax layer")
+            if layer.input_shape is not None:
+                raise ValueError("serial: input_shape belongs to the outermost serial (the model), "
+                                 f"but the inner {layer!r} has one")
         if parameterization is not None and parameterization not in PARAMETERIZATIONS:
             raise ValueError(f"Parameterization not supported: {parameterization}")
         self.layers = tuple(layers)
         self.parameterization_requested = parameterization
+        if input_shape is not None:
+            shape = _positive_ints(input_shape, "serial: input_shape")
+            if len(shape) not in (1, 2, 3):
+                raise ValueError(f"serial: input_shape is (H, W, C), (L, C) or (d,), got {shape}")
+            self.input_shape = shape
 
     def __repr__(self) -> str:
         inner = ", ".join(map(repr, self.layers))
@@ -356,12 +610,12 @@ class _Serial(Layer):
             i += 1
         return result
 
-    def _output_width(self, width: int) -> int:
+    def _output_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
         for layer in self.layers:
-            width = layer._output_width(width)
-        return width
+            shape = layer._output_shape(shape)
+        return shape
 
-    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, Dense]]) -> None:
+    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, Layer]]) -> None:
         if not isinstance(tree, (tuple, list)) or len(tree) != len(self.layers):
             raise ValueError(f"serial of {len(self.layers)} layers: expected a sequence of {len(self.layers)} "
                              f"parameter entries, got {_describe(tree)}")
@@ -385,13 +639,13 @@ class _Residual(Layer):
     def _json_layers(self) -> List[Dict[str, Any]]:
         return [{"type": "residual", "layers": self.block._json_layers()}]
 
-    def _output_width(self, width: int) -> int:
-        out = self.block._output_width(width)
-        if out != width:
-            raise ValueError(f"{self!r} maps width {width} to {out}: a residual block keeps its input's width")
-        return width
+    def _output_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
+        out = self.block._output_shape(shape)
+        if out != shape:
+            raise ValueError(f"{self!r} maps shape {shape} to {out}: a residual block keeps its input's shape")
+        return shape
 
-    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, Dense]]) -> None:
+    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, Layer]]) -> None:
         # neural-tangents: serial(FanOut(2), parallel(serial(*block), Identity()), FanInSum())
         # has the parameters ((), (block's, ()), ()).
         try:
@@ -441,7 +695,7 @@ class _Parallel(Layer):
     def _json_layers(self) -> List[Dict[str, Any]]:
         raise NotImplementedError("parallel is in the tool only as serial(FanOut(2), parallel(block, Identity()), FanInSum())")
 
-    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, Dense]]) -> None:
+    def _stax_parameters(self, tree: Any, out: List[Tuple[Any, Any, Layer]]) -> None:
         if not isinstance(tree, (tuple, list)) or len(tree) != len(self.layers):
             raise ValueError(f"{self!r}: expected {len(self.layers)} parameter entries, got {_describe(tree)}")
         for layer, part in zip(self.layers, tree):
@@ -467,13 +721,17 @@ def _residual_pattern(layers: Sequence[Layer]) -> Layer:
         "serial(FanOut(2), parallel(block, Identity()), FanInSum()), or use ntk.stax.residual(*block)")
 
 
-def serial(*layers: Layer, parameterization: Optional[str] = None) -> Layer:
+def serial(*layers: Layer, parameterization: Optional[str] = None,
+           input_shape: Optional[Sequence[int]] = None) -> Layer:
     """Layers in order, as ``stax.serial``; the model.
 
-    ``parameterization``: ``'ntk'`` or ``'standard'`` for every dense layer; None takes the
-    one the ``Dense`` layers give (they must agree), or ``'ntk'``.
+    ``parameterization``: ``'ntk'`` or ``'standard'`` for every dense and conv layer; None
+    takes the one the ``Dense`` and ``Conv`` layers give (they must agree), or ``'ntk'``.
+    ``input_shape`` (not in neural-tangents): the shape of one sample, ``(H, W, C)``,
+    ``(L, C)`` or ``(d,)``, written to the model file; flat rows are then reshaped to it
+    (C order).
     """
-    return _Serial(layers, parameterization)
+    return _Serial(layers, parameterization, input_shape)
 
 
 def residual(*layers: Layer) -> Layer:
@@ -507,6 +765,18 @@ def _layer_from_dict(entry: Mapping[str, Any]) -> Layer:
     kind = entry.get("type")
     if kind == "dense":
         return Dense(entry["width"], W_std=entry.get("W_std", 1.0), b_std=entry.get("b_std"))
+    if kind == "conv":
+        return Conv(entry["channels"], entry["kernel"], strides=entry.get("strides"),
+                    padding=_file_padding(entry), W_std=entry.get("W_std", 1.0), b_std=entry.get("b_std"))
+    if kind == "avg_pool":
+        # The file's default strides are the window (neural-tangents': 1).
+        strides = entry.get("strides")
+        return AvgPool(entry["window"], strides=entry["window"] if strides is None else strides,
+                       padding=_file_padding(entry))
+    if kind == "global_avg_pool":
+        return GlobalAvgPool()
+    if kind == "flatten":
+        return Flatten()
     if kind == "residual":
         return residual(*[_layer_from_dict(e) for e in entry["layers"]])
     if kind == "leaky_relu":
@@ -518,10 +788,16 @@ def _layer_from_dict(entry: Mapping[str, Any]) -> Layer:
     raise ValueError(f"unknown layer type {kind!r}")
 
 
+def _file_padding(entry: Mapping[str, Any]) -> Any:
+    """A model file's padding (the tool takes any case); neural-tangents' names are upper case."""
+    padding = entry.get("padding")
+    return "VALID" if padding is None else padding.upper() if isinstance(padding, str) else padding
+
+
 def from_dict(model: Mapping[str, Any]) -> Layer:
     """The builder's model for a model file's JSON object."""
     return serial(*[_layer_from_dict(e) for e in model["layers"]],
-                  parameterization=model.get("parameterization", "ntk"))
+                  parameterization=model.get("parameterization", "ntk"), input_shape=model.get("input_shape"))
 
 
 def load(path: Union[str, os.PathLike]) -> Layer:
@@ -560,14 +836,83 @@ def _activation(entry: Mapping[str, Any], h: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown layer type {kind!r}")
 
 
+def _same_pads(sizes: Sequence[int], window: Sequence[int], strides: Sequence[int]) -> List[Tuple[int, int]]:
+    """lax.padtype_to_pads(..., 'SAME'): out = ceil(size/stride), the odd one at the end."""
+    pads = []
+    for size, k, s in zip(sizes, window, strides):
+        total = max((-(-size // s) - 1) * s + k - size, 0)
+        pads.append((total // 2, total - total // 2))
+    return pads
+
+
+def _windows(z: np.ndarray, window: Sequence[int], strides: Sequence[int], padding: str) -> np.ndarray:
+    """The windows of z (N, *spatial, C): a view (N, *out, C, *window)."""
+    n = len(window)
+    if z.ndim != n + 2:
+        raise ValueError(f"a {n}-D window takes inputs (N, {n} spatial axes, C), got shape {z.shape}")
+    if padding != "VALID":
+        pads = [(0, 0), *_same_pads(z.shape[1:-1], window, strides), (0, 0)]
+        z = np.pad(z, pads, mode="wrap" if padding == "CIRCULAR" else "constant")
+    if any(size < k for size, k in zip(z.shape[1:-1], window)):
+        raise ValueError(f"the window {tuple(window)} is larger than the input's {z.shape[1:-1]}")
+    view = np.lib.stride_tricks.sliding_window_view(z, tuple(window), axis=tuple(range(1, n + 1)))
+    return view[(slice(None), *(slice(None, None, s) for s in strides))]
+
+
+def _conv(z: np.ndarray, W: np.ndarray, strides: Sequence[int], padding: str) -> np.ndarray:
+    """lax.conv_general_dilated with channels last and W (*window, C_in, C_out)."""
+    n = W.ndim - 2
+    if z.shape[-1] != W.shape[-2]:
+        raise ValueError(f"a conv filter of shape {W.shape} takes {W.shape[-2]} input channels, got shape {z.shape}")
+    view = _windows(z, W.shape[:n], strides, padding)  # (N, *out, C_in, *window)
+    axes_view = [n + 1, *range(n + 2, 2 * n + 2)]
+    axes_W = [n, *range(n)]
+    return np.tensordot(view, W, axes=(axes_view, axes_W))
+
+
 def forward(model: Mapping[str, Any], params: Mapping[str, Any], x: np.ndarray) -> np.ndarray:
-    """f(x) of a model file's network at the tool's parameters (``W0, b0, ...``), float64."""
+    """f(x) of a model file's network at the tool's parameters (``W0, b0, ...``), float64.
+
+    With the model's ``input_shape``, flat rows (N, H·W·C) are reshaped (C order); inputs
+    of a convolutional model are channels last."""
     parameterization = model.get("parameterization", "ntk")
     counter = [0]
+    x = np.asarray(x, dtype=np.float64)
+    shape = model.get("input_shape")
+    if shape is not None and x.ndim >= 1 and tuple(x.shape[1:]) != tuple(shape):
+        if math.prod(x.shape[1:]) != math.prod(shape):
+            raise ValueError(f"inputs of shape {x.shape} do not hold samples of the model's input_shape {list(shape)}")
+        x = x.reshape((x.shape[0], *shape))
 
     def run(layers: Sequence[Mapping[str, Any]], z: np.ndarray) -> np.ndarray:
         for entry in layers:
-            if entry["type"] == "dense":
+            kind = entry["type"]
+            if kind == "conv":
+                index = counter[0]
+                counter[0] += 1
+                W = np.asarray(params[f"W{index}"], dtype=np.float64)
+                b = params.get(f"b{index}")
+                b_std = entry.get("b_std")
+                padding = entry.get("padding", "VALID")
+                strides = entry.get("strides") or [1] * (W.ndim - 2)
+                h = _conv(z, W, strides, padding)
+                if parameterization == "ntk":
+                    h = (entry.get("W_std", 1.0) / math.sqrt(z.shape[-1] * math.prod(W.shape[:-2]))) * h
+                    if b_std is not None and b is not None:
+                        h = h + b_std * np.asarray(b, dtype=np.float64).reshape(-1)
+                elif b_std is not None and b is not None:
+                    h = h + np.asarray(b, dtype=np.float64).reshape(-1)
+                z = h
+            elif kind == "avg_pool":
+                window = entry["window"]
+                strides = entry.get("strides") or window
+                z = _windows(z, window, strides, entry.get("padding", "VALID")).sum(
+                    axis=tuple(range(-len(window), 0))) / math.prod(window)
+            elif kind == "global_avg_pool":
+                z = z.mean(axis=tuple(range(1, z.ndim - 1)))
+            elif kind == "flatten":
+                z = z.reshape(z.shape[0], -1)
+            elif kind == "dense":
                 index = counter[0]
                 counter[0] += 1
                 W = np.asarray(params[f"W{index}"], dtype=np.float64)
@@ -587,7 +932,7 @@ def forward(model: Mapping[str, Any], params: Mapping[str, Any], x: np.ndarray) 
                 z = _activation(entry, z)
         return z
 
-    return run(model["layers"], np.asarray(x, dtype=np.float64))
+    return run(model["layers"], x)
 
 
 # --- helpers ------------------------------------------------------------------------------

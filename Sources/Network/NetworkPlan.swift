@@ -1,0 +1,260 @@
+/// How one parameterized layer's per-sample gradient is kept for the tile products
+/// (docs/maths.md §6).
+public enum FactorForm: String, Sendable, Equatable {
+    /// The layer's inputs (patches) Z and signals δ: Θ gets s² Σ_{p,q} ⟨z_p, z'_q⟩⟨δ_p, δ'_q⟩
+    /// + t² ⟨Σ_p δ_p, Σ_q δ'_q⟩ per pair, never forming the gradient.
+    case structured
+    /// The layer's gradient G = (s Σ_p z_p ⊗ δ_p, t Σ_p δ_p) per sample and output: Θ gets
+    /// ⟨G, G'⟩ per pair.
+    case explicit
+}
+
+/// Which forms a network's layers use.
+public enum FactorForms: String, Sendable, CaseIterable {
+    /// Per layer, the form with fewer multiply-adds per sample pair (the rule of
+    /// `LayerGeometry.preferredForm`).
+    case auto
+    /// Every layer structured.
+    case structured
+    /// Every layer explicit.
+    case explicit
+}
+
+/// The shape and scale factors of one parameterized layer (dense or convolution) of an
+/// instantiated network. Both are one computation: at each of `positions` output positions,
+/// h_p = s z_p W + t b with z_p the layer's input patch at p (K = window volume · C_in
+/// values) and W of shape (K, C_out). A dense layer on flat data has one position and its
+/// patch is the whole input; on spatial data it acts on the channels of every position
+/// (a 1 x 1 window), as stax.Dense does.
+public struct LayerGeometry: Sendable, Equatable {
+    /// Fan-in K (the patch size) and fan-out C_out.
+    public let fanIn: Int
+    public let fanOut: Int
+    /// The factor s multiplying z W: W_std / √K (ntk) or 1 (standard).
+    public let weightScale: Double
+    /// The factor t multiplying b: b_std (ntk), 1 (standard), 0 without a bias.
+    public let biasScale: Double
+    public let hasBias: Bool
+    /// The model's W_std and b_std (used by initialization and the analytic kernels).
+    public let weightStd: Double
+    public let biasStd: Double?
+    /// Output positions (1 for a dense layer on flat data).
+    public let positions: Int
+    /// Input channels C_in and input positions.
+    public let channelsIn: Int
+    public let inputPositions: Int
+    /// Where each position's patch comes from; nil when the patches are the input's rows
+    /// themselves (a dense layer).
+    public let windows: WindowMap?
+    /// The shape of W in a parameter file: (K, C_out) for dense, window + (C_in, C_out) for conv.
+    public let weightShape: [Int]
+    /// The layer's place in the model, for messages ("layer 3", "layer 1.2").
+    public let path: String
+    /// How the tile products treat this layer.
+    public internal(set) var form: FactorForm
+
+    /// Trainable parameters of this layer: K C_out (+ C_out).
+    public var parameterCount: Int { fanIn * fanOut + (hasBias ? fanOut : 0) }
+    /// Doubles per sample of the structured form's patches Z (positions · K) and, for k
+    /// outputs, signals δ (positions · k · C_out).
+    public var patchCount: Int { positions * fanIn }
+    public func signalCount(outputs k: Int) -> Int { positions * k * fanOut }
+
+    /// Multiply-adds per sample pair of each form, for k outputs summed (mean/sum kernels):
+    /// structured P² (K + k C_out), explicit k (K C_out + C_out). The per-sample cost of
+    /// forming G (k P K C_out) is left out: it is paid once per sample, not per pair.
+    public func pairCost(_ form: FactorForm, outputs k: Int) -> Double {
+        let p = Double(positions), kk = Double(k)
+        switch form {
+        case .structured: return p * p * (Double(fanIn) + kk * Double(fanOut))
+        case .explicit: return kk * Double(parameterCount)
+        }
+    }
+
+    /// The form with fewer multiply-adds per pair (structured on ties, and always for one
+    /// position, where it is never worse).
+    public func preferredForm(outputs k: Int) -> FactorForm {
+        positions == 1 || pairCost(.structured, outputs: k) <= pairCost(.explicit, outputs: k) ? .structured : .explicit
+    }
+}
+
+/// The former name of `LayerGeometry`, when every parameterized layer was dense.
+public typealias DenseGeometry = LayerGeometry
+
+/// One step of the forward pass over per-sample values stored flat, channels last.
+indirect enum Operation: Sendable {
+    /// Parameterized layer l (dense or conv), in `LayerGeometry` order.
+    case parameterized(Int)
+    case activation(Activation)
+    /// Window averages over `channels` channels.
+    case averagePool(WindowMap, channels: Int)
+    /// The mean over `positions` positions of `channels` channels.
+    case globalAveragePool(positions: Int, channels: Int)
+    /// y = x + block(x).
+    case residual([Operation])
+}
+
+/// A model resolved against a per-sample input shape: the shapes through the layers, the
+/// geometry of every parameterized layer in depth-first order (the order of W0, b0, W1, …),
+/// and the operations of the forward pass. Flatten is no operation: samples are stored
+/// flat in C order already.
+public struct NetworkPlan: Sendable {
+    public let inputShape: [Int]
+    public let outputShape: [Int]
+    public let geometry: [LayerGeometry]
+    let operations: [Operation]
+    /// P and the structured factors per sample, as doubles.
+    public let parameterCount: Double
+    public let factorsPerSample: Double
+
+    /// The largest number of values per sample at any layer.
+    public static let maximumValuesPerSample = 1 << 34
+
+    /// Resolves `spec` for data samples of shape `dataShape` (see
+    /// `ModelSpec.resolvedInputShape`). `shapesOnly` computes the shapes and sizes without
+    /// building the window maps. Throws `ModelError` naming the layer that does not fit.
+    public init(spec: ModelSpec, dataShape: [Int], forms: FactorForms = .auto, shapesOnly: Bool = false) throws(ModelError) {
+        let shape = try spec.resolvedInputShape(data: dataShape)
+        var builder = Builder(parameterization: spec.parameterization, shapesOnly: shapesOnly)
+        let (operations, output) = try builder.build(spec.layers, shape: shape, path: "")
+        if output.count != 1 {
+            throw ModelError("the network's output has shape \(WindowMap.format(output)); it must be flat (N, k): end with flatten or global_avg_pool and a dense layer")
+        }
+        let k = output[0]
+        var geometry = builder.geometry
+        for l in geometry.indices {
+            switch forms {
+            case .auto: geometry[l].form = geometry[l].preferredForm(outputs: k)
+            case .structured: geometry[l].form = .structured
+            case .explicit: geometry[l].form = .explicit
+            }
+        }
+        self.inputShape = shape
+        self.outputShape = output
+        self.geometry = geometry
+        self.operations = operations
+        self.parameterCount = builder.parameterCount
+        var factors = Double(k)
+        for (g, sizes) in zip(geometry, builder.sizes) {
+            factors += g.form == .structured ? sizes.patches + Double(k) * sizes.signals : Double(k) * sizes.parameters
+        }
+        self.factorsPerSample = factors
+    }
+
+    private struct Builder {
+        let parameterization: Parameterization
+        let shapesOnly: Bool
+        var geometry: [LayerGeometry] = []
+        /// Per parameterized layer, in doubles: patches, signals per output, parameters.
+        var sizes: [(patches: Double, signals: Double, parameters: Double)] = []
+        var parameterCount = 0.0
+
+        init(parameterization: Parameterization, shapesOnly: Bool) {
+            self.parameterization = parameterization
+            self.shapesOnly = shapesOnly
+        }
+
+        mutating func build(_ layers: [Layer], shape input: [Int], path: String) throws(ModelError) -> ([Operation], [Int]) {
+            var shape = input
+            var operations: [Operation] = []
+            for (position, layer) in layers.enumerated() {
+                let index = path.isEmpty ? "\(position)" : "\(path).\(position)"
+                let spatial = Array(shape.dropLast()), channels = shape.last!
+                switch layer {
+                case .dense(let d):
+                    let positions = spatial.reduce(1, *)
+                    try add(index: index, fanIn: channels, fanOut: d.width, positions: positions, channelsIn: channels,
+                            inputPositions: positions, windows: nil, weightShape: [channels, d.width],
+                            weightStd: d.weightStd, biasStd: d.biasStd)
+                    operations.append(.parameterized(geometry.count - 1))
+                    shape = spatial + [d.width]
+                case .conv(let c):
+                    try requireSpatial(spatial, rank: c.kernel.count, what: "conv", index: index, shape: shape)
+                    let windows = try window(index: index, "conv", spatial: spatial, window: c.kernel, strides: c.effectiveStrides, padding: c.padding)
+                    let volume = c.kernel.reduce(1, *)
+                    try add(index: index, fanIn: volume * channels, fanOut: c.channels, positions: windows.positions,
+                            channelsIn: channels, inputPositions: spatial.reduce(1, *), windows: windows.map,
+                            weightShape: c.kernel + [channels, c.channels], weightStd: c.weightStd, biasStd: c.biasStd)
+                    operations.append(.parameterized(geometry.count - 1))
+                    shape = windows.output + [c.channels]
+                case .averagePool(let p):
+                    try requireSpatial(spatial, rank: p.window.count, what: "avg_pool", index: index, shape: shape)
+                    let windows = try window(index: index, "avg_pool", spatial: spatial, window: p.window, strides: p.effectiveStrides, padding: p.padding)
+                    if let map = windows.map { operations.append(.averagePool(map, channels: channels)) }
+                    shape = windows.output + [channels]
+                case .globalAveragePool:
+                    try requireSpatial(spatial, rank: nil, what: "global_avg_pool", index: index, shape: shape)
+                    operations.append(.globalAveragePool(positions: spatial.reduce(1, *), channels: channels))
+                    shape = [channels]
+                case .flatten:
+                    shape = [shape.reduce(1, *)]
+                case .activation(let a, _):
+                    operations.append(.activation(a))
+                case .residual(let block):
+                    let (inner, out) = try build(block, shape: shape, path: index)
+                    if out != shape {
+                        let change = shape.count == 1 && out.count == 1 ? "width \(shape[0]) to \(out[0])"
+                            : "shape \(WindowMap.format(shape)) to \(WindowMap.format(out))"
+                        throw ModelError("layer \(index): the residual block maps \(change); y = x + block(x) needs the block to keep its input's shape")
+                    }
+                    operations.append(.residual(inner))
+                }
+                let values = shape.reduce(1.0) { $0 * Double($1) }
+                if values > Double(NetworkPlan.maximumValuesPerSample) {
+                    throw ModelError("layer \(index): its output has \(String(format: "%.3g", values)) values per sample, more than the \(NetworkPlan.maximumValuesPerSample) the tool handles")
+                }
+            }
+            return (operations, shape)
+        }
+
+        private func requireSpatial(_ spatial: [Int], rank: Int?, what: String, index: String, shape: [Int]) throws(ModelError) {
+            if spatial.isEmpty {
+                throw ModelError("layer \(index): \(what) needs spatial input (channels last: give the model \"input_shape\" [H, W, C] or [L, C], or data of shape (N, H, W, C)), but its input is flat \(WindowMap.format(shape))")
+            }
+            if let rank, rank != spatial.count {
+                throw ModelError("layer \(index): \(what) has a \(rank)-D window but its input \(WindowMap.format(shape)) has \(spatial.count) spatial axes")
+            }
+        }
+
+        private func window(index: String, _ what: String, spatial: [Int], window: [Int], strides: [Int], padding: Padding) throws(ModelError) -> (output: [Int], positions: Int, map: WindowMap?) {
+            var output: [Int] = []
+            for axis in spatial.indices {
+                guard let n = WindowMap.outputLength(input: spatial[axis], window: window[axis], stride: strides[axis], padding: padding) else {
+                    throw ModelError("layer \(index): the \(what) window \(WindowMap.format(window)) is larger than its input \(WindowMap.format(spatial)) with VALID padding: no output position is left")
+                }
+                output.append(n)
+            }
+            let positions = output.reduce(1, *)
+            if shapesOnly { return (output, positions, nil) }
+            do {
+                let map = try WindowMap(inputSpatial: spatial, window: window, strides: strides, padding: padding)
+                return (output, positions, map)
+            } catch {
+                throw ModelError("layer \(index): \(error.message)")
+            }
+        }
+
+        private mutating func add(index: String, fanIn: Int, fanOut: Int, positions: Int, channelsIn: Int, inputPositions: Int,
+                                  windows: WindowMap?, weightShape: [Int], weightStd: Double, biasStd: Double?) throws(ModelError) {
+            let hasBias = biasStd != nil
+            let s: Double, t: Double
+            switch parameterization {
+            case .ntk:
+                s = weightStd / Double(fanIn).squareRoot()
+                t = biasStd ?? 0
+            case .standard:
+                s = 1
+                t = hasBias ? 1 : 0
+            }
+            let parameters = Double(fanIn) * Double(fanOut) + (hasBias ? Double(fanOut) : 0)
+            parameterCount += parameters
+            sizes.append((Double(positions) * Double(fanIn), Double(positions) * Double(fanOut), parameters))
+            geometry.append(LayerGeometry(fanIn: fanIn, fanOut: fanOut, weightScale: s, biasScale: t, hasBias: hasBias,
+                                          weightStd: weightStd, biasStd: biasStd, positions: positions, channelsIn: channelsIn,
+                                          inputPositions: inputPositions, windows: windows?.isIdentity == true ? nil : windows,
+                                          weightShape: weightShape, path: "layer \(index)", form: .structured))
+        }
+    }
+}
+
+import Foundation

@@ -1,0 +1,570 @@
+import Foundation
+
+/// The infinite-width NNGP and NTK of convolutional networks (the CNTK), as
+/// neural-tangents 0.6.5's `kernel_fn` computes them (docs/maths.md §7).
+///
+/// For a pair of samples the state is the covariance between the positions of one and the
+/// positions of the other: K[p, p'] and Θ[p, p'], with each sample's own variances q[p] at
+/// every position (what the activations need). A convolution averages over the window
+/// offsets that both positions share, K'[p, p'] = (1/V) Σ_v K[p + v, p' + v] (padding
+/// reads zeros, CIRCULAR wraps), then acts as a dense layer entry by entry; an activation
+/// is the dense map entry by entry; average pooling averages over both windows,
+/// K'[p, p'] = (1/V²) Σ_{v,v'} K[p + v, p' + v']; global average pooling averages every
+/// entry and flatten the diagonal. Only convolutions between a pooling layer and the
+/// flattening need off-diagonal entries: elsewhere the state is the diagonal K[p, p]
+/// alone (neural-tangents' `diagonal_spatial`), P values per pair instead of P².
+///
+/// A pooling layer also needs each sample's own covariance off the diagonal: before the
+/// pairs, every sample runs the same maps against itself with full spatial blocks, and the
+/// variances it has after each pooling layer are handed to the pairs.
+struct SpatialProgram: Sendable {
+    /// The per-sample input shape: spatial axes, then channels.
+    let inputShape: [Int]
+    /// Activations applied to the raw inputs, before the first parameterized layer.
+    let inputActivations: [Activation]
+    /// The maps up to the flattening, then the flat maps after it.
+    let steps: [SpatialStep]
+    let flatSteps: [Step]
+    /// Whether the input state keeps full spatial blocks.
+    let fullAtInput: Bool
+    /// Pooling layers (average and global), whose per-sample variances come from the
+    /// samples' own runs.
+    let poolCount: Int
+
+    var positions: Int { inputShape.dropLast().reduce(1, *) }
+    var channels: Int { inputShape.last! }
+}
+
+indirect enum SpatialStep: Sendable {
+    /// A dense map applied entry by entry (a dense layer acting on every position, or the
+    /// second half of a convolution).
+    case affine(DenseStep)
+    /// A convolution's window average over shared offsets.
+    case windowMean(WindowMap)
+    case activation(Step)
+    /// Average pooling (full blocks in and out); `ordinal` numbers the pooling layers.
+    case pool(WindowMap, ordinal: Int)
+    /// Global average pooling: full blocks → one value per pair.
+    case globalPool(ordinal: Int)
+    /// Flatten: the mean of the diagonal → one value per pair.
+    case flatten
+    /// Full blocks → their diagonals (nothing downstream needs the rest).
+    case toDiagonal
+    case residual([SpatialStep])
+}
+
+/// The state of m x n pairs: full, entry ((i·P + p), (j·P + p')) of an (m·P) x (n·P)
+/// matrix with q₁[i·P + p], q₂[j·P + p']; diagonal, entry (p, i, j) of P matrices m x n with
+/// q₁[p·m + i], q₂[p·n + j]; flat, entry (i, j) with q₁[i], q₂[j].
+struct SpatialState {
+    enum Layout { case full, diagonal, flat }
+    var layout: Layout
+    var positions: Int
+    let m: Int
+    let n: Int
+    var k: [Double]
+    var t: [Double]
+    var q1: [Double]
+    var q2: [Double]
+
+    mutating func withBuffers(_ body: (UnsafeMutableBufferPointer<Double>, UnsafeMutableBufferPointer<Double>,
+                                       UnsafeMutableBufferPointer<Double>, UnsafeMutableBufferPointer<Double>) -> Void) {
+        k.withUnsafeMutableBufferPointer { kp in
+            t.withUnsafeMutableBufferPointer { tp in
+                q1.withUnsafeMutableBufferPointer { a in
+                    q2.withUnsafeMutableBufferPointer { b in body(kp, tp, a, b) }
+                }
+            }
+        }
+    }
+
+    /// Applies a map of `apply(k:t:q1:q2:)` form: to the whole state when full or flat, to
+    /// each position's m x n matrix when diagonal.
+    mutating func entrywise(_ map: (UnsafeMutableBufferPointer<Double>, UnsafeMutableBufferPointer<Double>,
+                                    UnsafeMutableBufferPointer<Double>, UnsafeMutableBufferPointer<Double>) -> Void) {
+        let m = self.m, n = self.n, positions = self.positions
+        let diagonal = layout == .diagonal
+        withBuffers { k, t, q1, q2 in
+            if !diagonal {
+                map(k, t, q1, q2)
+                return
+            }
+            for p in 0..<positions {
+                map(UnsafeMutableBufferPointer(rebasing: k[(p * m * n)..<((p + 1) * m * n)]),
+                    UnsafeMutableBufferPointer(rebasing: t[(p * m * n)..<((p + 1) * m * n)]),
+                    UnsafeMutableBufferPointer(rebasing: q1[(p * m)..<((p + 1) * m)]),
+                    UnsafeMutableBufferPointer(rebasing: q2[(p * n)..<((p + 1) * n)]))
+            }
+        }
+    }
+}
+
+extension SpatialProgram {
+    /// Both kernels for all pairs of a block, as `InfiniteWidthKernel.evaluate`.
+    func evaluate(x: UnsafeBufferPointer<Double>, m: Int, y: UnsafeBufferPointer<Double>, n: Int) -> (nngp: [Double], ntk: [Double]) {
+        let d = inputShape.reduce(1, *)
+        var nngp = [Double](repeating: 0, count: m * n)
+        var ntk = [Double](repeating: 0, count: m * n)
+        if m == 0 || n == 0 { return (nngp, ntk) }
+        let rowsX = transformed(x, count: m), rowsY = transformed(y, count: n)
+        // Each sample's variances after every pooling layer, from its run against itself.
+        let poolsX = poolVariances(rowsX, count: m), poolsY = poolVariances(rowsY, count: n)
+        // Pairs in groups whose state stays within about a million values.
+        let p = positions
+        let perPair = fullAtInput ? p * p : p
+        let side = Swift.max(1, Int((Double(1 << 20) / Double(perPair)).squareRoot()))
+        var i0 = 0
+        while i0 < m {
+            let mb = Swift.min(side, m - i0)
+            var j0 = 0
+            while j0 < n {
+                let nb = Swift.min(side, n - j0)
+                var state = rowsX.withUnsafeBufferPointer { xs in
+                    rowsY.withUnsafeBufferPointer { ys in
+                        input(UnsafeBufferPointer(rebasing: xs[(i0 * d)..<((i0 + mb) * d)]), m: mb,
+                              UnsafeBufferPointer(rebasing: ys[(j0 * d)..<((j0 + nb) * d)]), n: nb)
+                    }
+                }
+                run(steps, &state, pools: { ordinal, size in
+                    (Array(poolsX[ordinal][(i0 * size)..<((i0 + mb) * size)]), Array(poolsY[ordinal][(j0 * size)..<((j0 + nb) * size)]))
+                })
+                precondition(state.layout == .flat)
+                state.withBuffers { k, t, q1, q2 in InfiniteWidthKernel.apply(flatSteps, k: k, t: t, q1: q1, q2: q2) }
+                for i in 0..<mb {
+                    for j in 0..<nb {
+                        nngp[(i0 + i) * n + j0 + j] = state.k[i * nb + j]
+                        ntk[(i0 + i) * n + j0 + j] = state.t[i * nb + j]
+                    }
+                }
+                j0 += nb
+            }
+            i0 += mb
+        }
+        return (nngp, ntk)
+    }
+
+    /// The rows after the activations that precede the first parameterized layer.
+    private func transformed(_ rows: UnsafeBufferPointer<Double>, count: Int) -> [Double] {
+        var values = Array(rows.prefix(count * inputShape.reduce(1, *)))
+        for activation in inputActivations {
+            for e in values.indices { values[e] = activation.value(values[e]) }
+        }
+        return values
+    }
+
+    /// Per pooling layer, every sample's variances after it (samples × positions), from the
+    /// sample's own run with full spatial blocks.
+    private func poolVariances(_ rows: [Double], count: Int) -> [[Double]] {
+        guard poolCount > 0 else { return [] }
+        let d = inputShape.reduce(1, *)
+        var result = [[Double]](repeating: [], count: poolCount)
+        rows.withUnsafeBufferPointer { all in
+            for sample in 0..<count {
+                let row = UnsafeBufferPointer(rebasing: all[(sample * d)..<((sample + 1) * d)])
+                var state = input(row, m: 1, row, n: 1, full: true)
+                run(steps, &state, pools: nil) { ordinal, variances in result[ordinal] += variances }
+            }
+        }
+        return result
+    }
+
+    /// The input state: K[(i, p), (j, p')] = x_{i,p} · y_{j,p'} / C (full) or its diagonal.
+    private func input(_ x: UnsafeBufferPointer<Double>, m: Int, _ y: UnsafeBufferPointer<Double>, n: Int, full: Bool? = nil) -> SpatialState {
+        let p = positions, c = channels
+        let useFull = full ?? fullAtInput
+        let scale = 1 / Double(c)
+        func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>) -> Double {
+            var s = 0.0
+            for e in 0..<c { s += a[e] * b[e] }
+            return s * scale
+        }
+        let xp = x.baseAddress!, yp = y.baseAddress!
+        if useFull {
+            var k = [Double](repeating: 0, count: m * p * n * p)
+            let width = n * p
+            for a in 0..<(m * p) { for b in 0..<width { k[a * width + b] = dot(xp + a * c, yp + b * c) } }
+            let q1 = (0..<(m * p)).map { dot(xp + $0 * c, xp + $0 * c) }
+            let q2 = (0..<(n * p)).map { dot(yp + $0 * c, yp + $0 * c) }
+            return SpatialState(layout: .full, positions: p, m: m, n: n, k: k, t: [Double](repeating: 0, count: k.count), q1: q1, q2: q2)
+        }
+        var k = [Double](repeating: 0, count: p * m * n)
+        var q1 = [Double](repeating: 0, count: p * m), q2 = [Double](repeating: 0, count: p * n)
+        for position in 0..<p {
+            for i in 0..<m {
+                let a = xp + (i * p + position) * c
+                q1[position * m + i] = dot(a, a)
+                for j in 0..<n { k[(position * m + i) * n + j] = dot(a, yp + (j * p + position) * c) }
+            }
+            for j in 0..<n { let b = yp + (j * p + position) * c; q2[position * n + j] = dot(b, b) }
+        }
+        return SpatialState(layout: .diagonal, positions: p, m: m, n: n, k: k, t: [Double](repeating: 0, count: k.count), q1: q1, q2: q2)
+    }
+
+    /// Runs `steps` on `state`. At a pooling layer the variances come from `pools` (the
+    /// samples' own runs) or, for a sample's own run, from the pooled diagonal, which
+    /// `record` receives.
+    private func run(_ steps: [SpatialStep], _ state: inout SpatialState,
+                     pools: ((Int, Int) -> ([Double], [Double]))?, record: (Int, [Double]) -> Void = { _, _ in }) {
+        for step in steps {
+            switch step {
+            case .affine(let map):
+                state.entrywise { k, t, q1, q2 in map.apply(k: k, t: t, q1: q1, q2: q2) }
+            case .activation(let map):
+                state.entrywise { k, t, q1, q2 in InfiniteWidthKernel.apply([map], k: k, t: t, q1: q1, q2: q2) }
+            case .windowMean(let windows):
+                Self.windowMean(windows, &state)
+            case .pool(let windows, let ordinal):
+                Self.pool(windows, &state)
+                setPooledVariances(&state, ordinal: ordinal, pools: pools, record: record)
+            case .globalPool(let ordinal):
+                Self.globalPool(&state)
+                setPooledVariances(&state, ordinal: ordinal, pools: pools, record: record)
+            case .flatten:
+                Self.flatten(&state)
+            case .toDiagonal:
+                Self.toDiagonal(&state)
+            case .residual(let block):
+                var branch = state
+                run(block, &branch, pools: pools, record: record)
+                if branch.layout != state.layout { Self.toDiagonal(&state) }
+                precondition(branch.layout == state.layout && branch.k.count == state.k.count)
+                for e in state.k.indices { state.k[e] += branch.k[e]; state.t[e] += branch.t[e] }
+                for e in state.q1.indices { state.q1[e] += branch.q1[e] }
+                for e in state.q2.indices { state.q2[e] += branch.q2[e] }
+            }
+        }
+    }
+
+    private func setPooledVariances(_ state: inout SpatialState, ordinal: Int, pools: ((Int, Int) -> ([Double], [Double]))?,
+                                    record: (Int, [Double]) -> Void) {
+        let size = state.layout == .flat ? 1 : state.positions
+        if let pools {
+            (state.q1, state.q2) = pools(ordinal, size)
+            return
+        }
+        // A sample against itself: the variances are the diagonal of its block.
+        var diagonal = [Double](repeating: 0, count: size)
+        for p in 0..<size { diagonal[p] = state.k[p * size + p] }
+        state.q1 = diagonal
+        state.q2 = diagonal
+        record(ordinal, diagonal)
+    }
+
+    /// K'[p, p'] = (1/V) Σ_v K[p + v, p' + v] (both reads inside the input), the same for Θ;
+    /// q'[p] = (1/V) Σ_v q[p + v].
+    static func windowMean(_ windows: WindowMap, _ state: inout SpatialState) {
+        let volume = windows.windowVolume, pin = windows.inputPositions, pout = windows.outputPositions
+        let scale = 1 / Double(volume)
+        let m = state.m, n = state.n
+        let index = windows.index
+        func meanOfVariances(_ q: [Double], samples: Int, full: Bool) -> [Double] {
+            var result = [Double](repeating: 0, count: samples * pout)
+            for s in 0..<samples {
+                for p in 0..<pout {
+                    var sum = 0.0
+                    for v in 0..<volume {
+                        let a = Int(index[p * volume + v])
+                        if a >= 0 { sum += full ? q[s * pin + a] : q[a * samples + s] }
+                    }
+                    result[full ? s * pout + p : p * samples + s] = sum * scale
+                }
+            }
+            return result
+        }
+        switch state.layout {
+        case .flat:
+            preconditionFailure("a convolution on a flat state")
+        case .diagonal:
+            var k = [Double](repeating: 0, count: pout * m * n), t = k
+            let block = m * n
+            for p in 0..<pout {
+                for v in 0..<volume {
+                    let a = Int(index[p * volume + v])
+                    guard a >= 0 else { continue }
+                    for e in 0..<block {
+                        k[p * block + e] += state.k[a * block + e]
+                        t[p * block + e] += state.t[a * block + e]
+                    }
+                }
+                for e in 0..<block { k[p * block + e] *= scale; t[p * block + e] *= scale }
+            }
+            state.q1 = meanOfVariances(state.q1, samples: m, full: false)
+            state.q2 = meanOfVariances(state.q2, samples: n, full: false)
+            state.k = k
+            state.t = t
+        case .full:
+            let widthIn = n * pin, widthOut = n * pout
+            var k = [Double](repeating: 0, count: m * pout * widthOut), t = k
+            state.k.withUnsafeBufferPointer { kin in
+                state.t.withUnsafeBufferPointer { tin in
+                    k.withUnsafeMutableBufferPointer { kout in
+                        t.withUnsafeMutableBufferPointer { tout in
+                            index.withUnsafeBufferPointer { map in
+                                for i in 0..<m {
+                                    for p in 0..<pout {
+                                        for j in 0..<n {
+                                            for p2 in 0..<pout {
+                                                var sk = 0.0, st = 0.0
+                                                for v in 0..<volume {
+                                                    let a = Int(map[p * volume + v]), b = Int(map[p2 * volume + v])
+                                                    if a < 0 || b < 0 { continue }
+                                                    let e = (i * pin + a) * widthIn + j * pin + b
+                                                    sk += kin[e]
+                                                    st += tin[e]
+                                                }
+                                                let o = (i * pout + p) * widthOut + j * pout + p2
+                                                kout[o] = sk * scale
+                                                tout[o] = st * scale
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            state.q1 = meanOfVariances(state.q1, samples: m, full: true)
+            state.q2 = meanOfVariances(state.q2, samples: n, full: true)
+            state.k = k
+            state.t = t
+        }
+        state.positions = pout
+    }
+
+    /// K'[p, p'] = (1/V²) Σ_{v,v'} K[p + v, p' + v'] on full blocks (rows, then columns).
+    static func pool(_ windows: WindowMap, _ state: inout SpatialState) {
+        precondition(state.layout == .full, "pooling needs full spatial blocks")
+        let volume = windows.windowVolume, pin = windows.inputPositions, pout = windows.outputPositions
+        let scale = 1 / Double(volume)
+        let m = state.m, n = state.n
+        let index = windows.index
+        func poolBoth(_ values: [Double]) -> [Double] {
+            // Rows: (m·pout) x (n·pin).
+            let widthIn = n * pin
+            var rows = [Double](repeating: 0, count: m * pout * widthIn)
+            for i in 0..<m {
+                for p in 0..<pout {
+                    let target = (i * pout + p) * widthIn
+                    for v in 0..<volume {
+                        let a = Int(index[p * volume + v])
+                        guard a >= 0 else { continue }
+                        let source = (i * pin + a) * widthIn
+                        for e in 0..<widthIn { rows[target + e] += values[source + e] }
+                    }
+                    for e in 0..<widthIn { rows[target + e] *= scale }
+                }
+            }
+            // Columns: (m·pout) x (n·pout).
+            let widthOut = n * pout
+            var result = [Double](repeating: 0, count: m * pout * widthOut)
+            for r in 0..<(m * pout) {
+                for j in 0..<n {
+                    for p in 0..<pout {
+                        var sum = 0.0
+                        for v in 0..<volume {
+                            let b = Int(index[p * volume + v])
+                            if b >= 0 { sum += rows[r * widthIn + j * pin + b] }
+                        }
+                        result[r * widthOut + j * pout + p] = sum * scale
+                    }
+                }
+            }
+            return result
+        }
+        state.k = poolBoth(state.k)
+        state.t = poolBoth(state.t)
+        state.positions = pout
+        // The variances are set by the caller (they need each sample's own block).
+        state.q1 = [Double](repeating: 0, count: m * pout)
+        state.q2 = [Double](repeating: 0, count: n * pout)
+    }
+
+    /// K'(i, j) = (1/P²) Σ_{p,p'} K[(i, p), (j, p')]: full blocks → flat.
+    static func globalPool(_ state: inout SpatialState) {
+        precondition(state.layout == .full, "global pooling needs full spatial blocks")
+        let p = state.positions, m = state.m, n = state.n
+        let scale = 1 / Double(p * p)
+        func reduce(_ values: [Double]) -> [Double] {
+            var result = [Double](repeating: 0, count: m * n)
+            let width = n * p
+            for i in 0..<m {
+                for a in 0..<p {
+                    let row = (i * p + a) * width
+                    for j in 0..<n {
+                        var sum = 0.0
+                        for b in 0..<p { sum += values[row + j * p + b] }
+                        result[i * n + j] += sum
+                    }
+                }
+            }
+            return result.map { $0 * scale }
+        }
+        state.k = reduce(state.k)
+        state.t = reduce(state.t)
+        state.layout = .flat
+        state.positions = 1
+        state.q1 = [Double](repeating: 0, count: m)
+        state.q2 = [Double](repeating: 0, count: n)
+    }
+
+    /// K'(i, j) = (1/P) Σ_p K[(i, p), (j, p)], q'(i) = (1/P) Σ_p q[(i, p)]: → flat.
+    static func flatten(_ state: inout SpatialState) {
+        if state.layout == .full { toDiagonal(&state) }
+        guard state.layout == .diagonal else { return }
+        let p = state.positions, m = state.m, n = state.n
+        let scale = 1 / Double(p)
+        var k = [Double](repeating: 0, count: m * n), t = k
+        var q1 = [Double](repeating: 0, count: m), q2 = [Double](repeating: 0, count: n)
+        for position in 0..<p {
+            for e in 0..<(m * n) { k[e] += state.k[position * m * n + e]; t[e] += state.t[position * m * n + e] }
+            for i in 0..<m { q1[i] += state.q1[position * m + i] }
+            for j in 0..<n { q2[j] += state.q2[position * n + j] }
+        }
+        state.k = k.map { $0 * scale }
+        state.t = t.map { $0 * scale }
+        state.q1 = q1.map { $0 * scale }
+        state.q2 = q2.map { $0 * scale }
+        state.layout = .flat
+        state.positions = 1
+    }
+
+    /// Full blocks → their diagonals (and the variances to the diagonal layout).
+    static func toDiagonal(_ state: inout SpatialState) {
+        guard state.layout == .full else { return }
+        let p = state.positions, m = state.m, n = state.n
+        let width = n * p
+        var k = [Double](repeating: 0, count: p * m * n), t = k
+        var q1 = [Double](repeating: 0, count: p * m), q2 = [Double](repeating: 0, count: p * n)
+        for position in 0..<p {
+            for i in 0..<m {
+                for j in 0..<n {
+                    let e = (i * p + position) * width + j * p + position
+                    k[(position * m + i) * n + j] = state.k[e]
+                    t[(position * m + i) * n + j] = state.t[e]
+                }
+                q1[position * m + i] = state.q1[i * p + position]
+            }
+            for j in 0..<n { q2[position * n + j] = state.q2[j * p + position] }
+        }
+        state.k = k
+        state.t = t
+        state.q1 = q1
+        state.q2 = q2
+        state.layout = .diagonal
+    }
+}
+
+extension StepBuilder {
+    /// The maps of a network on spatial inputs of shape `shape`: those of the layers up to
+    /// the flattening (flatten or global pooling, at the top level), then the flat maps of
+    /// the rest. Refuses what neural-tangents refuses (an activation or a residual sum of
+    /// a value that is not Gaussian), naming the layer.
+    mutating func spatialProgram(inputShape shape: [Int]) throws(ModelError) -> SpatialProgram {
+        let layers = spec.layers
+        guard let cut = layers.firstIndex(where: { if case .flatten = $0 { return true }; if case .globalAveragePool = $0 { return true }; return false }) else {
+            throw ModelError("the network never flattens its spatial input (give it a flatten or global_avg_pool layer)")
+        }
+        var pools = 0
+        var spatial = shape
+        let prefix = Array(layers[...cut])
+        let steps = try spatialSteps(prefix, path: "", shape: &spatial, needFullAfter: false, pools: &pools)
+        let full = Self.needsFull(prefix, after: false)
+        fanIn = spatial.reduce(1, *)
+        let flat = try self.steps(Array(layers[(cut + 1)...]), path: "", offset: cut + 1)
+        return SpatialProgram(inputShape: shape, inputActivations: inputActivations, steps: steps, flatSteps: flat,
+                              fullAtInput: full, poolCount: pools)
+    }
+
+    /// Whether the state at the start of `layers` must keep full spatial blocks, when the
+    /// state after them must (`after`).
+    static func needsFull(_ layers: [Layer], after: Bool) -> Bool {
+        var need = after
+        for layer in layers.reversed() {
+            switch layer {
+            case .averagePool, .globalAveragePool: need = true
+            case .flatten: need = false
+            case .residual(let block): need = needsFull(block, after: need) || need
+            default: break
+            }
+        }
+        return need
+    }
+
+    private mutating func spatialSteps(_ layers: [Layer], path: String, shape: inout [Int], needFullAfter: Bool,
+                                       pools: inout Int) throws(ModelError) -> [SpatialStep] {
+        var result: [SpatialStep] = []
+        // Whether the state is full here (it becomes diagonal once nothing ahead needs more).
+        var full = Self.needsFull(layers, after: needFullAfter)
+        for (position, layer) in layers.enumerated() {
+            let index = path.isEmpty ? "\(position)" : "\(path).\(position)"
+            let spatialAxes = Array(shape.dropLast()), channels = shape.last!
+            switch layer {
+            case .dense(let dense):
+                result.append(.affine(denseStep(weightStd: dense.weightStd, biasStd: dense.biasStd, fanIn: channels)))
+                shape = spatialAxes + [dense.width]
+                seenDense = true
+                gaussian = true
+            case .conv(let conv):
+                let windows = try Self.windowMap(index: index, spatial: spatialAxes, window: conv.kernel, strides: conv.effectiveStrides, padding: conv.padding)
+                result.append(.windowMean(windows))
+                result.append(.affine(denseStep(weightStd: conv.weightStd, biasStd: conv.biasStd, fanIn: windows.windowVolume * channels)))
+                shape = windows.outputSpatial + [conv.channels]
+                seenDense = true
+                gaussian = true
+            case .averagePool(let pool):
+                let windows = try Self.windowMap(index: index, spatial: spatialAxes, window: pool.window, strides: pool.effectiveStrides, padding: pool.padding)
+                result.append(.pool(windows, ordinal: pools))
+                pools += 1
+                shape = windows.outputSpatial + [channels]
+            case .globalAveragePool:
+                result.append(.globalPool(ordinal: pools))
+                pools += 1
+                shape = [channels]
+            case .flatten:
+                result.append(.flatten)
+                shape = [shape.reduce(1, *)]
+            case .activation(let activation, let degree):
+                if !seenDense {
+                    inputActivations.append(activation)
+                    continue
+                }
+                if !gaussian {
+                    throw ModelError("layer \(index): \(activation.name) acts on a value that is not Gaussian in the infinite-width limit (it follows another activation, or a residual sum of a non-Gaussian branch); put a dense or conv layer before it")
+                }
+                gaussian = false
+                result.append(.activation(step(activation, degree: degree)))
+            case .residual(let block):
+                if !seenDense || !gaussian {
+                    throw ModelError("layer \(index): the residual sum's skip branch is not Gaussian in the infinite-width limit (\(seenDense ? "the block's input is the output of an activation" : "it is the raw input")); neural-tangents has no analytic kernel for such a sum either: take the skip after a dense or conv layer (a pre-activation block), or use --kernel empirical")
+                }
+                let after = Self.needsFull(Array(layers[(position + 1)...]), after: needFullAfter)
+                var inner = shape
+                let steps = try spatialSteps(block, path: index, shape: &inner, needFullAfter: after, pools: &pools)
+                if !gaussian {
+                    throw ModelError("layer \(index): the residual block's output is not Gaussian in the infinite-width limit (it ends with an activation); neural-tangents has no analytic kernel for such a sum either: end the block with a dense or conv layer, or use --kernel empirical")
+                }
+                result.append(.residual(steps))
+            }
+            let ahead = Self.needsFull(Array(layers[(position + 1)...]), after: needFullAfter)
+            if full && !ahead && shape.count > 1 {
+                result.append(.toDiagonal)
+                full = false
+            }
+        }
+        return result
+    }
+
+    private func denseStep(weightStd: Double, biasStd: Double?, fanIn: Int) -> DenseStep {
+        DenseStep(weightVariance: weightStd * weightStd, biasVariance: biasStd.map { $0 * $0 } ?? 0, hasBias: biasStd != nil,
+                  fanIn: Double(fanIn), standard: spec.parameterization == .standard)
+    }
+
+    private static func windowMap(index: String, spatial: [Int], window: [Int], strides: [Int], padding: Padding) throws(ModelError) -> WindowMap {
+        do {
+            return try WindowMap(inputSpatial: spatial, window: window, strides: strides, padding: padding)
+        } catch {
+            throw ModelError("layer \(index): \(error.message)")
+        }
+    }
+}
