@@ -9,7 +9,8 @@
 #                         [--workdir DIR] [--nt-budget S] [--torch-budget S] [--max-wait S] [--other-load C]
 #   --quick          small N and widths, R=1 (a smoke run, under a minute once built)
 #   --runs R         runs per measurement (default 3; median reported)
-#   --configs LIST   subset of 1..5 (default all)
+#   --configs LIST   subset of 1..6 (default 1-5; 6 is the CNN benchmark of docs/examples/digits-cnn.json,
+#                    several minutes with neural-tangents at N = 1797)
 #   --no-reference   skip neural-tangents and torch.func
 #   --no-torch       skip torch.func only
 #   --workdir DIR    inputs and outputs (default /tmp/ntk-bench)
@@ -21,7 +22,7 @@ root="$(pwd)"
 
 for arg in "$@"; do
     case "$arg" in
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     esac
 done
 

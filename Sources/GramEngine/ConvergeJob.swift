@@ -95,7 +95,7 @@ public enum ConvergeJob {
                                        writes: ["converge.csv", "converge.svg", "converge.json"])
         }
         let n = data.count
-        let plan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize, symmetric: true, ranks: world.size)
+        let plan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: true, ranks: world.size)
         // Rank 0 holds the analytic kernel and one empirical kernel at a time. Progress is
         // one line per kernel (below), not per tile.
         var perKernel = options.engine

@@ -56,7 +56,7 @@ public enum EnsembleJob {
             guard world.isRoot else { return nil }
             return try OutputDirectory(path: options.output, force: options.force)
         }
-        let plan = TilePlan(rows: n, columns: columns, tileSize: options.engine.tileSize, symmetric: m == nil, ranks: world.size)
+        let plan = TilePlan(rows: n, columns: columns, tileSize: options.engine.tileSize(rows: n, columns: columns), symmetric: m == nil, ranks: world.size)
         var mean: [Double] = [], squares: [Double] = []
         var kernels: [[Double]] = []
         for (draw, seed) in seeds.enumerated() {

@@ -108,14 +108,27 @@ public struct GramSummary: Codable, Sendable {
     public var maxStableLearningRate: Double?
     /// The memory planner's estimate (bytes) for rank 0 and every other rank.
     public var memoryEstimate: [String: Double]?
+    /// The empirical kernel's layers: where each is, its factor form, and whether its
+    /// signals collapse to one row (docs/maths.md §6).
+    public var layers: [LayerRecord]?
+    /// Multiply-adds of the empirical kernel: per sample pair and per sample (the useful
+    /// work, to count GFLOP/s against).
+    public var work: [String: Double]?
     public var files: [String]
+
+    public struct LayerRecord: Codable, Sendable {
+        public var layer: String
+        public var positions: Int
+        public var form: String
+        public var collapsed: Bool
+    }
 
     enum CodingKeys: String, CodingKey {
         case tool, kernel, method, n, m, parameters, parameterization, ranks, tiles, seconds, spectrum, files
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
         case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
         case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen", krylov = "krylov", ensemble
-        case diagnostics, maxStableLearningRate = "max_stable_learning_rate", memoryEstimate = "memory_estimate"
+        case diagnostics, maxStableLearningRate = "max_stable_learning_rate", memoryEstimate = "memory_estimate", layers, work
     }
 }
 
@@ -158,7 +171,7 @@ public enum GramJob {
         let m = inputs.m
         let k = inputs.spec.outputCount
         let entry = options.outputKernel == .full ? k : 1
-        let tileSize = options.engine.tileSize
+        let tileSize = options.engine.tileSize(rows: n, columns: m ?? n, blocks: options.kernel == .empirical ? 4 : 8)
         let solver = options.eigenSolver.resolved(order: n * entry, top: options.eigenTop)
         try agreement.stage { () throws(NTKError) in
             if solver == .krylov && (options.eigenTop == nil || m != nil) {
@@ -180,10 +193,12 @@ public enum GramJob {
 
         // Memory: refuse before any work what cannot fit on rank 0's node.
         let localRanksForPlan = (try? world.nodeLocal().size) ?? 1
+        let perSampleBytes = inputs.perSampleBytes(options.engine.method, forms: options.engine.layerForms, outputKernel: options.outputKernel)
+        let cacheBytes = options.engine.cacheBytes(perSampleBytes: perSampleBytes, samples: n + (m ?? 0), localRanks: localRanksForPlan)
         let memory = MemoryPlan.estimate(n: n, m: m, inputWidth: inputs.inputWidth, outputs: k, outputKernel: options.outputKernel,
                                          eigen: m == nil ? options.eigen : .none, solver: solver, top: options.eigenTop,
                                          ranks: world.size, tileSize: tileSize,
-                                         perSampleBytes: inputs.perSampleBytes(options.engine.method, forms: options.engine.layerForms), cacheBytes: options.engine.cacheMegabytes << 20,
+                                         perSampleBytes: perSampleBytes, cacheBytes: cacheBytes,
                                          inputBytes: inputs.bytes)
         try agreement.stage { () throws(NTKError) in
             guard world.isRoot, let available = options.engine.memoryBudget ?? MemoryPlan.availableBytes() else { return }
@@ -240,7 +255,7 @@ public enum GramJob {
         if let network {
             computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.engine.method, forms: options.engine.layerForms,
                                     rowData: loaded.data.values, columnData: loaded.data2?.values,
-                                    cacheBytes: options.engine.cacheMegabytes << 20)
+                                    cacheBytes: cacheBytes)
         } else {
             computer = TileComputer(infinite: loaded.infinite!, kind: options.kernel, outputCount: k, plan: plan,
                                     outputKernel: options.outputKernel, rowData: loaded.data.values, columnData: loaded.data2?.values)
@@ -277,7 +292,7 @@ public enum GramJob {
         computer.precision = options.engine.precision
         let preloadStart = Clock.now
         if network != nil && options.engine.method == .structured
-            && computer.factorBytesPerSample * (n + (m ?? 0)) <= options.engine.cacheMegabytes << 20 {
+            && computer.factorBytesPerSample * (n + (m ?? 0)) <= cacheBytes {
             try computer.preload(world: world)
         }
         let preloadSeconds = try world.allreduce(Clock.seconds(since: preloadStart), .max)
@@ -688,6 +703,17 @@ public enum GramJob {
         }
         if options.engine.precision == .f32 { summary.method += " (float32 products)" }
         summary.memoryEstimate = ["rank0_bytes": Double(memory.rank0Bytes), "other_rank_bytes": Double(memory.otherRankBytes)]
+        if let network = loaded.network.map({ TileComputer.effective($0, method: options.engine.method, outputKernel: options.outputKernel,
+                                                                      forms: options.engine.layerForms) }) {
+            summary.layers = network.geometry.map {
+                GramSummary.LayerRecord(layer: $0.path, positions: $0.positions, form: options.engine.method == .explicit ? "explicit" : $0.form.rawValue,
+                                        collapsed: $0.collapsed)
+            }
+            if options.engine.method == .structured && options.outputKernel != .full {
+                let work = network.plan.multiplyAdds(outputs: k)
+                summary.work = ["pair_multiply_adds": work.perPair, "per_sample_multiply_adds": work.perSample]
+            }
+        }
         if let eigen, !eigen.values.isEmpty {
             if options.eigenTop == nil { summary.diagnostics = try? SpectralDiagnostics(eigenvalues: eigen.values) }
             // For the mean kernel every output shares Θ; the loss normalizes by c = N·k.

@@ -25,6 +25,9 @@ public struct InputPlan: Sendable {
     /// parameters three times (the archive's arrays, their conversion, the network's copy)
     /// and the parameter file itself.
     public var bytes: Double
+    /// Of `bytes`, what the infinite-width recursion of a convolutional network holds (its
+    /// spatial covariance blocks).
+    public var kernelStateBytes: Double = 0
 
     /// Reads the data headers and the model and sizes the network. Throws what reading the
     /// headers and the model throws (65, 66), and refuses a model whose dense layers are
@@ -80,14 +83,22 @@ public struct InputPlan: Sendable {
         parameterCount = finite ? sizes.parameters : 0
         factorsPerSample = finite ? sizes.factorsPerSample : 0
         bytes = 8 * Double(n + (m ?? 0)) * Double(d) + 3 * 8 * parameterCount + parameterFileBytes
+        if !finite {
+            kernelStateBytes = InfiniteWidthKernel.spatialStateBytes(spec: spec, inputShape: inputShape)
+            bytes += kernelStateBytes
+        }
     }
 
     /// Bytes of one sample's per-sample quantities for `method` (k P doubles for the
     /// explicit gradients).
-    func perSampleBytes(_ method: GradientMethod, forms: FactorForms = .auto) -> Double {
+    func perSampleBytes(_ method: GradientMethod, forms: FactorForms = .auto, outputKernel: OutputKernel = .full) -> Double {
         if method == .explicit { return 8 * Double(spec.outputCount) * parameterCount }
-        if forms == .auto { return 8 * factorsPerSample }
-        return 8 * ((try? NetworkPlan(spec: spec, dataShape: inputShape, forms: forms, shapesOnly: true))?.factorsPerSample ?? factorsPerSample)
+        // The forms the tiles use (`TileComputer.effective`): the mean and sum kernels collapse
+        // the signals before the readout, which changes the forms and sizes of that layer.
+        let collapse = outputKernel != .full && spec.outputCount > 1
+        if forms == .auto && !collapse { return 8 * factorsPerSample }
+        let plan = try? NetworkPlan(spec: spec, dataShape: inputShape, forms: forms, collapseOutputs: collapse, shapesOnly: true)
+        return 8 * (plan?.factorsPerSample ?? factorsPerSample)
     }
 
     /// Refuses (64) inputs that alone exceed `available` bytes on each of `ranks` ranks of a
@@ -103,6 +114,9 @@ public struct InputPlan: Sendable {
     var describe: String {
         var parts = ["data \(MemoryPlan.format(8 * Double(n + (m ?? 0)) * Double(inputWidth)))"]
         if parameterCount > 0 { parts.append(String(format: "P = %.4g parameters, %@ each copy", parameterCount, MemoryPlan.format(8 * parameterCount))) }
+        if kernelStateBytes > 0 {
+            parts.append("the CNTK's spatial covariance blocks \(MemoryPlan.format(kernelStateBytes)) per rank: --kernel empirical, or pooling earlier, needs less")
+        }
         return parts.joined(separator: ", ")
     }
 }

@@ -128,14 +128,14 @@ public enum PredictJob {
                                 rowData: rows.values, columnData: columns?.values)
         }
         let kernelStart = Clock.now
-        let trainPlan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize, symmetric: true, ranks: world.size)
+        let trainPlan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: true, ranks: world.size)
         var trainKernel = try engine.gathered("train", computer: computer(trainPlan, rows: loaded.train, columns: nil), plan: trainPlan,
                                               manifest: engine.manifest(rows: loaded.train, columns: nil, spec: loaded.spec,
                                                                         network: loaded.network, kind: kind, plan: trainPlan))
         var testKernel: [Double]? = nil
         if let test = loaded.test {
             // Θ(X*, X): rows are the test points.
-            let plan = TilePlan(rows: test.count, columns: n, tileSize: options.engine.tileSize, symmetric: false, ranks: world.size)
+            let plan = TilePlan(rows: test.count, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: false, ranks: world.size)
             testKernel = try engine.gathered("test", computer: computer(plan, rows: test, columns: loaded.train), plan: plan,
                                              manifest: engine.manifest(rows: test, columns: loaded.train, spec: loaded.spec,
                                                                        network: loaded.network, kind: kind, plan: plan))

@@ -50,7 +50,7 @@ final class TileComputer {
 
     init(network: Network, plan: TilePlan, outputKernel: OutputKernel, method: GradientMethod, forms: FactorForms = .auto,
          rowData: [Double], columnData: [Double]?, cacheBytes: Int) {
-        self.network = forms == .auto ? network : network.with(forms: forms)
+        self.network = Self.effective(network, method: method, outputKernel: outputKernel, forms: forms)
         self.infinite = nil
         self.kind = .empirical
         self.outputCount = network.outputCount
@@ -60,6 +60,16 @@ final class TileComputer {
         self.rowData = rowData
         self.columnData = columnData
         self.cacheBytes = cacheBytes
+    }
+
+    /// The network with the layer forms the tiles use: `forms`, and for the mean and sum
+    /// kernels of the structured method one signal row per sample before a dense readout
+    /// reached through channel-wise maps (docs/maths.md §6.3).
+    static func effective(_ network: Network, method: GradientMethod, outputKernel: OutputKernel, forms: FactorForms) -> Network {
+        let collapse = method == .structured && outputKernel != .full && network.outputCount > 1
+        // `auto` keeps the forms the network was built with (a caller may have chosen them).
+        let chosen = forms == .auto ? network.plan.formChoice : forms
+        return chosen == network.plan.formChoice && !collapse ? network : network.with(forms: chosen, collapseOutputs: collapse)
     }
 
     /// A computer of infinite-width tiles (`kind` is .analytic or .nngp).
@@ -89,8 +99,10 @@ final class TileComputer {
         let columnData = plan.symmetric ? rowData : self.columnData!
         let result = rowData.withUnsafeBufferPointer { x in
             columnData.withUnsafeBufferPointer { y in
+                // A diagonal tile of a symmetric kernel is read by its upper triangle only.
                 infinite!.evaluate(x: UnsafeBufferPointer(rebasing: x[(rows.lowerBound * d)..<(rows.upperBound * d)]), m: rows.count,
-                                   y: UnsafeBufferPointer(rebasing: y[(columns.lowerBound * d)..<(columns.upperBound * d)]), n: columns.count)
+                                   y: UnsafeBufferPointer(rebasing: y[(columns.lowerBound * d)..<(columns.upperBound * d)]), n: columns.count,
+                                   upper: plan.symmetric && tile.row == tile.column)
             }
         }
         let base = kind == .nngp ? result.nngp : result.ntk
@@ -215,18 +227,47 @@ final class TileComputer {
         // index q; with private copies, rank b mod K, sent to all.
         let perNode = Int(try world.allreduce(Int64(node.size), .min))
         let nodes = Int(try world.allreduce(Int64(node.isRoot ? 1 : 0), .sum))
-        func computes(_ b: Int) -> Bool {
-            sharedEverywhere ? (b % perNode, (b / perNode) % nodes) == (node.rank, across.rank) : b % world.size == world.rank
-        }
         let start = Clock.now
-        for (b, key) in blocks.enumerated() where computes(b) {
-            // Fault the block's pages in with one call rather than one fault per page.
-            let block = slot(b)
-            if let first = block.baseAddress, block.count > 0 {
-                let address = UInt(bitPattern: first), page = UInt(4096)
-                let from = address - address % page
-                _ = madvise(UnsafeMutableRawPointer(bitPattern: from), Int(address - from) + 8 * block.count, 23 /* MADV_POPULATE_WRITE */)
+        // One node: whole blocks round robin, unless that leaves one rank more than 10% above
+        // the mean (few blocks, or a short last one: N = 1797 in blocks of 256 gives 1024
+        // samples to one rank and 773 to the other); then the last blocks, one per rank, are
+        // shared by samples, every rank computing its part straight into the shared memory.
+        var splitFrom = blocks.count
+        if sharedEverywhere && nodes == 1 && node.size > 1 {
+            var load = [Int](repeating: 0, count: node.size)
+            for (b, key) in blocks.enumerated() { load[b % node.size] += samples(key).count }
+            let mean = Double(load.reduce(0, +)) / Double(node.size)
+            if Double(load.max()!) > 1.1 * mean { splitFrom = Swift.max(0, blocks.count - node.size) }
+        }
+        func computes(_ b: Int) -> Bool {
+            b >= splitFrom ? false
+                : sharedEverywhere ? (b % perNode, (b / perNode) % nodes) == (node.rank, across.rank) : b % world.size == world.rank
+        }
+        /// Faults the pages of `part` in with one call rather than one fault per page.
+        func populate(_ part: UnsafeMutableBufferPointer<Double>) {
+            guard let first = part.baseAddress, part.count > 0 else { return }
+            let address = UInt(bitPattern: first), page = UInt(4096)
+            let from = address - address % page
+            _ = madvise(UnsafeMutableRawPointer(bitPattern: from), Int(address - from) + 8 * part.count, 23 /* MADV_POPULATE_WRITE */)
+        }
+        if splitFrom < blocks.count {
+            for (b, key) in blocks.enumerated() where b >= splitFrom {
+                // Each rank faults in its share of the block's pages.
+                let block = slot(b)
+                let piece = (block.count + node.size - 1) / node.size
+                let lower = Swift.min(node.rank * piece, block.count), upper = Swift.min(lower + piece, block.count)
+                populate(UnsafeMutableBufferPointer(rebasing: block[lower..<upper]))
+                let range = samples(key)
+                let share = (range.count + node.size - 1) / node.size
+                let mine = Swift.min(node.rank * share, range.count)..<Swift.min((node.rank + 1) * share, range.count)
+                guard !mine.isEmpty else { continue }
+                let data = key.columnSet ? columnData! : rowData
+                let d = network.inputWidth
+                network.factors(Array(data[(range.lowerBound * d)..<(range.upperBound * d)]), count: range.count, into: slot(b), samples: mine)
             }
+        }
+        for (b, key) in blocks.enumerated() where computes(b) {
+            populate(slot(b))
             let range = samples(key)
             let data = key.columnSet ? columnData! : rowData
             let d = network.inputWidth

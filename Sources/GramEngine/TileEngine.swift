@@ -5,8 +5,10 @@ import Network
 /// How every command computes its kernels: one value, set once from the command line and
 /// passed down unchanged.
 public struct EngineOptions: Sendable {
-    /// Samples per tile side.
+    /// Samples per tile side (when `automaticTile` is off).
     public var tileSize = EngineOptions.defaultTileSize
+    /// Choose the tile side from the data's size (no --tile given): see `tileSize(rows:columns:)`.
+    public var automaticTile = false
     public var method: GradientMethod = .structured
     /// How conv layers keep their per-sample factors (dense layers are always structured).
     public var layerForms: FactorForms = .auto
@@ -14,6 +16,9 @@ public struct EngineOptions: Sendable {
     public var precision: Precision = .f64
     /// Bound on the per-sample quantities, in MiB.
     public var cacheMegabytes = 2048
+    /// No --cache-mb given: the bound grows to hold all per-sample quantities when they fit
+    /// comfortably (see `cacheBytes(perSampleBytes:samples:localRanks:)`).
+    public var automaticCache = false
     /// Save finished tiles (default on).
     public var checkpointing = true
     /// Where finished tiles go; nil means `<output>/checkpoint`.
@@ -29,6 +34,20 @@ public struct EngineOptions: Sendable {
 
     public static let defaultTileSize = 256
 
+    /// The tile side for a kernel of `rows` x `columns` samples: the given one, or
+    /// automatically 256, lowered for sets of fewer than `blocks` x 256 samples to about
+    /// 1/`blocks` of the larger side, rounded up to a multiple of 16 (whole register blocks
+    /// of the tile kernels), so that the ranks get balanced work: N = 400 gets 112 with 4
+    /// blocks (10 tiles instead of 3 of 256). Infinite-width kernels, whose tiles cost more
+    /// per pair and nothing per sample, ask for 8 blocks. It depends on the sizes only, so a
+    /// resumed run at another rank count finds the same tiles.
+    public func tileSize(rows: Int, columns: Int, blocks: Int = 4) -> Int {
+        guard automaticTile else { return tileSize }
+        let larger = Swift.max(rows, columns)
+        if larger >= blocks * Self.defaultTileSize { return Self.defaultTileSize }
+        return Swift.max(16, ((larger + blocks - 1) / blocks + 15) / 16 * 16)
+    }
+
     public init() {}
 
     /// The checkpoint directory of a job writing into `output`.
@@ -36,6 +55,21 @@ public struct EngineOptions: Sendable {
 
     /// The memory rank 0's node may use (the budget, else what the system reports).
     var availableBytes: Int? { memoryBudget ?? MemoryPlan.availableBytes() }
+
+    /// The bound on the per-sample quantities of `samples` samples: --cache-mb, or without it
+    /// all of them when they take at most 40% of the memory available (one copy the node's
+    /// ranks share, or one per rank when /dev/shm has no room), else 2 GiB. Holding them all
+    /// means each is computed once instead of once per tile row (a CNN's explicit gradients
+    /// take megabytes per sample: at N = 1797 the 2 GiB bound recomputed them for half the run).
+    public func cacheBytes(perSampleBytes: Double, samples: Int, localRanks: Int) -> Int {
+        let given = cacheMegabytes << 20
+        guard automaticCache, let available = availableBytes else { return given }
+        let all = perSampleBytes * Double(samples)
+        let shared = Double(TileComputer.sharedMemoryRoom() ?? 0) >= all * 1.125
+        let copies = Double(shared ? 1 : Swift.max(localRanks, 1))
+        guard all * copies <= 0.4 * Double(available) else { return given }
+        return Swift.max(given, Int(all.rounded(.up)) + 1)
+    }
 }
 
 /// The kernels of a job that needs them gathered on rank 0 (`predict`, `train`,
@@ -87,8 +121,11 @@ final class TileEngine {
         if let checkpoint { prepared.append((checkpoint, lock)) }
         computer.precision = options.precision
         let rows = plan.rows, columns = plan.columns
+        let samples = rows + (plan.symmetric ? 0 : columns)
+        let localRanks = computer.network == nil ? 1 : try world.nodeLocal().size
         if computer.network != nil && options.method == .structured
-            && computer.factorBytesPerSample * (rows + (plan.symmetric ? 0 : columns)) <= options.cacheMegabytes << 20 {
+            && computer.factorBytesPerSample * samples <= options.cacheBytes(perSampleBytes: Double(computer.factorBytesPerSample),
+                                                                               samples: samples, localRanks: localRanks) {
             try computer.preload(world: world)
         }
         let result: GramJob.DistributedKernel

@@ -167,7 +167,7 @@ public enum TrainJob {
         // Kernels: Θ_0 and Θ_T on the training set, Θ_0(X*, X) for the NTK prediction.
         let kernelStart = Clock.now
         func kernel(_ name: String, _ net: Network, rows: DataSet, columns: DataSet?) throws -> [Double] {
-            let plan = TilePlan(rows: rows.count, columns: columns?.count ?? rows.count, tileSize: options.engine.tileSize,
+            let plan = TilePlan(rows: rows.count, columns: columns?.count ?? rows.count, tileSize: options.engine.tileSize(rows: rows.count, columns: columns?.count ?? rows.count),
                                 symmetric: columns == nil, ranks: world.size)
             let computer = TileComputer(network: net, plan: plan, outputKernel: .mean, method: options.engine.method, forms: options.engine.layerForms,
                                         rowData: rows.values, columnData: columns?.values, cacheBytes: options.engine.cacheMegabytes << 20)

@@ -54,7 +54,7 @@ public struct BatchFactors: Sendable {
     /// The length of `storage` for B samples of a network of this geometry and k outputs.
     public static func storageCount(count b: Int, outputCount k: Int, geometry: [LayerGeometry]) -> Int {
         b * (geometry.reduce(0) { total, g in
-            total + (g.form == .structured ? g.patchCount + g.signalCount(outputs: k) : k * g.parameterCount)
+            total + (g.form == .structured ? g.patchCount + g.signalCount(outputs: k) : g.gradientCount(outputs: k))
         } + k)
     }
 
@@ -75,7 +75,7 @@ public struct BatchFactors: Sendable {
             offset += length
         }
         for g in geometry {
-            let length = g.form == .explicit ? b * k * g.parameterCount : 0
+            let length = g.form == .explicit ? b * g.gradientCount(outputs: k) : 0
             gradients.append(offset..<(offset + length))
             offset += length
         }
@@ -132,7 +132,15 @@ extension Network {
     /// c), whose signals δ_l are kept (structured layers) or turned into gradients
     /// (explicit layers).
     public func factors(_ x: [Double], count b: Int, into buffer: UnsafeMutableBufferPointer<Double>) {
+        factors(x, count: b, into: buffer, samples: 0..<b)
+    }
+
+    /// The factors of the samples `samples` of a batch of B (rows `x`, all B of them) into
+    /// their places in `buffer`, the batch's whole `BatchFactors` layout: ranks sharing the
+    /// buffer each fill their own samples.
+    public func factors(_ x: [Double], count b: Int, into buffer: UnsafeMutableBufferPointer<Double>, samples: Range<Int>) {
         precondition(x.count == b * inputWidth, "input batch must be (B, d)")
+        precondition(samples.lowerBound >= 0 && samples.upperBound <= b)
         let k = outputCount
         let total = BatchFactors.storageCount(count: b, outputCount: k, geometry: geometry)
         precondition(buffer.count == total)
@@ -140,12 +148,14 @@ extension Network {
         let layout = BatchFactors(count: b, outputCount: k, geometry: geometry, storage: FactorStorage(borrowing: UnsafeBufferPointer(buffer)))
         // Samples go through in chunks whose intermediate values (the patches and their
         // signals, k rows per sample) stay within a few megabytes, so that a convolution's
-        // backward pass runs in the caches; dense networks take the whole batch at once.
-        let chunk = Swift.max(1, Swift.min(b, Self.chunkBudget / Swift.max(workingSetPerSample, 1)))
+        // backward pass runs in the caches; samples of fewer than 65536 intermediate values
+        // (dense networks) go as one batch, whose products are the larger GEMMs.
+        let perSample = workingSetPerSample
+        let chunk = perSample < 1 << 16 ? b : Swift.max(1, Swift.min(b, Self.chunkBudget / perSample))
         x.withUnsafeBufferPointer { xp in
-            var first = 0
-            while first < b {
-                let count = Swift.min(chunk, b - first)
+            var first = samples.lowerBound
+            while first < samples.upperBound {
+                let count = Swift.min(chunk, samples.upperBound - first)
                 let rows = Array(UnsafeBufferPointer(rebasing: xp[(first * inputWidth)..<((first + count) * inputWidth)]))
                 factorsChunk(rows, first: first, count: count, layout: layout, base: buffer.baseAddress!)
                 first += count
@@ -173,7 +183,9 @@ extension Network {
         func signals(_ l: Int) -> UnsafeMutablePointer<Double> {
             base + layout.signalRanges[l].lowerBound + first * geometry[l].signalCount(outputs: k)
         }
-        func gradients(_ l: Int) -> UnsafeMutablePointer<Double> { base + layout.gradientRanges[l].lowerBound + first * k * geometry[l].parameterCount }
+        func gradients(_ l: Int) -> UnsafeMutablePointer<Double> {
+            base + layout.gradientRanges[l].lowerBound + first * geometry[l].gradientCount(outputs: k)
+        }
         var walk = Walk(network: self, count: b)
         let output = walk.forward(x, keep: true)
         var patches = walk.patches
@@ -185,11 +197,39 @@ extension Network {
         (base + layout.outputRange.lowerBound + first * k).update(from: output, count: output.count)
         var seed = [Double](repeating: 0, count: b * k * k)
         for sample in 0..<b { for c in 0..<k { seed[(sample * k + c) * k + c] = 1 } }
+        let scales = geometry.contains(where: \.collapsed) ? collapseScales : nil
         walk.backward(seed, rowsPerSample: k, slot: { l in
             let g = geometry[l]
-            return g.form == .structured && g.positions == 1 ? signals(l) : nil
+            return g.form == .structured && g.positions == 1 && !g.collapsed ? signals(l) : nil
         }) { l, delta in
             let g = geometry[l]
+            if g.collapsed, let scales {
+                // One row per sample: a[p, o] √w_o, from the signal of output pivot(o),
+                // δ[p, o] = a[p, o] s W[o, pivot(o)].
+                let p = g.positions, c = g.fanOut
+                var collapsed = [Double](repeating: 0, count: b * p * c)
+                for sample in 0..<b {
+                    for position in 0..<p {
+                        for o in 0..<c where scales.factor[o] != 0 {
+                            let from = delta[((sample * k + scales.pivot[o]) * p + position) * c + o]
+                            collapsed[(sample * p + position) * c + o] = from / scales.factor[o] * scales.weight[o]
+                        }
+                    }
+                }
+                collapsed.withUnsafeBufferPointer { a in
+                    switch g.form {
+                    case .structured:
+                        signals(l).update(from: a.baseAddress!, count: a.count)
+                    case .explicit:
+                        patches[l].withUnsafeBufferPointer { z in
+                            gradientRows(l, patches: z.baseAddress!, signals: a.baseAddress!, sampleStride: p * c, outputStride: p * c,
+                                         signalStride: c, count: b, outputs: 1, into: gradients(l))
+                        }
+                    }
+                }
+                patches[l] = []
+                return
+            }
             switch g.form {
             case .structured:
                 guard g.positions > 1 else { return }
@@ -489,6 +529,7 @@ extension Network {
     /// Explicit per-sample gradients, row-major (B·k, P): row b·k + c is ∇θ f_c(x_b) in
     /// `flatParameters` order (W0 row-major, b0, W1, …).
     public func gradients(from factors: BatchFactors) -> [Double] {
+        precondition(!geometry.contains(where: \.collapsed), "explicit gradient vectors need every output's signals")
         let p = parameterCount
         let k = factors.outputCount
         let b = factors.count

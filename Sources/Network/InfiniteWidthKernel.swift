@@ -104,11 +104,15 @@ public struct InfiniteWidthKernel: Sendable {
     /// diagonal (for relu the sqrt of a cancellation cannot leave noise there).
     /// Cost: O((m + n)(d + layers)) for the per-sample variances, then O(m n d) for the
     /// inputs and O(m n) per closed-form activation, O(m n deg²/2) per quadrature activation.
-    public func evaluate(x: UnsafeBufferPointer<Double>, m: Int, y: UnsafeBufferPointer<Double>, n: Int) -> (nngp: [Double], ntk: [Double]) {
+    ///
+    /// With `upper` (x and y the same block, whose upper triangle is all that is read),
+    /// convolutional networks may leave groups of pairs below the diagonal zero.
+    public func evaluate(x: UnsafeBufferPointer<Double>, m: Int, y: UnsafeBufferPointer<Double>, n: Int,
+                         upper: Bool = false) -> (nngp: [Double], ntk: [Double]) {
         let d = inputWidth
         precondition(m >= 0 && n >= 0, "block sizes must be non-negative")
         precondition(x.count >= m * d && y.count >= n * d, "x needs m·d and y needs n·d values")
-        if let spatial { return spatial.evaluate(x: x, m: m, y: y, n: n) }
+        if let spatial { return spatial.evaluate(x: x, m: m, y: y, n: n, upper: upper) }
         var nngp = [Double](repeating: 0, count: m * n)
         var ntk = [Double](repeating: 0, count: m * n)
         if m == 0 || n == 0 { return (nngp, ntk) }

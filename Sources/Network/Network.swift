@@ -62,9 +62,12 @@ public struct Network: Sendable {
     }
 
     /// A network from given parameters; throws if their shapes do not fit the model.
-    public init(spec: ModelSpec, inputShape dataShape: [Int], parameters: [DenseParameters], forms: FactorForms = .auto) throws(ParameterError) {
+    public init(spec: ModelSpec, inputShape dataShape: [Int], parameters: [DenseParameters], forms: FactorForms = .auto,
+                collapseOutputs: Bool = false) throws(ParameterError) {
         let plan: NetworkPlan
-        do { plan = try NetworkPlan(spec: spec, dataShape: dataShape, forms: forms) } catch { throw ParameterError(error.message) }
+        do { plan = try NetworkPlan(spec: spec, dataShape: dataShape, forms: forms, collapseOutputs: collapseOutputs) } catch {
+            throw ParameterError(error.message)
+        }
         let geometry = plan.geometry
         guard parameters.count == geometry.count else {
             throw ParameterError("the model has \(geometry.count) parameterized layers but \(parameters.count) were given")
@@ -131,10 +134,33 @@ public struct Network: Sendable {
         try self.init(spec: spec, inputShape: [inputWidth], named: arrays)
     }
 
-    /// This network with its layers' factor forms chosen by `forms`.
-    public func with(forms: FactorForms) -> Network {
+    /// This network with its layers' factor forms chosen by `forms`, and with
+    /// `collapseOutputs` the signals before the readout kept as one row per sample (valid
+    /// for the mean and sum kernels only, see `LayerGeometry.collapsed`).
+    public func with(forms: FactorForms, collapseOutputs: Bool = false) -> Network {
         // The same spec and shape as this network's, so it cannot fail.
-        try! Network(spec: spec, inputShape: plan.inputShape, parameters: parameters, forms: forms)
+        try! Network(spec: spec, inputShape: plan.inputShape, parameters: parameters, forms: forms, collapseOutputs: collapseOutputs)
+    }
+
+    /// For the collapsed layer's signals: per readout input o, the output c whose weight is
+    /// largest in magnitude, the factor s W[o, c] of the signal of that output, and
+    /// √w_o = s √(Σ_c W[o, c]²).
+    var collapseScales: (pivot: [Int], factor: [Double], weight: [Double]) {
+        let g = geometry.last!
+        let w = parameters.last!.weights
+        var pivot = [Int](repeating: 0, count: g.fanIn), factor = [Double](repeating: 0, count: g.fanIn), weight = factor
+        for o in 0..<g.fanIn {
+            var best = 0, squares = 0.0
+            for c in 0..<g.fanOut {
+                let value = w[o * g.fanOut + c]
+                squares += value * value
+                if abs(value) > abs(w[o * g.fanOut + best]) { best = c }
+            }
+            pivot[o] = best
+            factor[o] = g.weightScale * w[o * g.fanOut + best]
+            weight[o] = g.weightScale * squares.squareRoot()
+        }
+        return (pivot, factor, weight)
     }
 
     /// A network with parameters drawn as neural-tangents draws them: ntk: W, b ~ N(0, 1);

@@ -52,19 +52,29 @@ public struct LayerGeometry: Sendable, Equatable {
     public let path: String
     /// How the tile products treat this layer.
     public internal(set) var form: FactorForm
+    /// Whether the layer keeps one signal row per sample instead of k (docs/maths.md §6.3):
+    /// only channel-wise maps lie between it and the dense readout, so the k signals are
+    /// one vector a scaled by the readout's rows, δ_c[p, o] = a[p, o] s W[o, c], and for
+    /// the mean and sum kernels Σ_c ⟨δ_c, δ'_c⟩ = Σ_o a a' w_o with w_o = s² Σ_c W[o, c]².
+    public internal(set) var collapsed = false
+
+    /// Signal (or gradient) rows per sample: 1 when collapsed, else k.
+    public func rows(outputs k: Int) -> Int { collapsed ? 1 : k }
+    /// Doubles per sample of the explicit form's gradients.
+    public func gradientCount(outputs k: Int) -> Int { rows(outputs: k) * parameterCount }
 
     /// Trainable parameters of this layer: K C_out (+ C_out).
     public var parameterCount: Int { fanIn * fanOut + (hasBias ? fanOut : 0) }
     /// Doubles per sample of the structured form's patches Z (positions · K) and, for k
     /// outputs, signals δ (positions · k · C_out).
     public var patchCount: Int { positions * fanIn }
-    public func signalCount(outputs k: Int) -> Int { positions * k * fanOut }
+    public func signalCount(outputs k: Int) -> Int { positions * rows(outputs: k) * fanOut }
 
     /// Multiply-adds per sample pair of each form, for k outputs summed (mean/sum kernels):
     /// structured P² (K + k C_out), explicit k (K C_out + C_out). The per-sample cost of
     /// forming G (k P K C_out) is left out: it is paid once per sample, not per pair.
     public func pairCost(_ form: FactorForm, outputs k: Int) -> Double {
-        let p = Double(positions), kk = Double(k)
+        let p = Double(positions), kk = Double(rows(outputs: k))
         switch form {
         case .structured: return p * p * (Double(fanIn) + kk * Double(fanOut))
         case .explicit: return kk * Double(parameterCount)
@@ -75,6 +85,24 @@ public struct LayerGeometry: Sendable, Equatable {
     /// position, where it is never worse).
     public func preferredForm(outputs k: Int) -> FactorForm {
         positions == 1 || pairCost(.structured, outputs: k) <= pairCost(.explicit, outputs: k) ? .structured : .explicit
+    }
+}
+
+extension NetworkPlan {
+    /// Multiply-adds of the structured method for k outputs (mean and sum kernels): per
+    /// sample pair (each layer's term, by its form) and per sample (the forward pass, the
+    /// backward pass of k rows, and the explicit layers' gradients). The useful work of a
+    /// run: what its GFLOP/s are counted against.
+    public func multiplyAdds(outputs k: Int) -> (perPair: Double, perSample: Double) {
+        var pair = 0.0, sample = 0.0
+        for (l, g) in geometry.enumerated() {
+            let p = Double(g.positions), kIn = Double(g.fanIn), cOut = Double(g.fanOut), rows = Double(g.rows(outputs: k))
+            pair += g.positions == 1 && g.form == .structured ? kIn + rows * cOut : g.pairCost(g.form, outputs: k)
+            sample += p * kIn * cOut
+            if l > 0 { sample += Double(k) * p * kIn * cOut }
+            if g.form == .explicit { sample += rows * p * kIn * cOut }
+        }
+        return (pair, sample)
     }
 }
 
@@ -103,6 +131,8 @@ public struct NetworkPlan: Sendable {
     public let outputShape: [Int]
     public let geometry: [LayerGeometry]
     let operations: [Operation]
+    /// How the layers' forms were chosen.
+    public let formChoice: FactorForms
     /// P and the structured factors per sample, as doubles.
     public let parameterCount: Double
     public let factorsPerSample: Double
@@ -113,7 +143,11 @@ public struct NetworkPlan: Sendable {
     /// Resolves `spec` for data samples of shape `dataShape` (see
     /// `ModelSpec.resolvedInputShape`). `shapesOnly` computes the shapes and sizes without
     /// building the window maps. Throws `ModelError` naming the layer that does not fit.
-    public init(spec: ModelSpec, dataShape: [Int], forms: FactorForms = .auto, shapesOnly: Bool = false) throws(ModelError) {
+    /// With `collapseOutputs` (for the mean and sum kernels), the layer before a dense
+    /// readout reached through channel-wise maps only keeps one signal row per sample
+    /// (`LayerGeometry.collapsed`).
+    public init(spec: ModelSpec, dataShape: [Int], forms: FactorForms = .auto, collapseOutputs: Bool = false,
+                shapesOnly: Bool = false) throws(ModelError) {
         let shape = try spec.resolvedInputShape(data: dataShape)
         var builder = Builder(parameterization: spec.parameterization, shapesOnly: shapesOnly)
         let (operations, output) = try builder.build(spec.layers, shape: shape, path: "")
@@ -122,6 +156,7 @@ public struct NetworkPlan: Sendable {
         }
         let k = output[0]
         var geometry = builder.geometry
+        if collapseOutputs, k > 1, let l = Self.collapsible(spec.layers, geometry: geometry) { geometry[l].collapsed = true }
         for l in geometry.indices {
             switch forms {
             case .auto: geometry[l].form = geometry[l].preferredForm(outputs: k)
@@ -133,12 +168,30 @@ public struct NetworkPlan: Sendable {
         self.outputShape = output
         self.geometry = geometry
         self.operations = operations
+        self.formChoice = forms
         self.parameterCount = builder.parameterCount
         var factors = Double(k)
         for (g, sizes) in zip(geometry, builder.sizes) {
-            factors += g.form == .structured ? sizes.patches + Double(k) * sizes.signals : Double(k) * sizes.parameters
+            let rows = Double(g.rows(outputs: k))
+            factors += g.form == .structured ? sizes.patches + rows * sizes.signals : rows * sizes.parameters
         }
         self.factorsPerSample = factors
+    }
+
+    /// The parameterized layer whose signals collapse to one row (see
+    /// `LayerGeometry.collapsed`): the one before the readout when the model ends with a
+    /// dense layer on flat values preceded, back to that layer, only by activations and
+    /// pooling (each output channel a function of the same input channel alone).
+    static func collapsible(_ layers: [Layer], geometry: [LayerGeometry]) -> Int? {
+        guard geometry.count >= 2, case .dense? = layers.last, geometry.last!.positions == 1 else { return nil }
+        for layer in layers.dropLast().reversed() {
+            switch layer {
+            case .activation, .averagePool, .globalAveragePool: continue
+            case .dense, .conv: return geometry.count - 2
+            case .flatten, .residual: return nil
+            }
+        }
+        return nil
     }
 
     private struct Builder {

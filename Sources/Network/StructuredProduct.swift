@@ -106,7 +106,9 @@ extension Network {
                 for (l, g) in geometry.enumerated() {
                     switch g.form {
                     case .explicit:
+                        precondition(kk == 1 || !g.collapsed, "the full kernel needs every output's signals")
                         let length = g.parameterCount
+                        let k = g.rows(outputs: k)
                         t.update(repeating: 0, count: m * kk * n * kk)
                         withOperands(.gradients, l, a, b, single: single) { ops in
                             if kk == 1 {
@@ -131,6 +133,8 @@ extension Network {
     private func denseTerm(_ l: Int, _ a: BatchFactors, _ b: BatchFactors, single: (rows: SingleFactors, columns: SingleFactors)?,
                            m: Int, n: Int, k: Int, kk: Int, diagonal: Bool, out o: UnsafeMutablePointer<Double>) {
         let g = geometry[l]
+        precondition(kk == 1 || !g.collapsed, "the full kernel needs every output's signals")
+        let k = g.rows(outputs: k)
         let s2 = g.weightScale * g.weightScale
         let t2 = g.biasScale * g.biasScale
         var zz = [Double](repeating: 0, count: m * n)
@@ -184,6 +188,8 @@ extension Network {
     private func spatialTerm(_ l: Int, _ a: BatchFactors, _ b: BatchFactors, single: (rows: SingleFactors, columns: SingleFactors)?,
                              m: Int, n: Int, k: Int, kk: Int, diagonal: Bool, out o: UnsafeMutablePointer<Double>) {
         let g = geometry[l]
+        precondition(kk == 1 || !g.collapsed, "the full kernel needs every output's signals")
+        let k = g.rows(outputs: k)
         let p = g.positions, kIn = g.fanIn, cOut = g.fanOut
         let s2 = g.weightScale * g.weightScale
         let t2 = g.biasScale * g.biasScale

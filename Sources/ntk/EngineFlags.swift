@@ -6,7 +6,7 @@ import Network
 /// train, converge): tiles, method and precision, the per-sample cache, checkpoints and
 /// the memory budget. Read once into `EngineOptions`, which is passed down unchanged.
 struct EngineFlags: ParsableArguments {
-    @Option(help: "Samples per tile side (default \(EngineOptions.defaultTileSize)).")
+    @Option(help: "Samples per tile side (default: \(EngineOptions.defaultTileSize), smaller for small data sets so that every rank gets several tiles).")
     var tile: Int?
 
     @Option(help: "structured (per-layer factors, the fast path) or explicit (full per-sample gradient vectors).")
@@ -18,8 +18,8 @@ struct EngineFlags: ParsableArguments {
     @Option(help: "f64 or f32: float32 tile products with float64 chunk sums (structured method; about 1e-6 relative).")
     var precision: Precision = .f64
 
-    @Option(name: .customLong("cache-mb"), help: "Bound, in MiB, on the per-sample quantities: when all of them fit, they are computed once and shared by the ranks of each node; otherwise each rank caches up to this much.")
-    var cacheMegabytes: Int = 2048
+    @Option(name: .customLong("cache-mb"), help: "Bound, in MiB, on the per-sample quantities: when all of them fit, they are computed once and shared by the ranks of each node; otherwise each rank caches up to this much (default: all of them when they take at most 40% of the available memory, else 2048).")
+    var cacheMegabytes: Int?
 
     @Option(help: "Where finished tiles are saved as they complete (default: DIR/checkpoint inside --out; removed after success). A new, empty, or ntk checkpoint directory.")
     var checkpoint: String?
@@ -46,10 +46,12 @@ struct EngineFlags: ParsableArguments {
     func options(progress: Bool?) -> EngineOptions {
         var options = EngineOptions()
         options.tileSize = tile ?? EngineOptions.defaultTileSize
+        options.automaticTile = tile == nil
         options.method = method
         options.layerForms = layerForms
         options.precision = precision
-        options.cacheMegabytes = cacheMegabytes
+        options.cacheMegabytes = cacheMegabytes ?? 2048
+        options.automaticCache = cacheMegabytes == nil
         options.checkpointing = !noCheckpoint
         options.checkpointDirectory = checkpoint
         options.resume = resume

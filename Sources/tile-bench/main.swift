@@ -30,7 +30,10 @@ func random(_ count: Int, seed: UInt64) -> [Double] {
     }
 }
 
-for (m, n, k) in [(256, 256, 64), (256, 256, 512), (256, 256, 1024), (256, 256, 2048), (512, 512, 512)] {
+// The last three: the CNN benchmark's explicit layer (k = 10 outputs x 3x3x64x64 weights) and
+// its spatial structured layer (96 patches x 384 patches over K = 576 and k·C = 640).
+for (m, n, k) in [(256, 256, 64), (256, 256, 512), (256, 256, 1024), (256, 256, 2048), (512, 512, 512),
+                  (128, 128, 368_640), (96, 384, 576), (96, 384, 640)] {
     let a = random(m * k, seed: 1), b = random(n * k, seed: 2)
     var c = [Double](repeating: 0, count: m * n)
     let flops = 2.0 * Double(m * n * k)

@@ -122,6 +122,20 @@ import NumPyIO
         }
     }
 
+    @Test("a CNTK whose spatial covariance blocks do not fit is refused with 64 before any work, naming the blocks and what needs less", arguments: [1, 2])
+    func spatialBlocksTooLarge(ranks: Int) throws {
+        let dir = Launcher.temporaryDirectory("convmem")
+        // 200 x 200 positions: a global pool needs full 40000 x 40000 blocks (12.8 GB each).
+        let model = #"{"input_shape": [200, 200, 1], "layers": [{"type": "conv", "channels": 4, "kernel": [3, 3], "padding": "SAME"}, {"type": "relu"}, {"type": "global_avg_pool"}, {"type": "dense", "width": 1}]}"#
+        try Data(model.utf8).write(to: URL(fileURLWithPath: dir + "/model.json"))
+        try Launcher.writeNPY(dir + "/x.npy", shape: [3, 40_000], values: Launcher.values(120_000, seed: 1))
+        let result = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--kernel", "analytic",
+                                       "--memory-budget-mb", "8192", "--out", dir + "/out"], ranks: ranks, timeout: 30)
+        #expect(result.status == 64, "\(result.stderr)")
+        #expect(result.stderr.contains("spatial covariance blocks") && result.stderr.contains("--kernel empirical"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/out/kernel.npy"))
+    }
+
     @Test("parameter arrays of the wrong shape are refused with 65 naming the array, the layer and the shape it needs")
     func wrongParameters() throws {
         let fixture = Self.fixtures + "/empirical/conv2d_valid_relu_flatten_ntk"

@@ -41,6 +41,12 @@ FULL = {
 }
 QUICK = {1: dict(n=512, width=256), 2: dict(n=256, width=1024), 3: dict(n=512, width=256),
          4: dict(n=512, width=256), 5: dict(n=512, width=256)}
+# Config 6: the convolutional benchmark (issue "Convolutional networks"): scikit-learn's digits
+# as 8 x 8 x 1 images through the Myrtle-like CNN of docs/examples/digits-cnn.json, float64,
+# 2 ranks: the empirical kernel at N = 400 and 1797 and the CNTK at N = 400, against
+# neural-tangents (scripts/bench/cnn_reference.py) on the same parameters.
+CNN = dict(model="docs/examples/digits-cnn.json", data="data/digits.npy", n=[400, 1797], analytic_n=[400], ranks=2)
+CNN_QUICK = dict(n=[64], analytic_n=[32])
 
 
 def log(*a):
@@ -326,6 +332,94 @@ def run_ntk(a, cid, c, ranks, x, p, env):
                 out=out, tile_size=summary.get("tile_size"), tiles=summary.get("tiles"))
 
 
+def cnn_config(a, env, peak):
+    """Config 6: the CNN benchmark. Returns its figures and summary lines."""
+    c = dict(CNN)
+    if a.quick:
+        c.update(CNN_QUICK)
+    ranks = c["ranks"]
+    work = os.path.join(a.workdir, "cnn")
+    kernels = os.path.join(work, "kernels")
+    os.makedirs(kernels, exist_ok=True)
+    model, data = os.path.join(ROOT, c["model"]), os.path.join(ROOT, c["data"])
+    log(f"== Config 6: CNN {c['model']} on {c['data']} (8 x 8 x 1 images), float64, {ranks} ranks; "
+        f"empirical N={','.join(map(str, c['n']))}, analytic N={','.join(map(str, c['analytic_n']))}; load average {loadavg()}")
+    params = os.path.join(work, "P.npz")
+    run([a.ntk, "init", "--model", model, "--data", data, "--seed", "0", "--out", params, "--force"], env=env)
+    xs = {}
+    for n in sorted(set(c["n"]) | set(c["analytic_n"])):
+        xs[n] = os.path.join(work, f"x{n}.npy")
+        run([a.data_python, "-c", f"import numpy as np; np.save({xs[n]!r}, np.load({data!r})[:{n}])"], env=env)
+    figures = dict(empirical={}, analytic={})
+    lines = []
+
+    def one(kind, n):
+        out = os.path.join(work, "out", f"{kind}_{n}")
+        cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(ranks), a.ntk, "gram", "--data", xs[n],
+               "--model", model, "--out", out, "--force", "--quiet", "--no-progress", "--eigen", "none"]
+        cmd += ["--params", params] if kind == "empirical" else ["--kernel", "analytic"]
+        _, _, _, wall, _ = run(cmd, env=env, timeout=a.ntk_timeout)
+        with open(os.path.join(out, "summary.json")) as f:
+            summary = json.load(f)
+        shutil.copyfile(os.path.join(out, "kernel.npy"), os.path.join(kernels, f"{kind}_{n}.npy"))
+        return dict(seconds=summary["seconds"], wall=wall, work=summary.get("work"), layers=summary.get("layers"),
+                    tile=summary.get("tile_size"), tiles=summary.get("tiles"))
+
+    for kind, ns in (("empirical", c["n"]), ("analytic", c["analytic_n"])):
+        for n in ns:
+            rs = [measured(a, f"cnn {kind} N={n}", lambda: one(kind, n)) for _ in range(a.runs)]
+            sec = {k: med([r["seconds"].get(k) for r in rs]) for k in ("gradients", "tile_products", "tiles", "total")}
+            f = dict(total=sec["total"], seconds=sec)
+            text = f"  ntk {kind} N={n}: total {fmt(sec['total'])} s (median of {a.runs}; tiles {fmt(sec['tiles'])} s"
+            if kind == "empirical":
+                text += f", per-sample passes {fmt(sec['gradients'])} s, tile products {fmt(sec['tile_products'])} s"
+            text += f"; tile {rs[0]['tile']}, {rs[0]['tiles']} tiles)"
+            log(text)
+            w = rs[0]["work"]
+            if kind == "empirical" and w:
+                pairs = n * (n + 1) / 2
+                pair_flops, sample_flops = 2 * w["pair_multiply_adds"] * pairs, 2 * w["per_sample_multiply_adds"] * n
+                both = (pair_flops + sample_flops) / sec["tiles"] / 1e9
+                f.update(gflops=both, frac=both / (ranks * peak))
+                log(f"    useful work {(pair_flops + sample_flops) / 1e9:.1f} GFLOP ({pair_flops / 1e9:.1f} in pair products: "
+                    f"{w['pair_multiply_adds']:.0f} multiply-adds per pair; {sample_flops / 1e9:.1f} in per-sample passes); "
+                    f"{both:.1f} GFLOP/s over the tile phase = {100 * both / (ranks * peak):.1f}% of {ranks} x {peak:.1f} (dgemm peak)")
+                log("    layer forms: " + ", ".join(f"{l['layer']} {l['form']}{' (1 row)' if l['collapsed'] else ''}" for l in rs[0]["layers"] or []))
+            figures[kind][n] = f
+
+    if a.nt_python and not a.no_reference:
+        ref_json = os.path.join(work, "reference.json")
+        cmd = [a.nt_python, os.path.join(HERE, "cnn_reference.py"), "--model", model, "--data", data, "--params", params,
+               "--kinds", "empirical,analytic", "--empirical-n", ",".join(map(str, c["n"])),
+               "--analytic-n", ",".join(map(str, c["analytic_n"])), "--repeats", str(a.runs), "--budget", str(a.nt_budget),
+               "--workdir", os.path.join(work, "reference"), "--compare", kernels, "--json", ref_json]
+        rc, _, err, _, _ = run(cmd, env=env, timeout=None, check=False)
+        results = []
+        if rc == 0 and os.path.exists(ref_json):
+            with open(ref_json) as f:
+                results = json.load(f).get("results", [])
+        else:
+            log(f"  neural-tangents: failed ({err.strip().splitlines()[-1] if err.strip() else rc})")
+        for r in results:
+            kind, n = r.get("kind"), r.get("n")
+            ours = figures.get(kind, {}).get(n)
+            if not ours or r.get("median_seconds") is None:
+                continue
+            diff = next((x["max_abs_diff_over_max"] for x in r.get("compare", []) if x["reference"].startswith(kernels)), float("nan"))
+            ratio = r["median_seconds"] / ours["total"]
+            ours.update(nt=r["median_seconds"], ratio=ratio)
+            log(f"  neural-tangents 0.6.5 {kind} N={n} ({r.get('mode', '')}): {fmt(r['median_seconds'])} s (median of {r.get('runs_done')}, "
+                f"{r.get('cpu_per_wall', float('nan')):.2f} cores busy, peak RSS {r.get('max_rss_mb', float('nan')):.0f} MiB); "
+                f"max|diff|/max vs ntk {diff:.1e}; neural-tangents / ntk = {ratio:.1f}x")
+    for kind in ("empirical", "analytic"):
+        for n, f in figures[kind].items():
+            lines.append(f"  cnn {kind:<9} N={n:<5} ntk {fmt(f['total'])} s"
+                         + (f", {100 * f['frac']:.0f}% of peak in the tile phase" if "frac" in f else "")
+                         + (f"; neural-tangents {fmt(f['nt'])} s = {f['ratio']:.1f}x" if "nt" in f else ""))
+    log("")
+    return dict(figures=figures, summary=["== CNN (config 6)"] + lines)
+
+
 def stage_table(results_by_ranks, runs):
     cols = sorted(results_by_ranks)
     keys = list(STAGES)
@@ -451,8 +545,8 @@ def main():
             a.quick_skipped_torch = True
     configs = [int(s) for s in a.configs.split(",") if s.strip()]
     for cid in configs:
-        if cid not in FULL:
-            sys.exit(f"bench: unknown config {cid} (1-5)")
+        if cid not in FULL and cid != 6:
+            sys.exit(f"bench: unknown config {cid} (1-6)")
     os.makedirs(a.workdir, exist_ok=True)
     env = dict(os.environ)
     started = time.time()
@@ -482,7 +576,12 @@ def main():
 
     summary_rows = []
     raw = []
+    cnn = None
     for cid in configs:
+        if cid == 6:
+            cnn = cnn_config(a, env, peak)
+            raw.append(dict(config=6, cnn=cnn))
+            continue
         c = dict(FULL[cid])
         if a.quick:
             c.update(QUICK[cid])
@@ -595,6 +694,9 @@ def main():
         log("")
 
     # Summary table.
+    if cnn:
+        for line in cnn["summary"]:
+            log(line)
     log("== Summary (medians; seconds are ntk's summary.json 'total'; ranks as configured)")
     log(f"  {'cfg':<4}{'N':>6}{'width':>7}{'k':>4}{'ntk s':>9}{'GF/s prod':>11}{'% peak':>8}{'RSS MiB':>9}{'nt s':>9}{'nt/ntk':>8}  other")
     for r in summary_rows:
