@@ -77,7 +77,7 @@ public enum ConvergeJob {
             let spec = inspected.spec
             // A layer to widen changes width at 1 or at 2 (it cannot have both).
             if spec.widened(to: 1) == spec && spec.widened(to: 2) == spec {
-                throw NTKError(.dataError, "ntk converge needs a model with at least one hidden dense or conv layer to widen")
+                throw NTKError(.dataError, "ntk converge needs a model with at least one hidden layer with parameters to widen (all but the readout)")
             }
             if options.widths.isEmpty || options.widths.contains(where: { $0 < 1 }) {
                 throw NTKError(.usage, "--widths must list positive integers")

@@ -10,7 +10,7 @@ public struct EngineOptions: Sendable {
     /// Choose the tile side from the data's size (no --tile given): see `tileSize(rows:columns:)`.
     public var automaticTile = false
     public var method: GradientMethod = .structured
-    /// How conv layers keep their per-sample factors (dense layers are always structured).
+    /// How the parameterized layers keep their per-sample factors (`FactorForms`; docs/maths.md §6).
     public var layerForms: FactorForms = .auto
     /// float64 (default) or float32 tile products (structured method only).
     public var precision: Precision = .f64

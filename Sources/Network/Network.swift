@@ -40,11 +40,6 @@ public struct Network: Sendable {
     /// P, the number of trainable parameters.
     public var parameterCount: Int { geometry.reduce(0) { $0 + $1.parameterCount } }
 
-    /// The geometry of `spec` on flat inputs of width `inputWidth` (or its `input_shape`).
-    public static func geometry(of spec: ModelSpec, inputWidth: Int) -> [LayerGeometry] {
-        (try? NetworkPlan(spec: spec, dataShape: [inputWidth]))?.geometry ?? []
-    }
-
     /// The parameter arrays of `spec` on data samples of shape `dataShape`, in file order
     /// (`W0, b0, W1, …`), with their shapes; empty when the model does not fit the shape.
     public static func arrayShapes(of spec: ModelSpec, inputShape dataShape: [Int]) -> [(name: String, shape: [Int])] {
