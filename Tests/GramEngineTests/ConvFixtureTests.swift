@@ -94,7 +94,8 @@ import NumPyIO
     }()
 
     /// Off the sample diagonal 1e-12 relative (the maps follow neural-tangents' in the same
-    /// order up to the grouping of window sums: a few ulps); on it 1e-7 for relu networks,
+    /// order up to the grouping of window sums: a few ulps; 1e-10 with quadrature); on it
+    /// 1e-7 for relu networks,
     /// where √(q₁₁q₂₂ − q₁₂²) of a cancellation magnifies an ulp of the reference (the
     /// fixture script measured 7.6e-10 there between neural-tangents and exact arithmetic).
     @Test("the CNTK and NNGP of conv networks agree with neural-tangents' kernel_fn; sums neural-tangents refuses are refused",
@@ -134,17 +135,21 @@ import NumPyIO
                     }
                 }
             }
+            // Quadrature (tanh): 1e-10, its 256-term sums run in another order, and the upper
+            // triangle of the 11 block only (neural-tangents' rule is not symmetric in x, x').
+            let quadrature = fixture.name.contains("tanh")
+            let tolerance = quadrature ? 1e-10 : 1e-12
             for (name, ours) in [("nngp", result.nngp), ("ntk", result.ntk)] {
                 let expected = try #require(try Fixtures.array("conv/analytic", fixture.name, "\(name)_\(tag).npy")).doubles()
                 let scale = expected.map(abs).max() ?? 1
                 var off = 0.0, on = 0.0
                 for i in 0..<n1 {
-                    for j in 0..<n {
+                    for j in 0..<n where tag == "12" || !quadrature || j >= i {
                         let error = abs(ours[i * n + j] - expected[i * n + j]) / scale
                         if tag == "11" && i == j { on = max(on, error) } else { off = max(off, error) }
                     }
                 }
-                #expect(off <= 1e-12, "\(fixture.name) \(name)_\(tag) off the diagonal: \(off)")
+                #expect(off <= tolerance, "\(fixture.name) \(name)_\(tag) off the diagonal: \(off)")
                 #expect(on <= 1e-7, "\(fixture.name) \(name)_\(tag) on the diagonal: \(on)")
             }
         }

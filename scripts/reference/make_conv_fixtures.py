@@ -569,6 +569,14 @@ ANALYTIC_CASES = [
                      "-> dense(1, W_std 1, b_std 0.1), ntk (global pooling: the full position-position covariance)",
          model={"parameterization": "ntk", "layers": [
              conv(4, [3, 3], "SAME", [2, 2], 1.5, 0.2), act("erf"), GAP, dense(1, 1.0, 0.1)]}),
+    dict(name="conv2d_tanh_quad16_pool_gap", seed=611, n1=4, n2=3, input_shape=[4, 4, 1], flat=False, tol=1e-10,
+         description="conv(3, 3x3, SAME, W_std 1.5, b_std 0.1) -> tanh (ElementwiseNumerical, deg 16) -> avg_pool [2,2] "
+                     "-> conv(3, 2x2, SAME, W_std 1.5) -> tanh (deg 16) -> global_avg_pool -> dense(1, W_std 1, b_std 0.1), "
+                     "ntk (quadrature on full spatial blocks; its rule is not symmetric in x, x')",
+         model={"parameterization": "ntk", "layers": [
+             conv(3, [3, 3], "SAME", None, 1.5, 0.1), act("tanh", quadrature_degree=16),
+             {"type": "avg_pool", "window": [2, 2]}, conv(3, [2, 2], "SAME", None, 1.5),
+             act("tanh", quadrature_degree=16), GAP, dense(1, 1.0, 0.1)]}),
     dict(name="conv1d_circular_relu_gap", seed=603, n1=4, n2=5, input_shape=[8, 2], flat=False, tol=1e-7,
          description="1-D, data (N, 8, 2): conv(3, [3], CIRCULAR, W_std sqrt2, b_std 0.1) -> relu -> conv(3, [4], "
                      "CIRCULAR: wrap pads (1,2), W_std sqrt2) -> relu -> global_avg_pool -> dense(1, W_std 1, "
