@@ -9,20 +9,12 @@ import NumPyIO
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/conv").path
 
-    static func load(_ path: String) throws -> [Double] { try Launcher.readNPY(path).doubles() }
-
-    /// max |a − b| / max |b|.
-    static func relative(_ a: [Double], _ b: [Double]) -> Double {
-        let scale = b.map(abs).max() ?? 1
-        return zip(a, b).map { abs($0 - $1) }.max()! / scale
-    }
-
     @Test("a strided CIRCULAR/SAME CNN with global pooling (k = 3): 1-4 ranks, tiles 2 and 3 give bitwise one kernel, equal to neural-tangents' to 1e-10, in every layer form",
           arguments: ["mean", "full"])
     func ranksAndTiles(mode: String) throws {
         let fixture = Self.fixtures + "/empirical/conv2d_same_stride2_circular_gap_standard"
         let dir = Launcher.temporaryDirectory("conv")
-        let reference = try Self.load(fixture + "/ntk_\(mode)_11.npy")
+        let reference = try Launcher.loadDoubles(fixture + "/ntk_\(mode)_11.npy")
         for forms in ["auto", "structured", "explicit"] {
             var kernels: [Data] = []
             for (ranks, tile) in [(1, 2), (2, 3), (3, 2), (4, 3)] {
@@ -36,7 +28,7 @@ import NumPyIO
             #expect(Set(kernels).count == 1, "\(forms): the kernel depends on the rank count or tile size")
             // kernel.npy holds the full kernel as (N, N, k, k), as neural-tangents does.
             let ours = try NPYFormat.decode(kernels[0]).doubles()
-            #expect(Self.relative(ours, reference) <= 1e-10, "\(forms)")
+            #expect(Launcher.relative(ours, reference) <= 1e-10, "\(forms)")
         }
     }
 
@@ -55,11 +47,11 @@ import NumPyIO
         }
         #expect(Set(kernels).count == 1, "the kernel depends on the rank count or tile size")
         let ours = try NPYFormat.decode(kernels[0]).doubles()
-        let reference = try Self.load(fixture + "/\(kind == "analytic" ? "ntk" : "nngp")_11.npy")
+        let reference = try Launcher.loadDoubles(fixture + "/\(kind == "analytic" ? "ntk" : "nngp")_11.npy")
         let n = Int(Double(reference.count).squareRoot())
         let scale = reference.map(abs).max()!
         for i in 0..<n { for j in 0..<n where i != j { #expect(abs(ours[i * n + j] - reference[i * n + j]) <= 1e-12 * scale) } }
-        #expect(Self.relative(ours, reference) <= 1e-7)
+        #expect(Launcher.relative(ours, reference) <= 1e-7)
     }
 
     @Test("flat rows with the model's input_shape and the same data shaped (N, H, W, C) give the same kernel; --data2 must have the same sample shape")
@@ -75,7 +67,7 @@ import NumPyIO
                                   "--eigen", "none", "--out", dir + "/b"], ranks: 2, timeout: 60)
         try #require(a.status == 0 && b.status == 0, "\(a.stderr)\(b.stderr)")
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/a/kernel.npy")) == Data(contentsOf: URL(fileURLWithPath: dir + "/b/kernel.npy")))
-        #expect(Self.relative(try Self.load(dir + "/a/kernel.npy"), try Self.load(fixture + "/ntk_mean_11.npy")) <= 1e-10)
+        #expect(Launcher.relative(try Launcher.loadDoubles(dir + "/a/kernel.npy"), try Launcher.loadDoubles(fixture + "/ntk_mean_11.npy")) <= 1e-10)
         // A cross kernel against data of another sample shape is refused.
         try Launcher.writeNPY(dir + "/other.npy", shape: [n, 2, 8, 1], values: flat.doubles())
         let cross = try Launcher.run(["gram", "--data", dir + "/shaped.npy", "--data2", dir + "/other.npy", "--model", fixture + "/model.json",

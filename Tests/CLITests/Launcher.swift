@@ -98,6 +98,15 @@ enum Launcher {
         try NPYFormat.encode(NPYArray(shape: shape, doubles: values)).write(to: URL(fileURLWithPath: path))
     }
 
+    /// The values of an .npy file as doubles.
+    static func loadDoubles(_ path: String) throws -> [Double] { try readNPY(path).doubles() }
+
+    /// max |a − b| / max |b|.
+    static func relative(_ a: [Double], _ b: [Double]) -> Double {
+        let scale = b.map(abs).max() ?? 1
+        return zip(a, b).map { abs($0 - $1) }.max()! / scale
+    }
+
     static func readNPY(_ path: String) throws -> NPYArray {
         try NPYFormat.decode(Data(contentsOf: URL(fileURLWithPath: path)))
     }

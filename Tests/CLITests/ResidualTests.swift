@@ -9,14 +9,6 @@ import NumPyIO
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/residual").path
 
-    static func load(_ path: String) throws -> [Double] { try Launcher.readNPY(path).doubles() }
-
-    /// max |a − b| / max |b|.
-    static func relative(_ a: [Double], _ b: [Double]) -> Double {
-        let scale = b.map(abs).max() ?? 1
-        return zip(a, b).map { abs($0 - $1) }.max()! / scale
-    }
-
     @Test("a nested residual network (k = 3): 1-4 ranks and tiles 3 and 7 give bitwise one kernel (mean and full), equal to neural-tangents' to 1e-10",
           arguments: ["mean", "full"])
     func ranksAndTiles(mode: String) throws {
@@ -33,8 +25,8 @@ import NumPyIO
         }
         #expect(Set(kernels).count == 1, "the kernel depends on the rank count or tile size")
         let ours = try NPYFormat.decode(kernels[0]).doubles()
-        let reference = try Self.load(fixture + "/ntk_\(mode)_11.npy")
-        #expect(Self.relative(ours, reference) <= 1e-10)
+        let reference = try Launcher.loadDoubles(fixture + "/ntk_\(mode)_11.npy")
+        #expect(Launcher.relative(ours, reference) <= 1e-10)
     }
 
     @Test("--kernel analytic of a sum whose skip follows an activation is refused with 65 before any work, naming the layer; the empirical kernel of it runs",
