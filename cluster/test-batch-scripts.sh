@@ -25,6 +25,7 @@ if [[ -z $ntk ]]; then
     done
 fi
 [[ -n $ntk && -x $ntk ]] || { echo "test-batch-scripts: no ntk binary; build it or set NTK_BIN" >&2; exit 1; }
+ntk="$(cd "$(dirname "$ntk")" && pwd)/$(basename "$ntk")"   # the PBS script runs in PBS_O_WORKDIR
 command -v mpirun >/dev/null || { echo "test-batch-scripts: mpirun not found" >&2; exit 1; }
 if [[ $(id -u) -eq 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export OPENBLAS_NUM_THREADS=1
@@ -237,6 +238,18 @@ collect
 ((status == 65)) || fail "SLURM: status $status, expected ntk's 65 passed through"
 (($(count_lines "$tmp/scontrol.calls") == 2)) || fail "SLURM: requeued beyond NTK_MAX_REQUEUES or after exit 65"
 pass "SLURM: no requeue beyond NTK_MAX_REQUEUES, nor after an input error (65, passed through)"
+
+# 6. A rank killed (137) is requeued; another failure that is not ntk's own (2, srun's
+#    status for a binary it cannot run) is not: it would only repeat.
+PATH="$fakepath" SLURM_JOB_ID=4247 SLURM_NTASKS=2 FAKE_NTK_STATUS=137 \
+    NTK_BIN="$tmp/bin/fake-ntk" NTK_OUT="$tmp/slurm-out-3" start bash "$sbatch_script" > "$tmp/slurm-7.log" 2>&1
+collect
+((status == 137)) && [[ $(tail -n 1 "$tmp/scontrol.calls") == "scontrol requeue 4247" ]] || fail "SLURM: status $status, no requeue after 137"
+PATH="$fakepath" SLURM_JOB_ID=4248 SLURM_NTASKS=2 FAKE_NTK_STATUS=2 \
+    NTK_BIN="$tmp/bin/fake-ntk" NTK_OUT="$tmp/slurm-out-3" start bash "$sbatch_script" > "$tmp/slurm-8.log" 2>&1
+collect
+((status == 2)) && (($(count_lines "$tmp/scontrol.calls") == 3)) || fail "SLURM: status $status, or requeued after status 2"
+pass "SLURM: a killed rank (137) is requeued; a launch failure (2) is not"
 
 # ---- PBS --------------------------------------------------------------------------------
 pbs_script="$repo/cluster/pbs/ntk-gram.pbs"
