@@ -14,9 +14,16 @@ public struct PredictOptions: Sendable {
     public var testTargets: String?
     public var model: ModelSource
     public var parameters: ParameterSource
-    /// .empirical (the linearized finite network) or .analytic (the infinite-width
-    /// ensemble mean: f₀ = 0).
+    /// .empirical (the linearized finite network), .analytic (the infinite-width NTK
+    /// ensemble's mean: f₀ = 0) or .nngp (the infinite-width NNGP ensemble: the Bayesian
+    /// posterior at t = ∞; mean and variance).
     public var kernel: KernelKind = .empirical
+    /// Start from f₀ = 0 instead of the network's outputs (empirical kernel): plain kernel
+    /// regression Θ(X*, X) Θ⁻¹ Y at t = ∞.
+    public var zeroInitialOutputs = false
+    /// Also write the kernels computed (train_kernel.npy, test_kernel.npy) and the train
+    /// kernel's eigenvalues (eigenvalues.npy).
+    public var keepKernels = false
     public var learningRate: Double = 1
     /// Gradient-flow times (+∞ = kernel regression), in neural-tangents' units.
     public var times: [Double] = [.infinity]
@@ -41,6 +48,8 @@ public struct PredictOptions: Sendable {
 /// The record of a prediction run, written as summary.json.
 public struct PredictSummary: Codable, Sendable {
     public var kernel: String
+    /// "network" (f₀ = the network's outputs at its parameters) or "zero".
+    public var initialOutputs: String
     public var n: Int
     public var m: Int?
     public var outputs: Int
@@ -61,6 +70,7 @@ public struct PredictSummary: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case kernel, n, m, outputs, normalization, times, diagnostics, ranks, seconds, tool, files
+        case initialOutputs = "initial_outputs"
         case learningRate = "learning_rate", maxStableLearningRate = "max_stable_learning_rate"
         case diagonalShift = "diagonal_shift", timeConstants = "time_constants"
     }
@@ -107,8 +117,9 @@ public enum PredictJob {
         let output: OutputDirectory? = try agreement.stage { () throws(NTKError) -> OutputDirectory? in
             guard world.isRoot else { return nil }
             return try OutputDirectory(path: options.output, force: options.force, markers: ["summary.json"],
-                                       writes: ["train_predictions.npy", "test_predictions.npy", "metrics.json", "spectrum.svg", "spectrum.csv",
-                                                "label_power.svg", "report.txt", "summary.json"])
+                                       writes: ["train_predictions.npy", "test_predictions.npy", "train_variance.npy", "test_variance.npy",
+                                                "metrics.json", "spectrum.svg", "spectrum.csv", "label_power.svg", "report.txt",
+                                                "train_kernel.npy", "test_kernel.npy", "eigenvalues.npy", "summary.json"])
         }
         let n = loaded.train.count, k = loaded.spec.outputCount
         let m = loaded.test?.count
@@ -118,18 +129,18 @@ public enum PredictJob {
         let dn = Double(n), dm = Double(m ?? 0)
         try engine.checkMemory(Double(MemoryPlan.baseline) + 8 * (4 * dn * dn + dm * dn) + 8 * Double(options.times.count + options.steps.count) * (dn + dm) * Double(k),
                                what: "Θ(X, X) with its eigenvectors, Θ(X*, X) and the predictions")
-        let kind: KernelKind = loaded.network == nil ? .analytic : .empirical
+        let kind = options.kernel
         func computer(_ plan: TilePlan, rows: DataSet, columns: DataSet?) -> TileComputer {
             if let network = loaded.network {
                 return TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method, forms: options.engine.layerForms,
                                     rowData: rows.values, columnData: columns?.values, cacheBytes: options.engine.cacheMegabytes << 20)
             }
-            return TileComputer(infinite: loaded.infinite!, kind: .analytic, outputCount: k, plan: plan, outputKernel: .mean,
+            return TileComputer(infinite: loaded.infinite!, kind: kind, outputCount: k, plan: plan, outputKernel: .mean,
                                 rowData: rows.values, columnData: columns?.values)
         }
         let kernelStart = Clock.now
         let trainPlan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: true, ranks: world.size)
-        var trainKernel = try engine.gathered("train", computer: computer(trainPlan, rows: loaded.train, columns: nil), plan: trainPlan,
+        let trainKernel = try engine.gathered("train", computer: computer(trainPlan, rows: loaded.train, columns: nil), plan: trainPlan,
                                               manifest: engine.manifest(rows: loaded.train, columns: nil, spec: loaded.spec,
                                                                         network: loaded.network, kind: kind, plan: trainPlan))
         var testKernel: [Double]? = nil
@@ -145,15 +156,19 @@ public enum PredictJob {
         try agreement.stage(quietly: true) { () throws(NTKError) in
             guard world.isRoot, let output else { return }
             let solveStart = Clock.now
-            let f0: [Double] = loaded.network?.outputs(loaded.train.values, count: n) ?? [Double](repeating: 0, count: n * k)
+            // f₀: the network's outputs, or 0 (the infinite ensembles' mean, or --f0-zero).
+            let network = options.zeroInitialOutputs ? nil : loaded.network
+            let f0: [Double] = network?.outputs(loaded.train.values, count: n) ?? [Double](repeating: 0, count: n * k)
             let f0Test: [Double]? = loaded.test.map { test in
-                loaded.network?.outputs(test.values, count: test.count) ?? [Double](repeating: 0, count: test.count * k)
+                network?.outputs(test.values, count: test.count) ?? [Double](repeating: 0, count: test.count * k)
             }
             let y = RowMajorMatrix(rows: n, columns: k, elements: loaded.targets.values)
             let times = options.times.map { TrainingTime.flow($0) } + options.steps.map { TrainingTime.steps($0) }
             let dynamics: GradientDescentMSE
             let predictions: [Prediction]
             let diagnostics: SpectralDiagnostics
+            // The NNGP ensemble's output variances per time (the same for each output).
+            var trainVariance: [Double] = [], testVariance: [Double] = []
             do {
                 dynamics = try GradientDescentMSE(trainKernel: RowMajorMatrix(rows: n, columns: n, elements: trainKernel), targets: y,
                                                   learningRate: options.learningRate, regularizer: options.regularizer)
@@ -164,6 +179,13 @@ public enum PredictJob {
                 var list: [Prediction] = []
                 for time in times { list.append(try trajectory.prediction(at: time)) }
                 predictions = list
+                if options.kernel == .nngp {
+                    let selfKernel = loaded.test.map { test in Self.selfKernel(loaded.infinite!, test) }
+                    for time in times {
+                        trainVariance += try trajectory.trainVariance(at: time)
+                        if let selfKernel { testVariance += try trajectory.testVariance(at: time, testSelfKernel: selfKernel) }
+                    }
+                }
                 diagnostics = try SpectralDiagnostics(eigen: dynamics.eigen, targets: y)
             } catch {
                 throw NTKError(.software, "the dynamics failed: \(error)")
@@ -188,7 +210,8 @@ public enum PredictJob {
                 train += p.train.elements
                 if let tp = p.test { test += tp.elements }
             }
-            var summary = PredictSummary(kernel: options.kernel.rawValue, n: n, m: m, outputs: k, learningRate: options.learningRate,
+            var summary = PredictSummary(kernel: options.kernel.rawValue, initialOutputs: network == nil ? "zero" : "network",
+                                         n: n, m: m, outputs: k, learningRate: options.learningRate,
                                          normalization: dynamics.normalization, maxStableLearningRate: dynamics.maxStableLearningRate,
                                          diagonalShift: dynamics.diagonalShift, times: times.map(\.description),
                                          diagnostics: diagnostics, timeConstants: dynamics.timeConstants.reversed(),
@@ -197,6 +220,16 @@ public enum PredictJob {
             let metricsJSON = try JSONOutput.encode(["times": metrics])
             try output.stage("train_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: train)))
             if let m { try output.stage("test_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, m, k], doubles: test))) }
+            if options.kernel == .nngp {
+                try output.stage("train_variance.npy", NPYFormat.encode(NPYArray(shape: [t, n], doubles: trainVariance)))
+                if let m { try output.stage("test_variance.npy", NPYFormat.encode(NPYArray(shape: [t, m], doubles: testVariance))) }
+            }
+            if options.keepKernels {
+                try output.stage("train_kernel.npy", NPYFormat.encode(NPYArray(shape: [n, n], doubles: trainKernel)))
+                if let m, let testKernel { try output.stage("test_kernel.npy", NPYFormat.encode(NPYArray(shape: [m, n], doubles: testKernel))) }
+                let shift = dynamics.diagonalShift
+                try output.stage("eigenvalues.npy", NPYFormat.encode(NPYArray(shape: [n], doubles: dynamics.eigen.values.map { $0 - shift })))
+            }
             try output.stage("metrics.json", metricsJSON)
             try output.stage("spectrum.svg", Data(SpectralReport.spectrumPlot(eigenvalues: dynamics.eigen.values).utf8))
             try output.stage("spectrum.csv", SpectralReport.csv(eigenvalues: dynamics.eigen.values))
@@ -211,7 +244,18 @@ public enum PredictJob {
             try output.stage("summary.json", try JSONOutput.encode(summary))
             try output.commitStaged()
             engine.finish()
-            if !options.quiet { print(report + "  wrote train_predictions.npy\(m != nil ? ", test_predictions.npy" : ""), metrics.json, spectrum.svg, label_power.svg, report.txt, summary.json to \(output.path)") }
+            if !options.quiet { print(report + "  wrote " + summary.files.joined(separator: ", ") + " to \(output.path)") }
+        }
+    }
+
+    /// K(x, x) of each input: the test points' prior variances under the NNGP.
+    static func selfKernel(_ kernel: InfiniteWidthKernel, _ data: DataSet) -> [Double] {
+        let d = data.width
+        return data.values.withUnsafeBufferPointer { values in
+            (0..<data.count).map { i in
+                let row = UnsafeBufferPointer(rebasing: values[(i * d)..<((i + 1) * d)])
+                return kernel.evaluate(x: row, m: 1, y: row, n: 1).nngp[0]
+            }
         }
     }
 }

@@ -378,6 +378,58 @@ public struct Trajectory: Sendable {
         return Prediction(time: time, train: train, test: test, trainLoss: loss(at: time))
     }
 
+    /// The variance of the train outputs at `time` of an infinite ensemble whose initial
+    /// outputs are drawn from the Gaussian process of this kernel (the NNGP dynamics:
+    /// neural-tangents' `gradient_descent_mse_ensemble(..., get='nngp', compute_cov=True)`
+    /// without test inputs): the diagonal of V diag(λ_i⁺ E_i²) Vᵀ, E_i = 1 + e_i the mode's
+    /// decay (exp(−η λ_i⁺ t / c), or (1 − η λ_i⁺ / c)^s). The same for each of the k outputs.
+    /// - Throws: ``DynamicsError/invalidParameter(_:)`` for a negative or NaN time.
+    public func trainVariance(at time: TrainingTime) throws(DynamicsError) -> [Double] {
+        try time.validate()
+        let n = sampleCount
+        let weights = zip(trainFactors(at: time), clampedValues).map { e, lambda in lambda * (1 + e) * (1 + e) }
+        var variance = [Double](repeating: 0, count: n)
+        for j in 0..<n {
+            var sum = 0.0
+            for i in 0..<n where weights[i] != 0 {
+                let v = vectors[j * n + i]
+                sum += v * v * weights[i]
+            }
+            variance[j] = sum
+        }
+        return variance
+    }
+
+    /// The variance of the test outputs at `time` of the same ensemble (NNGP dynamics):
+    /// K(x*, x*) − Σ_i (Θ(X*, X) V)_{*i}² (1 − E_i²) / λ_i⁺ over the modes with λ_i⁺ > 0,
+    /// with 1 − E_i² = −e_i (2 + e_i) to keep its digits when E_i is near 1. At t = +∞ it is
+    /// the Gaussian-process posterior variance K** − K*ₓ (K + δI)⁻¹ Kₓ*.
+    ///
+    /// - Parameters:
+    ///   - time: the training time.
+    ///   - testSelfKernel: K(x*_j, x*_j) for each test input (M values).
+    /// - Throws: ``DynamicsError`` for a negative or NaN time, a trajectory without test
+    ///   inputs, or `testSelfKernel` of the wrong length.
+    public func testVariance(at time: TrainingTime, testSelfKernel: [Double]) throws(DynamicsError) -> [Double] {
+        try time.validate()
+        guard let m = testCount, let a = testKernelTimesV else { throw .shape("the trajectory has no test inputs") }
+        guard testSelfKernel.count == m else {
+            throw .shape("the test self-kernel has \(testSelfKernel.count) values for \(m) test inputs")
+        }
+        let n = sampleCount
+        let weights = zip(trainFactors(at: time), clampedValues).map { e, lambda in lambda > 0 ? -e * (2 + e) / lambda : 0 }
+        var variance = testSelfKernel
+        for j in 0..<m {
+            var sum = 0.0
+            for i in 0..<n where weights[i] != 0 {
+                let x = a[j * n + i]
+                sum += x * x * weights[i]
+            }
+            variance[j] -= sum
+        }
+        return variance
+    }
+
     /// L(t) = (1/(2c)) Σ_i exp(−2 η λ_i⁺ t / c) ‖R_i‖² for gradient flow, and
     /// (1/(2c)) Σ_i (1 − η λ_i⁺ / c)^(2s) ‖R_i‖² after s steps.
     /// - Throws: ``DynamicsError/invalidParameter(_:)`` for a negative or NaN time.

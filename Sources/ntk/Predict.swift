@@ -9,12 +9,17 @@ struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Predict training dynamics and test predictions of the linearized network (or the infinite-width limit).",
         discussion: """
-            Computes Θ(X, X), Θ(X*, X) and f₀ with the distributed engine, eigendecomposes Θ(X, X) on rank 0 \
-            and writes, for each gradient-flow time and each step count (times first, in the order given): \
+            Computes Θ(X, X), Θ(X*, X) and f₀ with the distributed engine, eigendecomposes Θ(X, X) = V diag(λ) Vᵀ \
+            on rank 0 and predicts, with c = N·k, e_i(t) = exp(−η λ_i t / c) (or (1 − η λ_i / c)^s after s steps): \
+            f_t(X) = Y + V diag(e(t)) Vᵀ (f₀(X) − Y) and f_t(X*) = f₀(X*) + Θ(X*, X) V diag((1 − e_i)/λ_i) Vᵀ (Y − f₀(X)). At t = inf: \
+            f(X*) = f₀(X*) + Θ(X*, X) Θ⁻¹ (Y − f₀(X)), which is plain kernel regression Θ(X*, X) Θ⁻¹ Y only with \
+            f₀ = 0 (--f0-zero, or an infinite-width kernel). \
+            Writes, for each gradient-flow time and each step count (times first, in the order given): \
             train_predictions.npy (T, N, k), test_predictions.npy (T, M, k), metrics.json (loss, MSE, accuracy \
             for integer labels), summary.json (spectral diagnostics, largest stable learning rate, time \
             constants), report.txt, spectrum.svg and label_power.svg (the training targets' power in the \
-            top eigenmodes). Conventions as neural-tangents' \
+            top eigenmodes); with --kernel nngp also train_variance.npy (T, N) and test_variance.npy (T, M); \
+            with --keep-kernels train_kernel.npy, test_kernel.npy and eigenvalues.npy. Conventions as neural-tangents' \
             predict.gradient_descent_mse: loss (1/(2c))‖f − Y‖² with c = N·k; times in its units (the flow \
             runs for η·t). Integer targets are class labels: one-hot over the model's k outputs.
             """)
@@ -35,8 +40,14 @@ struct Predict: ParsableCommand {
     @OptionGroup var parameterOptions: ParameterOptions
     @OptionGroup var outputOptions: OutputOptions
 
-    @Option(help: "empirical (the linearized finite network at its parameters) or analytic (the infinite-width NTK; f₀ = 0, the ensemble mean).")
+    @Option(help: "empirical (the linearized finite network at its parameters), analytic (the infinite-width NTK; f₀ = 0, the ensemble mean) or nngp (the infinite-width NNGP: the Gaussian-process posterior at t = inf, mean and variance; neural-tangents' gradient_descent_mse_ensemble with get='nngp').")
     var kernel: KernelKind = .empirical
+
+    @Flag(name: .customLong("f0-zero"), help: "Start from f₀ = 0 instead of the network's outputs: t = inf is then plain kernel regression Θ(X*, X) Θ⁻¹ Y with the empirical NTK.")
+    var f0Zero = false
+
+    @Flag(name: .customLong("keep-kernels"), help: "Also write the kernels computed (train_kernel.npy (N, N), test_kernel.npy (M, N)) and the train kernel's eigenvalues (eigenvalues.npy, ascending).")
+    var keepKernels = false
 
     @Option(name: .customLong("learning-rate"), help: "The learning rate η (needed for finite --times and for --steps; t = inf does not depend on it).")
     var learningRate: Double?
@@ -86,8 +97,7 @@ struct Predict: ParsableCommand {
         if let diagReg, !(diagReg.isFinite && diagReg >= 0) { throw ValidationError("--diag-reg must be a non-negative number") }
         if diagRegAbsolute && diagReg == nil { throw ValidationError("--diag-reg-absolute needs --diag-reg") }
         if testTargets != nil && test == nil { throw ValidationError("--test-targets needs --test") }
-        if kernel == .nngp { throw ValidationError("--kernel nngp describes Bayesian inference, not gradient descent: use empirical or analytic") }
-        if kernel == .analytic && parameterOptions.params != nil { throw ValidationError("--kernel analytic takes no --params") }
+        if kernel != .empirical && parameterOptions.params != nil { throw ValidationError("--kernel \(kernel.rawValue) takes no --params") }
     }
 
     func run() throws {
@@ -95,6 +105,8 @@ struct Predict: ParsableCommand {
         options.test = test
         options.testTargets = testTargets
         options.kernel = kernel
+        options.zeroInitialOutputs = f0Zero
+        options.keepKernels = keepKernels
         options.learningRate = learningRate ?? 1
         options.times = try parsedTimes()
         options.steps = try parsedSteps()

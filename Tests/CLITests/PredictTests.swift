@@ -85,6 +85,73 @@ func solve(_ a: [Double], _ b: [Double], n: Int, k: Int) -> [Double] {
         #expect(predicted.stdout.contains("kernel-target alignment"))
     }
 
+    static let nngpFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/nngp").path
+
+    /// neural-tangents' `gradient_descent_mse_ensemble(get='nngp', compute_cov=True)` at finite
+    /// times and t = inf (its Cholesky solve). Tolerance 1e-9: two eigendecompositions
+    /// (numpy's and LAPACK's) of kernels with condition numbers up to ~1e4 here, and the
+    /// fixture script's own numpy checks agree with neural-tangents to ~1e-14; a convention
+    /// error (normalization, factor 2 in the variance's decay, the regularizer) is O(1).
+    @Test("--kernel nngp: means and variances equal neural-tangents' NNGP ensemble (gradient_descent_mse_ensemble, get='nngp') to 1e-9, 1 and 3 ranks",
+          arguments: ["relu_k2_relreg", "erf_standard_k1_absreg", "residual_relu_k3"], [1, 3])
+    func nngpEnsemble(name: String, ranks: Int) throws {
+        let fixture = Self.nngpFixtures + "/" + name
+        let dir = Launcher.temporaryDirectory("nngp")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixture + "/case.json"))) as! [String: Any]
+        let times = (json["times"] as! [String]).joined(separator: ",")
+        var arguments = ["predict", "--kernel", "nngp", "--train", fixture + "/x_train.npy", "--targets", fixture + "/y_train.npy",
+                         "--test", fixture + "/x_test.npy", "--model", fixture + "/model.json", "--times", times,
+                         "--learning-rate", String(json["learning_rate"] as! Double), "--diag-reg", String(json["diag_reg"] as! Double),
+                         "--tile", "4", "--out", dir + "/p"]
+        if json["absolute"] as! Bool { arguments.append("--diag-reg-absolute") }
+        let result = try Launcher.run(arguments, ranks: ranks, timeout: 60)
+        try #require(result.status == 0, "\(result.stderr)")
+        for (ours, reference) in [("train_predictions", "mean_train"), ("test_predictions", "mean_test"),
+                                  ("train_variance", "var_train"), ("test_variance", "var_test")] {
+            let a = try Launcher.readNPY(dir + "/p/\(ours).npy"), b = try Launcher.readNPY(fixture + "/\(reference).npy")
+            #expect(a.shape == b.shape, "\(ours): \(a.shape) against \(b.shape)")
+            // Variances relative to the largest prior variance (a posterior variance is a
+            // difference of numbers of that size).
+            let scale = reference.hasPrefix("var") ? try Launcher.loadDoubles(fixture + "/var_test.npy").map(abs).max()! : nil
+            let error = scale.map { s in zip(a.doubles(), b.doubles()).map { abs($0 - $1) }.max()! / s } ?? Launcher.relative(a.doubles(), b.doubles())
+            #expect(error <= 1e-9, "\(ours): \(error)")
+        }
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/p/summary.json"))) as! [String: Any]
+        #expect(summary["kernel"] as? String == "nngp" && summary["initial_outputs"] as? String == "zero")
+    }
+
+    @Test("--f0-zero: t = inf is plain kernel regression Θ(X*, X) Θ⁻¹ Y on the kept kernels; --keep-kernels writes them bitwise as gram does, with their eigenvalues")
+    func zeroInitialOutputsAndKeptKernels() throws {
+        let dir = Launcher.temporaryDirectory("predf0")
+        let n = 10, m = 4, d = 3, k = 2
+        try Launcher.writeNPY(dir + "/x.npy", shape: [n, d], values: Launcher.values(n * d, seed: 31))
+        try Launcher.writeNPY(dir + "/xt.npy", shape: [m, d], values: Launcher.values(m * d, seed: 32))
+        let y = Launcher.values(n * k, seed: 33)
+        try Launcher.writeNPY(dir + "/y.npy", shape: [n, k], values: y)
+        let net = ["--depth", "1", "--width", "16", "--out-dim", "2", "--seed", "5", "--tile", "3"]
+        let predicted = try Launcher.run(["predict", "--train", dir + "/x.npy", "--targets", dir + "/y.npy", "--test", dir + "/xt.npy",
+                                          "--f0-zero", "--keep-kernels", "--out", dir + "/p"] + net, ranks: 2, timeout: 60)
+        try #require(predicted.status == 0, "\(predicted.stderr)")
+        let gram = try Launcher.run(["gram", "--data", dir + "/x.npy", "--out", dir + "/g", "--eigen", "values"] + net, ranks: 2, timeout: 60)
+        try #require(gram.status == 0, "\(gram.stderr)")
+        // The same engine and tiles: the kept train kernel is gram's, bit for bit.
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/p/train_kernel.npy")) == Data(contentsOf: URL(fileURLWithPath: dir + "/g/kernel.npy")))
+        let eigenvalues = try Launcher.loadDoubles(dir + "/p/eigenvalues.npy"), gramValues = try Launcher.loadDoubles(dir + "/g/eigenvalues.npy")
+        #expect(Launcher.relative(eigenvalues, gramValues) <= 1e-12)
+        let theta = try Launcher.loadDoubles(dir + "/p/train_kernel.npy")
+        let cross = try Launcher.readNPY(dir + "/p/test_kernel.npy")
+        #expect(cross.shape == [m, n])
+        let alpha = solve(theta, y, n: n, k: k)
+        let c = cross.doubles()
+        var expected = [Double](repeating: 0, count: m * k)
+        for j in 0..<m { for a in 0..<k { for i in 0..<n { expected[j * k + a] += c[j * n + i] * alpha[i * k + a] } } }
+        // As in kernelRegression: 1e-8 for two different solves of a well-conditioned system.
+        #expect(Launcher.relative(try Launcher.loadDoubles(dir + "/p/test_predictions.npy"), expected) <= 1e-8)
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/p/summary.json"))) as! [String: Any]
+        #expect(summary["initial_outputs"] as? String == "zero")
+    }
+
     @Test("labels outside the model's outputs, or targets of the wrong length, are refused with 65 at 1 and 3 ranks", arguments: [1, 3])
     func badTargets(ranks: Int) throws {
         let dir = Launcher.temporaryDirectory("predbad")

@@ -9,7 +9,7 @@ import pytest
 
 import ntk
 from ntk import stax
-from conftest import DIGITS, REPOSITORY, relative_error
+from conftest import DIGITS, REPOSITORY, cases, relative_error
 
 LABELS = REPOSITORY / "data" / "digits_labels.npy"
 MODEL = stax.serial(stax.Dense(64, W_std=2 ** 0.5, b_std=0.1), stax.Relu(), stax.Dense(10, W_std=2 ** 0.5, b_std=0.1))
@@ -108,3 +108,26 @@ def test_gram_seeds_is_the_monte_carlo_kernel(digits):
         assert relative_error(ensemble.kernel, (kernels[0] + kernels[1]) / 2) <= 1e-14
         assert ensemble.summary["ensemble"]["seeds"] == [0, 1]
         assert ensemble.summary["ensemble"]["relative_spread"] > 0
+
+
+@pytest.mark.parametrize("case", cases("nngp"), ids=lambda case: case["name"])
+def test_predict_nngp_is_the_neural_tangents_ensemble(case):
+    """kernel='nngp': neural-tangents' gradient_descent_mse_ensemble(get='nngp',
+    compute_cov=True) means and variances, to 1e-9 (as the Swift test: two
+    eigendecompositions of kernels with condition numbers up to ~1e4)."""
+    import json
+    spec = json.loads((case["dir"] / "case.json").read_text())
+    model = json.loads((case["dir"] / "model.json").read_text())
+    with ntk.predict(case["dir"] / "x_train.npy", case["dir"] / "y_train.npy", case["dir"] / "x_test.npy",
+                     model=model, kernel="nngp", learning_rate=spec["learning_rate"], times=",".join(spec["times"]),
+                     diag_reg=spec["diag_reg"], diag_reg_absolute=spec["absolute"], keep_kernels=True,
+                     progress=False) as result:
+        assert relative_error(result.train_predictions, np.load(case["dir"] / "mean_train.npy")) <= 1e-9
+        assert relative_error(result.test_predictions, np.load(case["dir"] / "mean_test.npy")) <= 1e-9
+        prior = float(np.max(np.load(case["dir"] / "var_test.npy")))
+        for ours, name in [(result.train_variance, "var_train.npy"), (result.test_variance, "var_test.npy")]:
+            reference = np.load(case["dir"] / name)
+            assert ours.shape == reference.shape
+            assert float(np.max(np.abs(ours - reference))) / prior <= 1e-9
+        assert result.train_kernel.shape == (len(result.train_variance[0]),) * 2
+        assert result.summary["kernel"] == "nngp"

@@ -343,6 +343,7 @@ def predict(x_train: ArrayOrPath, y_train: ArrayOrPath, x_test: Optional[ArrayOr
             y_test: Optional[ArrayOrPath] = None, *, learning_rate: float = 1.0,
             times: Union[str, Sequence[float], None] = None, steps: Union[str, Sequence[int], None] = None,
             diag_reg: Optional[float] = None, diag_reg_absolute: bool = False, kernel: str = "empirical",
+            f0_zero: bool = False, keep_kernels: bool = False,
             model: Model = None, params: Params = None, seed: Optional[int] = None,
             depth: Optional[int] = None, width: Optional[int] = None, activation: Optional[str] = None,
             w_std: Optional[float] = None, b_std: Union[float, str, None] = None, out_dim: Optional[int] = None,
@@ -364,13 +365,19 @@ def predict(x_train: ArrayOrPath, y_train: ArrayOrPath, x_test: Optional[ArrayOr
         learning_rate: η. ``times``: gradient-flow times (``math.inf`` or ``'inf'`` is kernel
             regression; the tool's default ``[inf]``); ``steps``: discrete step counts.
         diag_reg: r, adding r·trace(Θ)/N to the diagonal (r itself with ``diag_reg_absolute``).
-        kernel: ``'empirical'`` or ``'analytic'`` (the infinite-width NTK, f₀ = 0).
+        kernel: ``'empirical'``, ``'analytic'`` (the infinite-width NTK, f₀ = 0) or ``'nngp'``
+            (the infinite-width NNGP ensemble, neural-tangents'
+            ``gradient_descent_mse_ensemble(..., get='nngp')``: means and variances; at t = inf
+            the Gaussian-process posterior).
+        f0_zero: start from f₀ = 0 (t = inf is then plain kernel regression Θ(X*, X) Θ⁻¹ Y).
+        keep_kernels: also keep Θ(X, X), Θ(X*, X) and Θ(X, X)'s eigenvalues.
         Everything else: as :func:`gram`.
 
     Returns:
         A :class:`~ntk.results.PredictResult`: ``.train_predictions`` (T, N, k),
         ``.test_predictions`` (T, M, k), ``.metrics``, ``.summary`` (spectral diagnostics),
-        ``.report``.
+        ``.report``; ``.train_variance`` (T, N) and ``.test_variance`` (T, M) for ``'nngp'``;
+        ``.train_kernel``, ``.test_kernel``, ``.eigenvalues`` with ``keep_kernels``.
     """
     invocation = _Invocation("predict")
     try:
@@ -383,6 +390,8 @@ def predict(x_train: ArrayOrPath, y_train: ArrayOrPath, x_test: Optional[ArrayOr
         invocation.params(params, model)
         invocation.flag("--seed", seed)
         invocation.flag("--kernel", kernel)
+        invocation.flag("--f0-zero", f0_zero)
+        invocation.flag("--keep-kernels", keep_kernels)
         invocation.flag("--learning-rate", learning_rate)
         invocation.flag("--times", _list(times))
         invocation.flag("--steps", _list(steps))

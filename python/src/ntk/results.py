@@ -133,6 +133,31 @@ class PredictResult(Result):
         return self.array("test_predictions.npy")
 
     @functools.cached_property
+    def train_variance(self) -> Optional[np.ndarray]:
+        """(T, N): the NNGP ensemble's output variance on the train inputs (``kernel='nngp'``)."""
+        return self.array("train_variance.npy")
+
+    @functools.cached_property
+    def test_variance(self) -> Optional[np.ndarray]:
+        """(T, M): the NNGP ensemble's output variance on the test inputs (``kernel='nngp'``)."""
+        return self.array("test_variance.npy")
+
+    @functools.cached_property
+    def train_kernel(self) -> Optional[np.ndarray]:
+        """(N, N) Θ(X, X), with ``keep_kernels``."""
+        return self.array("train_kernel.npy")
+
+    @functools.cached_property
+    def test_kernel(self) -> Optional[np.ndarray]:
+        """(M, N) Θ(X*, X), with ``keep_kernels`` and ``x_test``."""
+        return self.array("test_kernel.npy")
+
+    @functools.cached_property
+    def eigenvalues(self) -> Optional[np.ndarray]:
+        """(N,) Θ(X, X)'s eigenvalues, ascending, with ``keep_kernels``."""
+        return self.array("eigenvalues.npy")
+
+    @functools.cached_property
     def metrics(self) -> Dict[str, Any]:
         """``metrics.json``: loss, MSE and (for integer labels) accuracy per time and step count."""
         return self.json("metrics.json") or {}
