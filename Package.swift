@@ -45,6 +45,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CScaLAPACK", path: "Sources/CScaLAPACK", pkgConfig: "scalapack-openmpi",
                        providers: [.apt(["libscalapack-openmpi-dev"])]),
+        .systemLibrary(name: "CELPA", path: "Sources/CELPA", pkgConfig: "elpa",
+                       providers: [.apt(["libelpa-dev"])]),
 
         // Thin typed layer over MPI.
         .target(name: "MPI", dependencies: ["CMPI"]),
@@ -58,7 +60,7 @@ let package = Package(
         .target(name: "Plots"),
         .target(name: "Network", dependencies: ["LinearAlgebra", "TileKernels"]),
         // The distributed symmetric eigensolver (ScaLAPACK on a process grid over all ranks).
-        .target(name: "DistributedEigen", dependencies: ["MPI", "CScaLAPACK"]),
+        .target(name: "DistributedEigen", dependencies: ["MPI", "CScaLAPACK", "CELPA"]),
         .target(name: "LearningDynamics", dependencies: ["LinearAlgebra"]),
 
         // The distributed Gram engine: tile plan, per-rank compute, gather, eigensolve, outputs.

@@ -2,7 +2,7 @@
 # Installs the system packages ntk needs (Debian/Ubuntu), if any is missing.
 # Usage: scripts/setup.sh        (uses sudo when not root)
 set -euo pipefail
-packages=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev libscalapack-openmpi-dev zlib1g-dev iproute2
+packages=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev libscalapack-openmpi-dev zlib1g-dev iproute2 libelpa-dev
           slurmd slurmctld slurm-client munge)  # the last line: cluster/test-slurm.sh's one-node cluster
 missing=()
 for p in "${packages[@]}"; do

@@ -11,6 +11,8 @@
 
 static inline MPI_Comm ntk_mpi_comm_world(void) { return MPI_COMM_WORLD; }
 static inline MPI_Comm ntk_mpi_comm_null(void) { return MPI_COMM_NULL; }
+// The Fortran handle of a communicator (what Fortran libraries such as ELPA take).
+static inline int ntk_mpi_comm_c2f(MPI_Comm comm) { return (int)MPI_Comm_c2f(comm); }
 
 static inline MPI_Datatype ntk_mpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype ntk_mpi_int64(void) { return MPI_INT64_T; }

@@ -34,6 +34,8 @@ void pdsyevr_(const char *jobz, const char *range, const char *uplo, const int *
               const int *liwork, int *info, size_t jobz_len, size_t range_len, size_t uplo_len);
 void pdgemr2d_(const int *m, const int *n, const double *a, const int *ia, const int *ja, const int *desca,
                double *b, const int *ib, const int *jb, const int *descb, const int *ictxt);
+void pdtran_(const int *m, const int *n, const double *alpha, const double *a, const int *ia, const int *ja,
+             const int *desca, const double *beta, double *c, const int *ic, const int *jc, const int *descc);
 
 /// The BLACS default system context (what = 0), which spans MPI_COMM_WORLD.
 static inline int32_t ntk_blacs_system_context(void) {
@@ -119,6 +121,13 @@ static inline void ntk_pdgemr2d(int32_t m, int32_t n, const double *a, int32_t j
                                 double *b, const int32_t *descb, int32_t context) {
     int m_ = m, n_ = n, one = 1, ja_ = ja, ctxt = context;
     pdgemr2d_(&m_, &n_, a, &one, &ja_, (const int *)desca, b, &one, &one, (const int *)descb, &ctxt);
+}
+
+/// C := beta C + alpha Aᵀ for the whole n x m distributed matrix A (PBLAS pdtran).
+static inline void ntk_pdtran(int32_t m, int32_t n, double alpha, const double *a, const int32_t *desca,
+                              double beta, double *c, const int32_t *descc) {
+    int m_ = m, n_ = n, one = 1;
+    pdtran_(&m_, &n_, &alpha, a, &one, &one, (const int *)desca, &beta, c, &one, &one, (const int *)descc);
 }
 
 #endif

@@ -21,7 +21,11 @@ public enum ScaLAPACKEigen {
     ///
     /// - all pairs (`vectors`, no `top`): pdsyevd (divide and conquer);
     /// - values only, or the `top` largest pairs: pdsyevr (MRRR), which can compute a
-    ///   subset; pdsyevd cannot (its values-only mode is not implemented).
+    ///   subset; pdsyevd cannot (its values-only mode is not implemented);
+    /// - with `library: .elpa(stage:)`: ELPA's one- or two-stage solver (all values, with or
+    ///   without vectors; no `top`).
+    ///
+    /// Either runs on the blocks split to a size near 64 (`DistributedLibrary.solveBlockSize`).
     ///
     /// - Returns: the eigenvalues in ascending order (the `top` largest when given,
     ///   still ascending) on every rank, and with `vectors` the matching eigenvectors,
@@ -34,9 +38,11 @@ public enum ScaLAPACKEigen {
     ///
     /// Collective: every rank calls it with the same n, nb, vectors and top.
     public static func solve(n: Int, blockSize nb: Int, blocks: [(row: Int, column: Int, values: [Double])],
-                             vectors wantVectors: Bool, top: Int?, world: Communicator) throws -> (values: [Double], vectors: BlockCyclicMatrix?) {
+                             vectors wantVectors: Bool, top: Int?, library: DistributedLibrary = .scalapack,
+                             world: Communicator) throws -> (values: [Double], vectors: BlockCyclicMatrix?) {
         precondition(n >= 0 && nb >= 1, "solve needs n >= 0 and a block size >= 1")
         precondition(top.map { $0 >= 1 } ?? true, "top must be at least 1")
+        precondition(library == .scalapack || top == nil, "ELPA computes the whole spectrum: no top")
         try validate(n: n, blockSize: nb, blocks: blocks, world: world)
         let keep = min(top ?? n, n)
         if n == 0 {
@@ -48,11 +54,22 @@ public enum ScaLAPACKEigen {
 
         let grid = try ProcessGrid(world: world)
         defer { grid.release() }
-        var a = try BlockCyclicMatrix.assemble(n: n, blockSize: nb, blocks: blocks, grid: grid, world: world)
+        // ELPA needs a block in every process row and column; for the rare matrix smaller
+        // than the grid's longer side (n < processes), ScaLAPACK solves it instead.
+        var library = library
+        var solveNB = library.solveBlockSize(n: n, delivered: nb, processes: max(grid.rows, grid.columns))
+        if solveNB == nil {
+            library = .scalapack
+            solveNB = library.solveBlockSize(n: n, delivered: nb, processes: max(grid.rows, grid.columns))
+        }
+        var a = try BlockCyclicMatrix.assemble(n: n, blockSize: solveNB!, blocks: split(blocks, n: n, blockSize: nb, into: solveNB!),
+                                               grid: grid, world: world)
         let (trace, largest) = try traceAndLargest(a, world: world)
 
         var result: (values: [Double], vectors: BlockCyclicMatrix?)
-        if wantVectors && keep == n {
+        if case .elpa(let stage) = library {
+            result = try elpa(&a, stage: stage, vectors: wantVectors, grid: grid, world: world)
+        } else if wantVectors && keep == n {
             result = try divideAndConquer(&a, grid: grid, world: world)
         } else {
             result = try mrrr(&a, keep: keep, vectors: wantVectors, grid: grid, world: world)

@@ -84,6 +84,8 @@ public struct GramSummary: Codable, Sendable {
     public var blasCoreChoice: String = "openblas"
     /// BLAS threads of rank 0's eigendecomposition (its node's ranks' cores).
     public var blasThreadsEigen: Int?
+    /// The eigensolver that ran: lapack, scalapack, elpa-1stage, elpa-2stage or krylov.
+    public var eigenSolver: String?
     /// The block Lanczos run, when it computed the top eigenpairs: cycles, products with
     /// blocks of vectors, block size and the largest residual ‖Θx − θx‖ (a bound on every
     /// eigenvalue's error).
@@ -128,6 +130,7 @@ public struct GramSummary: Codable, Sendable {
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
         case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
         case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen", krylov = "krylov", ensemble
+        case eigenSolver = "eigen_solver"
         case diagnostics, maxStableLearningRate = "max_stable_learning_rate", memoryEstimate = "memory_estimate", layers, work
     }
 }
@@ -172,8 +175,39 @@ public enum GramJob {
         let k = inputs.spec.outputCount
         let entry = options.outputKernel == .full ? k : 1
         let tileSize = options.engine.tileSize(rows: n, columns: m ?? n, blocks: options.kernel == .empirical ? 4 : 8)
-        let solver = options.eigenSolver.resolved(order: n * entry, top: options.eigenTop)
+        // Memory: refuse before any work what cannot fit on rank 0's node.
+        let localRanksForPlan = (try? world.nodeLocal().size) ?? 1
+        let perSampleBytes = inputs.perSampleBytes(options.engine.method, forms: options.engine.layerForms, outputKernel: options.outputKernel)
+        let cacheBytes = options.engine.cacheBytes(perSampleBytes: perSampleBytes, samples: n + (m ?? 0), localRanks: localRanksForPlan)
+        func memoryPlan(_ solver: EigenSolver) -> MemoryPlan {
+            MemoryPlan.estimate(n: n, m: m, inputWidth: inputs.inputWidth, outputs: k, outputKernel: options.outputKernel,
+                                eigen: m == nil ? options.eigen : .none, solver: solver, top: options.eigenTop,
+                                ranks: world.size, tileSize: tileSize,
+                                perSampleBytes: perSampleBytes, cacheBytes: cacheBytes,
+                                inputBytes: inputs.bytes)
+        }
+        var solver = options.eigenSolver.resolved(order: n * entry, top: options.eigenTop)
+        if options.eigenSolver == .auto && solver == .lapack && m == nil && options.eigen != .none && world.size > 1 {
+            // LAPACK on rank 0 while the kernel fits there (its memory plan on rank 0's node
+            // and LAPACK's 32-bit sizes); otherwise a distributed solver (docs/cluster.md,
+            // "Eigensolvers"). Rank 0 decides: only it reads the available memory.
+            var choice: [Int32] = [0]  // 0: lapack, 1: elpa, 2: scalapack
+            if world.isRoot {
+                let automatic = EigenSolver.automaticFullSpectrum(
+                    order: n * entry, vectors: options.eigen == .vectors, ranks: world.size,
+                    lapackNodeBytes: memoryPlan(.lapack).nodeBytes(localRanks: localRanksForPlan),
+                    available: options.engine.memoryBudget ?? MemoryPlan.availableBytes())
+                choice[0] = automatic == .lapack ? 0 : (automatic == .elpa ? 1 : 2)
+            }
+            try agreement.stage { () throws(NTKError) in
+                do { try world.broadcast(&choice, root: 0) } catch { throw NTKError(.software, "MPI: \(error)") }
+            }
+            if choice[0] != 0 { solver = choice[0] == 1 ? .elpa : .scalapack }
+        }
         try agreement.stage { () throws(NTKError) in
+            if solver == .elpa && (options.eigenTop != nil || m != nil || options.eigen == .none) {
+                throw NTKError(.usage, "--eigen-solver elpa computes the whole spectrum of a symmetric kernel: give --eigen values or vectors, no --eigen-top (use krylov or scalapack for the top K) and no --data2")
+            }
             if solver == .krylov && (options.eigenTop == nil || m != nil) {
                 throw NTKError(.usage, "--eigen-solver krylov computes the top K eigenpairs of a symmetric kernel: give --eigen-top K (and no --data2)")
             }
@@ -181,7 +215,7 @@ public enum GramJob {
                 // LAPACK's 32-bit integers: the matrix index n² and, with vectors, dsyevd's
                 // workspace 1 + 6n + 2n² must fit.
                 let order = n * entry
-                let limit = options.eigen == .vectors ? 32_766 : 46_340
+                let limit = options.eigen == .vectors ? EigenSolver.lapackVectorsLimit : EigenSolver.lapackValuesLimit
                 if order > limit {
                     throw NTKError(.usage, "--eigen \(options.eigen.rawValue) on a \(order) x \(order) kernel exceeds LAPACK's 32-bit limit (order \(limit)); use --eigen \(options.eigen == .vectors ? "values (up to 46340) or none" : "none")")
                 }
@@ -191,15 +225,7 @@ public enum GramJob {
             }
         }
 
-        // Memory: refuse before any work what cannot fit on rank 0's node.
-        let localRanksForPlan = (try? world.nodeLocal().size) ?? 1
-        let perSampleBytes = inputs.perSampleBytes(options.engine.method, forms: options.engine.layerForms, outputKernel: options.outputKernel)
-        let cacheBytes = options.engine.cacheBytes(perSampleBytes: perSampleBytes, samples: n + (m ?? 0), localRanks: localRanksForPlan)
-        let memory = MemoryPlan.estimate(n: n, m: m, inputWidth: inputs.inputWidth, outputs: k, outputKernel: options.outputKernel,
-                                         eigen: m == nil ? options.eigen : .none, solver: solver, top: options.eigenTop,
-                                         ranks: world.size, tileSize: tileSize,
-                                         perSampleBytes: perSampleBytes, cacheBytes: cacheBytes,
-                                         inputBytes: inputs.bytes)
+        let memory = memoryPlan(solver)
         try agreement.stage { () throws(NTKError) in
             guard world.isRoot, let available = options.engine.memoryBudget ?? MemoryPlan.availableBytes() else { return }
             let needed = memory.nodeBytes(localRanks: localRanksForPlan)
@@ -262,7 +288,7 @@ public enum GramJob {
         }
         // Without an eigendecomposition rank 0 needs no kernel: every rank writes its own
         // tiles into kernel.npy as it finishes them, and no rank ever holds N x N.
-        let stream = m != nil || options.eigen == .none || solver == .scalapack || solver == .krylov
+        let stream = m != nil || options.eigen == .none || solver.isBlockCyclic || solver == .krylov
         var writer: ParallelKernelFile.Writer? = nil
         var created: (path: String, dataOffset: Int, size: Int)? = nil
         if stream {
@@ -304,7 +330,7 @@ public enum GramJob {
             result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
                                        checkpoint: checkpoint, reuse: reuse, progress: options.engine.progress, world: world,
                                        assemble: !stream, sink: sink,
-                                       keepTiles: !stream || (m == nil && options.eigen != .none && (solver == .scalapack || solver == .krylov)))
+                                       keepTiles: !stream || (m == nil && options.eigen != .none && (solver.isBlockCyclic || solver == .krylov)))
         } catch let failure as AgreedFailure {
             // Every rank stops here together: release the shared memory collectively.
             try? computer.release()
@@ -350,7 +376,7 @@ public enum GramJob {
             distributedSeconds = Clock.seconds(since: start)
             krylovReport = (solved.cycles, solved.products, solved.blockSize, solved.maxResidual)
         }
-        if stream && m == nil && options.eigen != .none && solver == .scalapack {
+        if stream && m == nil && options.eigen != .none && solver.isBlockCyclic {
             let start = Clock.now
             let order = n * entry
             let blocks = result.tiles.map { (row: plan.tiles[$0.key].row, column: plan.tiles[$0.key].column, values: $0.value) }
@@ -358,7 +384,9 @@ public enum GramJob {
             let solved = try agreement.stage(quietly: true) { () throws(NTKError) -> (values: [Double], vectors: BlockCyclicMatrix?) in
                 do {
                     return try ScaLAPACKEigen.solve(n: order, blockSize: tileSize * entry, blocks: blocks,
-                                                    vectors: options.eigen == .vectors, top: options.eigenTop, world: world)
+                                                    vectors: options.eigen == .vectors, top: options.eigenTop,
+                                                    library: solver == .elpa ? EigenSolver.elpaLibrary(vectors: options.eigen == .vectors) : .scalapack,
+                                                    world: world)
                 } catch let error as DistributedEigenError {
                     if case .nonFinite = error { throw NTKError(.dataError, "distributed eigendecomposition: \(error)") }
                     throw NTKError(.software, "distributed eigendecomposition: \(error)")
@@ -404,7 +432,7 @@ public enum GramJob {
         let localRanks = localRanksForPlan
         try agreement.stage(quietly: true) { () throws(NTKError) in
             guard world.isRoot, let output else { return }
-            try finish(options: options, loaded: loaded, plan: plan, memory: memory, streamedKernel: streamed?.path,
+            try finish(options: options, loaded: loaded, plan: plan, memory: memory, solver: solver, streamedKernel: streamed?.path,
                        checkpoint: checkpoint.map { ($0, checkpointLock) },
                        distributedEigen: distributedValues.map { ($0, distributedVectors, vectorsStaged, distributedSeconds ?? 0, krylovReport) },
                        outputs: (precomputedOutputs, precomputedOutputs2),
@@ -597,7 +625,7 @@ public enum GramJob {
     }
 
     /// Rank 0's part after the gather: mirror, check, eigendecompose, write, report.
-    static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, memory: MemoryPlan, streamedKernel: String?,
+    static func finish(options: GramOptions, loaded: Loaded, plan: TilePlan, memory: MemoryPlan, solver: EigenSolver, streamedKernel: String?,
                        checkpoint: (Checkpoint, DirectoryLock?)?,
                        distributedEigen: (values: [Double], vectors: [Double]?, vectorsStaged: Bool, seconds: Double,
                                           krylov: (cycles: Int, products: Int, blockSize: Int, residual: Double)?)?,
@@ -697,6 +725,13 @@ public enum GramJob {
         summary.kernel = options.kernel.rawValue
         summary.blasCoreChoice = BLASLibrary.coreChoice(environment: ProcessInfo.processInfo.environment)
         if distributedEigen == nil && plan.symmetric && options.eigen != .none { summary.blasThreadsEigen = localRanks }
+        if plan.symmetric && options.eigen != .none {
+            if solver == .elpa, case .elpa(let stage) = EigenSolver.elpaLibrary(vectors: options.eigen == .vectors) {
+                summary.eigenSolver = "elpa-\(stage)stage"
+            } else {
+                summary.eigenSolver = solver.rawValue
+            }
+        }
         if let krylov = distributedEigen?.krylov {
             summary.krylov = GramSummary.Krylov(cycles: krylov.cycles, blockProducts: krylov.products, blockSize: krylov.blockSize,
                                                 maxResidual: krylov.residual)

@@ -1,3 +1,4 @@
+import DistributedEigen
 /// Which kernel a job computes.
 public enum KernelKind: String, Sendable, CaseIterable {
     /// The empirical NTK of the finite network at its parameters.
@@ -47,6 +48,12 @@ public enum EigenSolver: String, Sendable, CaseIterable {
     /// ScaLAPACK on a 2-D block-cyclic distribution over all ranks (no rank holds N x N):
     /// pdsyevd for all pairs, pdsyevr for values only or the top K.
     case scalapack
+    /// ELPA on the same block-cyclic distribution (no rank holds N x N): all values, or
+    /// all pairs; its two-stage solver for values, one-stage with vectors.
+    case elpa
+
+    /// The solvers that redistribute the kernel block-cyclically over all ranks.
+    public var isBlockCyclic: Bool { self == .scalapack || self == .elpa }
 }
 
 /// The arithmetic of the tile products.
@@ -62,9 +69,37 @@ public enum Precision: String, Sendable, CaseIterable {
 extension EigenSolver {
     /// The solver `auto` stands for, for the top `top` eigenpairs (nil: all) of a matrix
     /// of this order.
+    ///
+    /// `auto` picks `krylov` for the top K with 10 K ≤ N; otherwise `lapack`, which
+    /// `GramJob` turns into `elpa` (on 2 or more ranks) when LAPACK's memory plan does not
+    /// fit rank 0's node or the order passes LAPACK's 32-bit limits.
     public func resolved(order: Int, top: Int?) -> EigenSolver {
         guard self == .auto else { return self }
         if let top, 10 * top <= order { return .krylov }
         return .lapack
+    }
+
+    /// `auto`'s choice for the whole spectrum of a symmetric kernel: LAPACK on rank 0 while
+    /// it fits there (its memory plan on rank 0's node within `available`, and the order
+    /// within LAPACK's 32-bit limits); otherwise, with 2 or more ranks, the fastest
+    /// distributed solver measured (docs/cluster.md, "Eigensolvers"): ELPA's two-stage
+    /// solver for values, ScaLAPACK's pdsyevd with vectors. One rank keeps LAPACK, and the
+    /// memory plan then says what does not fit.
+    public static func automaticFullSpectrum(order: Int, vectors: Bool, ranks: Int, lapackNodeBytes: Int,
+                                             available: Int?) -> EigenSolver {
+        let limit = vectors ? lapackVectorsLimit : lapackValuesLimit
+        let fits = order <= limit && (available.map { lapackNodeBytes <= $0 } ?? true)
+        return fits || ranks < 2 ? .lapack : (vectors ? .scalapack : .elpa)
+    }
+
+    /// LAPACK's 32-bit integers: the matrix index n² must fit (values), and with vectors
+    /// dsyevd's workspace 1 + 6n + 2n².
+    public static let lapackValuesLimit = 46_340
+    public static let lapackVectorsLimit = 32_766
+
+    /// ELPA's stage for each mode, from the measurements in docs/cluster.md
+    /// ("Eigensolvers"): two-stage for values, one-stage with vectors.
+    public static func elpaLibrary(vectors: Bool) -> DistributedLibrary {
+        .elpa(stage: vectors ? 1 : 2)
     }
 }

@@ -21,7 +21,7 @@ import Foundation
 ///   the assembled kernel 8RC; a gather buffer ≤ 8·B·k'·C; a copy of the kernel 8R² for
 ///   LAPACK and, with vectors, the larger of dsyevd's workspace 8(1 + 6R + 2R²) and the
 ///   symmetric copy 8R² of the residual check; for the full kernel a permuted copy 8RC.
-/// - with `--eigen-solver scalapack`, every rank instead holds its share of the
+/// - with `--eigen-solver scalapack` or `elpa`, every rank instead holds its share of the
 ///   block-cyclic matrix, eigenvectors and workspace, about 8·4R²/K.
 /// The output files are streamed from these arrays without further copies. Every rank
 /// also carries a fixed `baseline` (the Swift runtime, Open MPI and OpenBLAS buffers,
@@ -52,7 +52,7 @@ public struct MemoryPlan: Sendable, Equatable {
         let inputs = inputBytes ?? 8 * samples * Double(d)
         let cache = Swift.min(perSampleBytes * samples, Swift.max(Double(cacheBytes), 2 * perSampleBytes * tileSize))
         // Streamed: the ranks write their tiles into kernel.npy as they finish.
-        let distributed = symmetric && eigen != .none && (solver == .scalapack || solver == .krylov)
+        let distributed = symmetric && eigen != .none && (solver.isBlockCyclic || solver == .krylov)
         let streamed = !symmetric || eigen == .none || distributed
         let held = streamed && !distributed ? 3 * tileBytes : share
         let mapped = streamed ? Swift.min(kernelBytes, Double(ParallelKernelFile.Writer.windowLimit) + 4 * tileBytes) : 0
@@ -64,9 +64,11 @@ public struct MemoryPlan: Sendable, Equatable {
             common += 2 * 8 * 8 * block * rows + 8 * 3 * (8 * block) * (8 * block)
             return MemoryPlan(rank0Bytes: clamp(common), otherRankBytes: clamp(common))
         }
-        if symmetric && eigen != .none && solver == .scalapack {
-            // ScaLAPACK: every rank holds its piece of the matrix, of the eigenvectors and
-            // the workspace, about 4 R²/K doubles, and no rank the whole kernel.
+        if symmetric && eigen != .none && solver.isBlockCyclic {
+            // ScaLAPACK or ELPA: every rank holds its piece of the matrix, of the
+            // eigenvectors and the workspace, about 4 R²/K doubles (ELPA: the matrix, its
+            // transpose while the lower half is filled, the vectors and the band or
+            // tridiagonal work), and no rank the whole kernel.
             common += 8 * 4 * rows * rows / ranks
             return MemoryPlan(rank0Bytes: clamp(common), otherRankBytes: clamp(common))
         }

@@ -22,6 +22,10 @@ public struct Communicator: @unchecked Sendable {
     /// True on rank 0, the rank that assembles and writes results.
     public var isRoot: Bool { rank == 0 }
 
+    /// The communicator's Fortran handle (MPI_Comm_c2f), for libraries with a Fortran
+    /// interface (ELPA's `mpi_comm_parent`).
+    public var fortranHandle: Int32 { ntk_mpi_comm_c2f(handle) }
+
     /// Blocks until every rank has called it. Collective.
     public func barrier() throws(MPIError) {
         try check(MPI_Barrier(handle))

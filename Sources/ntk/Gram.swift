@@ -32,7 +32,7 @@ struct Gram: ParsableCommand {
     @Option(help: "Eigendecomposition: none, values, or vectors (values and vectors).")
     var eigen: EigenOutput = .values
 
-    @Option(name: .customLong("eigen-solver"), help: "auto (krylov for --eigen-top K with 10 K ≤ N, else lapack), lapack (rank 0, with its node's idle cores), krylov (block Lanczos on the tiles where the ranks computed them; top K only; no rank gathers the kernel) or scalapack (all ranks, block-cyclic).")
+    @Option(name: .customLong("eigen-solver"), help: "auto (krylov for --eigen-top K with 10 K ≤ N; else lapack while the kernel fits rank 0's node, beyond it elpa for values and scalapack with vectors), lapack (rank 0, with its node's idle cores), krylov (block Lanczos on the tiles where the ranks computed them; top K only; no rank gathers the kernel), scalapack or elpa (all ranks, block-cyclic; elpa: whole spectrum only).")
     var eigenSolver: EigenSolver = .auto
 
     @Option(name: .customLong("eigen-top"), help: "Only the K largest eigenpairs.")

@@ -188,8 +188,25 @@ func compareCase(n: Int, nb: Int, top: Int, world: Communicator) throws -> Strin
         worstValues = max(worstValues, compare(topPairs.values, reference[(n - k)...], "top \(k) pair values"))
         topResiduals = scaledResiduals(matrix: matrix, n: n, values: topPairs.values, vectors: topRead)
     }
+    // ELPA: values (two-stage), all pairs with each stage, on blocks split to its size.
+    let elpaValues = try ScaLAPACKEigen.solve(n: n, blockSize: nb, blocks: blocks, vectors: false, top: nil,
+                                              library: .elpa(stage: 2), world: world)
+    if !(try identicalEverywhere(elpaValues.values, world: world)) { failures.append("ELPA values differ between ranks") }
+    if world.isRoot { worstValues = max(worstValues, compare(elpaValues.values, reference[...], "ELPA 2-stage values")) }
+    var elpaResiduals: [(String, Double)] = []
+    for stage in [1, 2] {
+        let pairs = try ScaLAPACKEigen.solve(n: n, blockSize: nb, blocks: blocks, vectors: true, top: nil,
+                                             library: .elpa(stage: stage), world: world)
+        guard let vectors = pairs.vectors, vectors.columns == n else { throw CheckFailure("no ELPA eigenvectors returned") }
+        let read = try roundTrip(vectors, count: n, label: "elpa\(stage)", world: world, failures: &failures)
+        if world.isRoot, let read {
+            worstValues = max(worstValues, compare(pairs.values, reference[...], "ELPA \(stage)-stage pair values"))
+            let r = scaledResiduals(matrix: matrix, n: n, values: pairs.values, vectors: read)
+            elpaResiduals += [("ELPA \(stage)-stage residual", r.0), ("ELPA \(stage)-stage orthogonality", r.1)]
+        }
+    }
     for (name, value) in [("residual", residuals.0), ("orthogonality", residuals.1),
-                          ("top residual", topResiduals.0), ("top orthogonality", topResiduals.1)]
+                          ("top residual", topResiduals.0), ("top orthogonality", topResiduals.1)] + elpaResiduals
     where !(value <= SymmetricEigen.residualThreshold) {
         failures.append("\(name) \(value) exceeds \(SymmetricEigen.residualThreshold)")
     }
@@ -249,7 +266,8 @@ func runSuite(world: Communicator) -> Int32 {
     var lines: [String] = []
     var failure: String? = nil
     do {
-        for (n, nb) in [(45, 7), (200, 32), (6, 7), (64, 16)] {
+        // (300, 128) and (150, 100): ELPA runs on blocks split to 64 and 50.
+        for (n, nb) in [(45, 7), (200, 32), (6, 7), (64, 16), (300, 128), (150, 100)] {
             lines.append(try checkCase(n: n, nb: nb, top: 5, world: world))
         }
         lines.append(try checkNonFinite(world: world))
