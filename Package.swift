@@ -57,7 +57,8 @@ let package = Package(
         .systemLibrary(name: "CCPU", path: "Sources/CCPU"),
         .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
         .target(name: "TileKernels", dependencies: ["CCPU"], swiftSettings: tileKernelSettings),
-        .target(name: "Plots"),
+        .systemLibrary(name: "CSVGRaster", path: "Sources/CSVGRaster"),
+        .target(name: "Plots", dependencies: ["CSVGRaster"]),
         .target(name: "Network", dependencies: ["LinearAlgebra", "TileKernels"]),
         // The distributed symmetric eigensolver (ScaLAPACK on a process grid over all ranks).
         .target(name: "DistributedEigen", dependencies: ["MPI", "CScaLAPACK", "CELPA"]),
@@ -86,6 +87,7 @@ let package = Package(
         .testTarget(name: "NetworkTests", dependencies: ["Network", "NumPyIO"]),
         .testTarget(name: "GramEngineTests", dependencies: ["GramEngine", "Network", "NumPyIO", "LinearAlgebra"]),
         .testTarget(name: "CLITests", dependencies: ["NumPyIO"]),
+        .testTarget(name: "PlotsTests", dependencies: ["Plots"]),
         .testTarget(name: "LearningDynamicsTests", dependencies: ["LearningDynamics", "LinearAlgebra", "NumPyIO"]),
     ]
 )

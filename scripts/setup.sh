@@ -3,6 +3,7 @@
 # Usage: scripts/setup.sh        (uses sudo when not root)
 set -euo pipefail
 packages=(pkg-config libopenmpi-dev openmpi-bin libopenblas-dev liblapacke-dev libscalapack-openmpi-dev zlib1g-dev iproute2 libelpa-dev
+          librsvg2-2 fonts-dejavu-core  # PNG copies of the plots (loaded at run time)
           slurmd slurmctld slurm-client munge)  # the last line: cluster/test-slurm.sh's one-node cluster
 missing=()
 for p in "${packages[@]}"; do

@@ -92,7 +92,7 @@ public enum ConvergeJob {
         let output: OutputDirectory? = try agreement.stage { () throws(NTKError) -> OutputDirectory? in
             guard world.isRoot else { return nil }
             return try OutputDirectory(path: options.output, force: options.force, markers: ["converge.json"],
-                                       writes: ["converge.csv", "converge.svg", "converge.json"])
+                                       writes: ["converge.csv", "converge.svg", "converge.png", "converge.json"])
         }
         let n = data.count
         let plan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: true, ranks: world.size)
@@ -170,21 +170,29 @@ public enum ConvergeJob {
         var csv = "width,seed,relative_frobenius\n"
         for p in points { csv += "\(p.width),\(p.seed),\(String(format: "%.17g", p.relativeFrobenius))\n" }
 
-        var plot = SVGPlot(title: "Empirical NTK → infinite-width NTK (N = \(n))", xLabel: "hidden width",
-                           yLabel: "‖Θ_width − Θ_∞‖_F / ‖Θ_∞‖_F", xLogarithmic: true, yLogarithmic: true)
+        var plot = SVGPlot(title: "Empirical NTK → infinite-width NTK (N = \(n))", xLabel: "hidden width n",
+                           yLabel: "‖Θ_n − Θ_∞‖_F / ‖Θ_∞‖_F", xLogarithmic: true, yLogarithmic: true)
+        plot.xTicks = means.map { Double($0.0) }
         plot.add("each seed", points.map { (Double($0.width), $0.relativeFrobenius) }, style: .markers, color: "#9ecae1")
-        plot.add("mean over seeds", means.map { (Double($0.0), $0.1) }, style: .lineAndMarkers, color: "#1f77b4")
+        // Bars: the range over seeds at each width.
+        let ranges = means.map { width, _ -> (low: Double, high: Double) in
+            let values = points.filter { $0.width == width }.map(\.relativeFrobenius)
+            return (values.min() ?? .nan, values.max() ?? .nan)
+        }
+        let seedsPerWidth = means.map { width, _ in points.filter { $0.width == width }.count }.max() ?? 1
+        plot.add(seedsPerWidth > 1 ? "mean over seeds (bars: min–max)" : "distance", means.map { (Double($0.0), $0.1) },
+                 style: .lineAndMarkers, color: "#1f77b4", errorBars: seedsPerWidth > 1 ? ranges : [])
         if let slope, let intercept {
             plot.add(String(format: "fit: slope %.3f", slope), means.map { (Double($0.0), exp(intercept + slope * log(Double($0.0)))) }, style: .dashed, color: "#d62728")
             let anchor = means[0]
-            plot.add("theory: slope -1/2", means.map { (Double($0.0), anchor.1 * pow(Double($0.0) / Double(anchor.0), -0.5)) }, style: .dashed, color: "#7f7f7f")
+            plot.add("theory: slope −1/2 (n^{−1/2})", means.map { (Double($0.0), anchor.1 * pow(Double($0.0) / Double(anchor.0), -0.5)) }, style: .dashed, color: "#7f7f7f")
         }
         plot.notes = ["\(spec.parameterization.rawValue) parameterization; \(points.count) kernels; relative Frobenius distance to the analytic NTK"]
 
-        summary.files = ["converge.csv", "converge.svg", "converge.json"]
-        let json = try JSONOutput.encode(summary)
         try output.stage("converge.csv", Data(csv.utf8))
-        try output.stage("converge.svg", Data(plot.render().utf8))
+        let plots = try output.stagePlot("converge", plot)
+        summary.files = ["converge.csv"] + plots + ["converge.json"]
+        let json = try JSONOutput.encode(summary)
         try output.stage("converge.json", json)
         try output.commitStaged()
         if !quiet {
@@ -192,7 +200,7 @@ public enum ConvergeJob {
                          "  width   mean distance   seeds"]
             for (w, d) in means { lines.append(String(format: "  %5d   %13.6g   %d", w, d, points.filter { $0.width == w }.count)) }
             if let slope { lines.append(String(format: "  log-log slope %.3f (theory: about -0.5)", slope)) }
-            lines.append("  wrote converge.csv, converge.json, converge.svg to \(output.path)")
+            lines.append("  wrote " + summary.files.joined(separator: ", ") + " to \(output.path)")
             print(lines.joined(separator: "\n"))
         }
     }

@@ -698,6 +698,8 @@ public enum GramJob {
             if distributedEigen?.vectorsStaged == true { files.append("eigenvectors.npy") }
             try output.stage("spectrum.csv", SpectralReport.csv(eigenvalues: eigen.values))
             files.append("spectrum.csv")
+            files += try output.stagePlot("spectrum", SpectralReport.spectrumPlot(
+                eigenvalues: eigen.values, title: options.eigenTop.map { "NTK spectrum: the top \($0) eigenvalues" } ?? "NTK spectrum"))
         }
         // f(X) comes with the per-sample quantities when they were computed for every
         // sample; otherwise one more forward pass.

@@ -1,4 +1,5 @@
 import Foundation
+import Plots
 import NumPyIO
 #if canImport(Glibc)
 import Glibc
@@ -25,8 +26,8 @@ public final class OutputDirectory {
     /// with `force`.
     public static let resultMarkers = ["summary.json", "kernel.npy"]
     /// Every file name a job may write.
-    public static let resultFiles = ["kernel.npy", "eigenvalues.npy", "eigenvectors.npy", "spectrum.csv", "outputs.npy", "outputs2.npy",
-                                     "summary.json"]
+    public static let resultFiles = ["kernel.npy", "eigenvalues.npy", "eigenvectors.npy", "spectrum.csv", "spectrum.svg", "spectrum.png",
+                                     "outputs.npy", "outputs2.npy", "summary.json"]
     /// The files that record a result: JSON objects with `"tool": "ntk"` and `"files"`.
     static let recordNames = ["summary.json", "training.json", "converge.json"]
     private var staged: [(temporary: String, final: String)] = []
@@ -110,6 +111,17 @@ public final class OutputDirectory {
     /// Writes `data` to a temporary file next to `name`, flushed to disk; it becomes
     /// `name` at `commit`. Throws `ioError` (74) on a failed write (a full disk included)
     /// and `cannotCreate` (73) when the file cannot be created.
+    /// Stages a plot as `<base>.svg`, and as `<base>.png` where librsvg can render it.
+    /// Returns the names staged.
+    @discardableResult
+    public func stagePlot(_ base: String, _ plot: SVGPlot) throws(NTKError) -> [String] {
+        let svg = plot.render()
+        try stage(base + ".svg", Data(svg.utf8))
+        guard let png = PNGRenderer.render(svg: svg) else { return [base + ".svg"] }
+        try stage(base + ".png", png)
+        return [base + ".svg", base + ".png"]
+    }
+
     public func stage(_ name: String, _ data: Data) throws(NTKError) {
         var failure: NTKError? = nil
         data.withUnsafeBytes { (buffer: UnsafeRawBufferPointer) in

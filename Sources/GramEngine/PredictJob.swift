@@ -118,7 +118,7 @@ public enum PredictJob {
             guard world.isRoot else { return nil }
             return try OutputDirectory(path: options.output, force: options.force, markers: ["summary.json"],
                                        writes: ["train_predictions.npy", "test_predictions.npy", "train_variance.npy", "test_variance.npy",
-                                                "metrics.json", "spectrum.svg", "spectrum.csv", "label_power.svg", "report.txt",
+                                                "metrics.json", "spectrum.svg", "spectrum.png", "spectrum.csv", "label_power.svg", "label_power.png", "report.txt",
                                                 "train_kernel.npy", "test_kernel.npy", "eigenvalues.npy", "summary.json"])
         }
         let n = loaded.train.count, k = loaded.spec.outputCount
@@ -231,10 +231,10 @@ public enum PredictJob {
                 try output.stage("eigenvalues.npy", NPYFormat.encode(NPYArray(shape: [n], doubles: dynamics.eigen.values.map { $0 - shift })))
             }
             try output.stage("metrics.json", metricsJSON)
-            try output.stage("spectrum.svg", Data(SpectralReport.spectrumPlot(eigenvalues: dynamics.eigen.values).utf8))
+            try output.stagePlot("spectrum", SpectralReport.spectrumPlot(eigenvalues: dynamics.eigen.values))
             try output.stage("spectrum.csv", SpectralReport.csv(eigenvalues: dynamics.eigen.values))
             if let power = diagnostics.cumulativeLabelPower {
-                try output.stage("label_power.svg", Data(SpectralReport.labelPowerPlot(power).utf8))
+                try output.stagePlot("label_power", SpectralReport.labelPowerPlot(power))
             }
             let report = SpectralReport.text(diagnostics: diagnostics, maxStableLearningRate: dynamics.maxStableLearningRate,
                                              learningRate: options.learningRate, normalization: dynamics.normalization,
@@ -314,21 +314,21 @@ public enum SpectralReport {
     }
 
     /// Eigenvalues against rank (log-log).
-    public static func spectrumPlot(eigenvalues: [Double]) -> String {
+    public static func spectrumPlot(eigenvalues: [Double], title: String = "NTK spectrum") -> SVGPlot {
         let descending = eigenvalues.reversed().enumerated().map { (x: Double($0.offset + 1), y: $0.element) }
-        var plot = SVGPlot(title: "NTK spectrum", xLabel: "rank k (decreasing eigenvalue)", yLabel: "eigenvalue λ_k",
+        var plot = SVGPlot(title: title, xLabel: "rank k (decreasing eigenvalue)", yLabel: "eigenvalue λ_k",
                            xLogarithmic: true, yLogarithmic: true)
         plot.add("λ_k", descending, style: descending.count > 200 ? .line : .lineAndMarkers)
         plot.notes = ["N = \(eigenvalues.count); non-positive eigenvalues are not drawn on the log axis"]
-        return plot.render()
+        return plot
     }
 
     /// The cumulative label power Σ_{i≤k} (v_iᵀy)²/‖y‖² against rank k (log x).
-    public static func labelPowerPlot(_ power: [Double]) -> String {
+    public static func labelPowerPlot(_ power: [Double]) -> SVGPlot {
         var plot = SVGPlot(title: "Label power captured by the top NTK modes", xLabel: "rank k (decreasing eigenvalue)",
                            yLabel: "cumulative label power", xLogarithmic: true)
-        plot.add("Σ_{i≤k} (v_iᵀy)² / ‖y‖²", power.enumerated().map { (x: Double($0.offset + 1), y: $0.element) }, style: .line)
+        plot.add("Σ_{i ≤ k} (v_i^{T} y)^2 / ‖y‖^2", power.enumerated().map { (x: Double($0.offset + 1), y: $0.element) }, style: .line)
         plot.notes = ["targets that concentrate in the top modes are learned first and generalise best"]
-        return plot.render()
+        return plot
     }
 }

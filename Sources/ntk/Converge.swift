@@ -10,7 +10,7 @@ struct Converge: ParsableCommand {
         discussion: """
             For each width (given to every hidden dense layer) and seed, computes the empirical NTK and its \
             relative Frobenius distance to the analytic NTK, fits the log-log slope (theory: about -1/2), \
-            and writes converge.csv, converge.json and converge.svg into --out.
+            and writes converge.csv, converge.json and converge.svg (with converge.png where librsvg is installed) into --out.
             """)
 
     @Option(help: "The data set: a 2-D .npy file (N, d).")

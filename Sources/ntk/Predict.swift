@@ -18,7 +18,7 @@ struct Predict: ParsableCommand {
             train_predictions.npy (T, N, k), test_predictions.npy (T, M, k), metrics.json (loss, MSE, accuracy \
             for integer labels), summary.json (spectral diagnostics, largest stable learning rate, time \
             constants), report.txt, spectrum.svg and label_power.svg (the training targets' power in the \
-            top eigenmodes); with --kernel nngp also train_variance.npy (T, N) and test_variance.npy (T, M); \
+            top eigenmodes), each plot also as PNG where librsvg is installed; with --kernel nngp also train_variance.npy (T, N) and test_variance.npy (T, M); \
             with --keep-kernels train_kernel.npy, test_kernel.npy and eigenvalues.npy. Conventions as neural-tangents' \
             predict.gradient_descent_mse: loss (1/(2c))‖f − Y‖² with c = N·k; times in its units (the flow \
             runs for η·t). Integer targets are class labels: one-hot over the model's k outputs.

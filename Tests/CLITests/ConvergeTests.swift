@@ -5,7 +5,7 @@ import FoundationXML
 import Testing
 
 @Suite(.serialized) struct ConvergeTests {
-    @Test("ntk converge on 2 ranks: the distance to the analytic NTK shrinks with width; CSV, JSON and a well-formed SVG are written")
+    @Test("ntk converge on 2 ranks: the distance to the analytic NTK shrinks with width; CSV, JSON, a well-formed SVG (ticks at the widths, a bar per width) and its PNG are written")
     func converge() throws {
         let dir = Launcher.temporaryDirectory("conv")
         try Launcher.writeNPY(dir + "/x.npy", shape: [20, 4], values: Launcher.values(80, seed: 8))
@@ -24,6 +24,16 @@ import Testing
         let svg = try Data(contentsOf: URL(fileURLWithPath: out + "/converge.svg"))
         let document = try XMLDocument(data: svg)
         #expect(document.rootElement()?.name == "svg")
+        // Ticks at the widths measured, and the spread over the 3 seeds as a bar per width.
+        let texts = try document.nodes(forXPath: "//*[local-name()='text']").compactMap { $0.stringValue }
+        for width in ["16", "64", "256"] { #expect(texts.contains(width), "\(texts)") }
+        #expect(try document.nodes(forXPath: "//*[local-name()='path']").count == 3)
+        // The PNG copy, where librsvg is installed (scripts/setup.sh installs it).
+        if FileManager.default.fileExists(atPath: "/usr/lib/x86_64-linux-gnu/librsvg-2.so.2") || FileManager.default.fileExists(atPath: "/usr/lib/aarch64-linux-gnu/librsvg-2.so.2") {
+            let png = try Data(contentsOf: URL(fileURLWithPath: out + "/converge.png"))
+            #expect(Array(png.prefix(4)) == [0x89, 0x50, 0x4E, 0x47])
+            #expect((summary["files"] as? [String])?.contains("converge.png") == true)
+        }
         #expect(result.stdout.contains("log-log slope"))
     }
 }

@@ -478,7 +478,7 @@ def converge(x: ArrayOrPath, *, widths: Union[str, Sequence[int], None] = None,
 
     Returns:
         A :class:`~ntk.results.ConvergeResult`: ``.points``, ``.mean_by_width``, ``.slope``,
-        ``.summary`` (``converge.json``); ``converge.csv`` and ``converge.svg`` in ``.out``.
+        ``.summary`` (``converge.json``); ``converge.csv``, ``converge.svg`` (and ``converge.png``) in ``.out``.
     """
     invocation = _Invocation("converge")
     try:
