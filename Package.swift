@@ -1,32 +1,20 @@
 // swift-tools-version:6.0
 // The layout mirrors the architecture, bottom to top:
-//   C shims (CMPI, CLAPACK, CZlib, CCPU, CSystem) -> typed MPI layer (MPI) -> numerical modules
+//   C shims (CMPI, CLAPACK, CScaLAPACK, CELPA, CZlib, CCPU, CSystem, CSVGRaster) -> typed MPI layer (MPI) -> numerical modules
 //   (NumPyIO, Network, TileKernels, LinearAlgebra) -> distributed engine (GramEngine)
 //   -> command line (ntk).
 import Foundation
 import PackageDescription
 
-/// The instruction set of the tile kernels: NTK_TARGET_CPU (an LLVM CPU name such as
-/// skylake-avx512 or haswell, or "generic" for baseline x86-64), else the best of
-/// AVX-512 / AVX2+FMA that the build machine's CPU has. Build on (or for) the nodes that
-/// run the jobs; a binary refuses, with a message, a CPU that lacks what it was built for.
-let tileKernelSettings: [SwiftSetting] = {
-    let environment = ProcessInfo.processInfo.environment["NTK_TARGET_CPU"]
-    var cpu: String? = nil
-    if let environment {
-        cpu = environment == "generic" ? nil : environment
-    } else if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) {
-        let flags = Set(info.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).map(String.init))
-        if flags.isSuperset(of: ["avx512f", "avx512dq", "avx512vl", "fma"]) { cpu = "skylake-avx512" }
-        else if flags.isSuperset(of: ["avx2", "fma"]) { cpu = "haswell" }
-    }
-    guard let cpu else { return [] }
-    let avx512 = ["skylake-avx512", "skx", "cascadelake", "cooperlake", "icelake-server", "icelake-client", "tigerlake",
-                  "sapphirerapids", "emeraldrapids", "graniterapids", "znver4", "znver5"].contains(cpu)
-    var settings: [SwiftSetting] = [.unsafeFlags(["-target-cpu", cpu]), .define("NTK_TILE_FMA")]
-    if avx512 { settings.append(.define("NTK_TILE_AVX512")) }
-    return settings
-}()
+/// The tile kernels are compiled three times from Sources/TileKernelsSource, once per
+/// instruction set, and TileKernels picks the best one the CPU runs at run time: one
+/// binary for every x86-64 node. Each variant is a target whose sources are symbolic
+/// links to the shared ones.
+let kernelVariants: [(name: String, settings: [SwiftSetting])] = [
+    ("TileKernelsAVX512", [.unsafeFlags(["-target-cpu", "skylake-avx512"]), .define("NTK_TILE_FMA"), .define("NTK_TILE_AVX512")]),
+    ("TileKernelsAVX2", [.unsafeFlags(["-target-cpu", "haswell"]), .define("NTK_TILE_FMA")]),
+    ("TileKernelsBaseline", []),
+]
 
 let package = Package(
     name: "ntk",
@@ -56,7 +44,8 @@ let package = Package(
         .target(name: "LinearAlgebra", dependencies: ["CLAPACK", "CCPU"]),
         .systemLibrary(name: "CCPU", path: "Sources/CCPU"),
         .systemLibrary(name: "CSystem", path: "Sources/CSystem"),
-        .target(name: "TileKernels", dependencies: ["CCPU"], swiftSettings: tileKernelSettings),
+        .target(name: "TileKernels", dependencies: ["CCPU"] + kernelVariants.map { Target.Dependency.target(name: $0.name) }),
+    ] + kernelVariants.map { Target.target(name: $0.name, dependencies: ["CCPU"], swiftSettings: $0.settings) } + [
         .systemLibrary(name: "CSVGRaster", path: "Sources/CSVGRaster"),
         .target(name: "Plots", dependencies: ["CSVGRaster"]),
         .target(name: "Network", dependencies: ["LinearAlgebra", "TileKernels"]),

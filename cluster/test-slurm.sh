@@ -12,9 +12,9 @@
 #      job ends (FAILED, exit 75) and is not requeued;
 #   4. a rank killed with SIGKILL (a node failure as the step sees it): srun ends the step,
 #      the script requeues, the job resumes and its files are bitwise equal to 1's;
-#   5. predict through NTK_COMMAND: requeued on USR1, predictions bitwise equal to an
-#      uninterrupted job's.
-#   6. a failure that would only repeat (no such binary): FAILED, not requeued.
+#   5. a failure that would only repeat (no such binary): FAILED, not requeued.
+# (predict, train and converge go through the same script and status handling:
+# cluster/test-batch-scripts.sh runs predict's requeue cycle with stand-in commands.)
 # Usage: cluster/test-slurm.sh    (NTK_BIN=path/to/ntk; default .build/release/ntk, else
 #        .build/debug/ntk). Needs root (slurmd starts job steps as their user), Slurm
 #        and MUNGE installed (scripts/setup.sh installs them). Exits 77 with the reason when
@@ -241,28 +241,7 @@ n=$(reused "$tmp/kill")
 same_files "$tmp/kill"
 pass "a rank killed: the step failed ($(sed -n 's/.*ntk exited with status \([0-9]*\).*/\1/p' "$log" | head -n 1)), requeued, $n tiles reused, files bitwise equal"
 
-# 5. predict through NTK_COMMAND, requeued on USR1.
-cat > "$tmp/model10.json" <<'EOF'
-{"layers": [{"type": "dense", "width": 32, "W_std": 1.4142135623730951, "b_std": 0.1},
-            {"type": "relu"},
-            {"type": "dense", "width": 10, "W_std": 1.4142135623730951, "b_std": 0.1}]}
-EOF
-extra_args="--tile 128 --no-progress --seed 3 --learning-rate 1 --times 1,inf"
-predict_vars=(NTK_COMMAND=predict NTK_TARGETS="$repo/data/digits_labels.npy" NTK_MODEL="$tmp/model10.json" NTK_PARAMS=)
-submit predict-ref "${predict_vars[@]}" NTK_OUT="$tmp/predict-ref"
-wait_state "$job" 0
-[[ $(field "$job" JobState) == COMPLETED ]] || fail "predict: the uninterrupted job ended $(field "$job" JobState) $(field "$job" ExitCode)"
-submit predict "${predict_vars[@]}" NTK_OUT="$tmp/predict" NTK_TILE_DELAY_MS=80
-wait_for_tiles "$tmp/predict/checkpoint/train" 6
-scancel --signal=USR1 --batch "$job"
-wait_state "$job" 1
-[[ $(field "$job" JobState) == COMPLETED && $(field "$job" Restarts) == 1 ]] ||
-    fail "predict: the job ended $(field "$job" JobState) after $(field "$job" Restarts) restarts"
-cmp -s "$tmp/predict/train_predictions.npy" "$tmp/predict-ref/train_predictions.npy" ||
-    fail "predict: predictions differ from the uninterrupted job's"
-pass "predict (NTK_COMMAND): USR1 -> requeued -> resumed, predictions bitwise equal"
-
-# 6. A failure that would only repeat (no such binary) is not requeued.
+# 5. A failure that would only repeat (no such binary) is not requeued.
 submit missing NTK_OUT="$tmp/missing" NTK_BIN="$tmp/no-such-ntk"
 wait_state "$job" 0
 [[ $(field "$job" JobState) == FAILED && $(field "$job" Restarts) == 0 ]] ||

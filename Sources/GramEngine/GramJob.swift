@@ -5,6 +5,7 @@ import LinearAlgebra
 import MPI
 import Network
 import NumPyIO
+import TileKernels
 
 /// Where a job's network architecture comes from.
 public enum ModelSource: Sendable {
@@ -86,6 +87,8 @@ public struct GramSummary: Codable, Sendable {
     public var blasThreadsEigen: Int?
     /// The eigensolver that ran: lapack, scalapack, elpa-1stage, elpa-2stage or krylov.
     public var eigenSolver: String?
+    /// The tile kernels' instruction set, chosen at run time: avx512, avx2 or baseline.
+    public var tileKernels: String = InnerProducts.level.rawValue
     /// The block Lanczos run, when it computed the top eigenpairs: cycles, products with
     /// blocks of vectors, block size and the largest residual ‖Θx − θx‖ (a bound on every
     /// eigenvalue's error).
@@ -130,7 +133,7 @@ public struct GramSummary: Codable, Sendable {
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
         case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
         case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen", krylov = "krylov", ensemble
-        case eigenSolver = "eigen_solver"
+        case eigenSolver = "eigen_solver", tileKernels = "tile_kernels"
         case diagnostics, maxStableLearningRate = "max_stable_learning_rate", memoryEstimate = "memory_estimate", layers, work
     }
 }

@@ -191,15 +191,19 @@ public struct SVGPlot: Sendable {
                 // Narrow: powers of two.
                 var e = (low / Foundation.log10(2)).rounded(.up)
                 while e * Foundation.log10(2) <= high {
-                    result.append((e * Foundation.log10(2), Self.format(Foundation.pow(2, e))))
+                    if Foundation.pow(2, e).isFinite { result.append((e * Foundation.log10(2), Self.format(Foundation.pow(2, e)))) }
                     e += 1
                 }
                 if result.count >= 2 { return result }
             }
+            // (Ticks past the largest double, which padding may reach, are left out.)
             var e = low.rounded(.up)
-            while e <= high { result.append((e, Self.format(Foundation.pow(10, e)))); e += 1 }
+            while e <= high {
+                if Foundation.pow(10, e).isFinite { result.append((e, Self.format(Foundation.pow(10, e)))) }
+                e += 1
+            }
             if result.count < 2 {
-                return linearTicks(low, high).map { ($0, Self.format(Foundation.pow(10, $0))) }
+                return linearTicks(low, high).filter { Foundation.pow(10, $0).isFinite }.map { ($0, Self.format(Foundation.pow(10, $0))) }
             }
             return result
         }
@@ -218,6 +222,7 @@ public struct SVGPlot: Sendable {
 
     /// A tick label: integers as such, powers of ten as 10^e (typeset), others to 3 digits.
     static func format(_ v: Double) -> String {
+        guard v.isFinite else { return v.isNaN ? "NaN" : (v > 0 ? "∞" : "−∞") }
         if v == 0 { return "0" }
         let a = abs(v)
         if a >= 1e5 || a < 1e-3 {

@@ -50,10 +50,6 @@ func runUnderMPI(_ job: (Communicator) -> ExitStatus) throws {
 enum Main {
     static func main() {
         chooseBLASKernel()
-        if let problem = Preflight.cpuProblem {
-            if launcherRank == 0 { Report.error(problem) }
-            Foundation.exit(ExitStatus.software.rawValue)
-        }
         do {
             var command = try NTK.parseAsRoot()
             try command.run()

@@ -39,6 +39,16 @@ import Testing
         #expect(value(frame, "width") >= 0.85 * 720, "the frame takes most of the width (the legend took 200 of 720 before)")
     }
 
+    @Test("values near the largest double: no tick past it, no crash; non-finite labels are words")
+    func extremes() throws {
+        var plot = SVGPlot(title: "t", xLabel: "k", yLabel: "λ", xLogarithmic: true, yLogarithmic: true)
+        plot.add("λ", [(1, 1.7e308), (2, 1e300), (3, 1e-300)], style: .line)
+        let document = try XMLDocument(data: Data(plot.render().utf8))
+        let texts = try document.nodes(forXPath: "//*[local-name()='text']").compactMap { $0.stringValue }
+        #expect(!texts.contains { $0.contains("∞") || $0.contains("nan") }, "\(texts)")
+        #expect(SVGPlot.format(.infinity) == "∞" && SVGPlot.format(-.infinity) == "−∞" && SVGPlot.format(.nan) == "NaN")
+    }
+
     @Test("PNG: librsvg renders the plot at twice its size; a valid PNG with the plot's pixels")
     func png() throws {
         guard PNGRenderer.available else {

@@ -1,0 +1,1 @@
+../TileKernelsSource/InnerProducts.swift

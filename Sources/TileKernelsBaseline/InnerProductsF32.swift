@@ -1,0 +1,1 @@
+../TileKernelsSource/InnerProductsF32.swift
