@@ -200,7 +200,8 @@ public enum GramJob {
                     order: n * entry, vectors: options.eigen == .vectors, ranks: world.size,
                     lapackNodeBytes: memoryPlan(.lapack).nodeBytes(localRanks: localRanksForPlan),
                     available: options.engine.memoryBudget ?? MemoryPlan.availableBytes())
-                choice[0] = automatic == .lapack ? 0 : (automatic == .elpa ? 1 : 2)
+                // ELPA computes the whole spectrum only: the top K (with 10 K > N) goes to pdsyevr.
+                choice[0] = automatic == .lapack ? 0 : (automatic == .elpa && options.eigenTop == nil ? 1 : 2)
             }
             try agreement.stage { () throws(NTKError) in
                 do { try world.broadcast(&choice, root: 0) } catch { throw NTKError(.software, "MPI: \(error)") }
