@@ -69,7 +69,7 @@ enum CheckLauncher {
 // mpirun jobs must not overlap: serialized.
 @Suite(.serialized)
 struct ScaLAPACKEigenTests {
-    @Test("distributed eigenpairs (pdsyevd, pdsyevr, top k) equal LAPACK's for n = 45/nb = 7, 200/32, 6/7, 64/16 on 1-4 ranks",
+    @Test("distributed eigenpairs (pdsyevd, pdsyevr, top k; ELPA one- and two-stage on 45/7, 6/7, 300/128, 150/100) equal LAPACK's for n = 45/nb = 7, 200/32, 6/7, 64/16, 300/128, 150/100 on 1-4 ranks",
           arguments: [1, 2, 3, 4])
     func agreesWithLAPACK(ranks: Int) throws {
         let result = try CheckLauncher.run(ranks: ranks)
