@@ -9,6 +9,8 @@ public enum DistributedEigenError: Error, Equatable, CustomStringConvertible, Se
     case invalidBlocks(String)
     /// A ScaLAPACK routine reported a failure (its info code).
     case scalapack(routine: String, info: Int32)
+    /// ELPA reported a failure (its error code and text).
+    case elpa(stage: Int, code: Int32, message: String)
     /// The result failed a check (the measured value and the threshold).
     case check(name: String, value: Double, threshold: Double)
     /// The problem exceeds ScaLAPACK's 32-bit integers (local sizes or workspace).
@@ -26,6 +28,8 @@ public enum DistributedEigenError: Error, Equatable, CustomStringConvertible, Se
             return "the distributed kernel blocks are inconsistent: \(message)"
         case .scalapack(let routine, let info):
             return "ScaLAPACK \(routine) failed (info = \(info))"
+        case .elpa(let stage, let code, let message):
+            return "ELPA's \(stage)-stage solver failed: \(message) (error \(code))"
         case .check(let name, let value, let threshold):
             return "the distributed eigendecomposition failed its check: \(name) = \(value) exceeds \(threshold)"
         case .tooLarge(let message):

@@ -77,7 +77,6 @@ extension ScaLAPACKEigen {
         let n = a.n, nb = a.blockSize
         var z = BlockCyclicMatrix(n: n, columns: wantVectors ? n : 0, blockSize: nb, gridRows: grid.rows, gridColumns: grid.columns,
                                   myRow: grid.myRow, myColumn: grid.myColumn)
-        if wantVectors { z.local = [Double](repeating: 0, count: a.local.count) }
         var w = [Double](repeating: 0, count: n)
         // ELPA reads the full matrix: mirror the upper triangle into the lower one.
         try symmetrize(&a, grid: grid, world: world)
@@ -89,7 +88,7 @@ extension ScaLAPACKEigen {
         let worst = try world.allreduce(status, .min)
         if worst != 0 {
             let text = ntk_elpa_error_string(worst).map { String(cString: $0) } ?? "error \(worst)"
-            throw DistributedEigenError.scalapack(routine: "ELPA (\(stage)-stage): \(text)", info: worst)
+            throw DistributedEigenError.elpa(stage: stage, code: worst, message: text)
         }
         a.local = []
         // Every process has all eigenvalues; take process (0, 0)'s so that all agree bitwise.
@@ -105,9 +104,9 @@ extension ScaLAPACKEigen {
         let n = a.n
         var transposed = BlockCyclicMatrix(n: n, columns: n, blockSize: a.blockSize, gridRows: grid.rows, gridColumns: grid.columns,
                                            myRow: grid.myRow, myColumn: grid.myColumn)
-        transposed.local = [Double](repeating: 0, count: max(1, a.local.count))
         let desc = try a.descriptor(context: grid.context)
         padIfEmpty(&a.local)
+        padIfEmpty(&transposed.local)
         ntk_pdtran(Int32(n), Int32(n), 1.0, a.local, desc, 0.0, &transposed.local, desc)
         for j in 0..<a.localColumns {
             let column = a.globalIndex(localRow: 0, localColumn: j).column

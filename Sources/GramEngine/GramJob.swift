@@ -178,7 +178,8 @@ public enum GramJob {
         let k = inputs.spec.outputCount
         let entry = options.outputKernel == .full ? k : 1
         let tileSize = options.engine.tileSize(rows: n, columns: m ?? n, blocks: options.kernel == .empirical ? 4 : 8)
-        // Memory: refuse before any work what cannot fit on rank 0's node.
+        // The memory plan of a solver; `auto` consults LAPACK's, and a run that cannot fit
+        // rank 0's node is refused below, before any work.
         let localRanksForPlan = (try? world.nodeLocal().size) ?? 1
         let perSampleBytes = inputs.perSampleBytes(options.engine.method, forms: options.engine.layerForms, outputKernel: options.outputKernel)
         let cacheBytes = options.engine.cacheBytes(perSampleBytes: perSampleBytes, samples: n + (m ?? 0), localRanks: localRanksForPlan)
@@ -194,19 +195,18 @@ public enum GramJob {
             // LAPACK on rank 0 while the kernel fits there (its memory plan on rank 0's node
             // and LAPACK's 32-bit sizes); otherwise a distributed solver (docs/cluster.md,
             // "Eigensolvers"). Rank 0 decides: only it reads the available memory.
-            var choice: [Int32] = [0]  // 0: lapack, 1: elpa, 2: scalapack
+            var choice: [Int32] = [0]  // an index into EigenSolver.allCases
             if world.isRoot {
                 let automatic = EigenSolver.automaticFullSpectrum(
-                    order: n * entry, vectors: options.eigen == .vectors, ranks: world.size,
+                    order: n * entry, vectors: options.eigen == .vectors, top: options.eigenTop, ranks: world.size,
                     lapackNodeBytes: memoryPlan(.lapack).nodeBytes(localRanks: localRanksForPlan),
                     available: options.engine.memoryBudget ?? MemoryPlan.availableBytes())
-                // ELPA computes the whole spectrum only: the top K (with 10 K > N) goes to pdsyevr.
-                choice[0] = automatic == .lapack ? 0 : (automatic == .elpa && options.eigenTop == nil ? 1 : 2)
+                choice[0] = Int32(EigenSolver.allCases.firstIndex(of: automatic)!)
             }
             try agreement.stage { () throws(NTKError) in
                 do { try world.broadcast(&choice, root: 0) } catch { throw NTKError(.software, "MPI: \(error)") }
             }
-            if choice[0] != 0 { solver = choice[0] == 1 ? .elpa : .scalapack }
+            solver = EigenSolver.allCases[Int(choice[0])]
         }
         try agreement.stage { () throws(NTKError) in
             if solver == .elpa && (options.eigenTop != nil || m != nil || options.eigen == .none) {
@@ -229,6 +229,7 @@ public enum GramJob {
             }
         }
 
+        // Memory: refuse before any work what cannot fit on rank 0's node.
         let memory = memoryPlan(solver)
         try agreement.stage { () throws(NTKError) in
             guard world.isRoot, let available = options.engine.memoryBudget ?? MemoryPlan.availableBytes() else { return }

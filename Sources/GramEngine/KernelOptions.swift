@@ -71,8 +71,8 @@ extension EigenSolver {
     /// of this order.
     ///
     /// `auto` picks `krylov` for the top K with 10 K ≤ N; otherwise `lapack`, which
-    /// `GramJob` turns into `elpa` (on 2 or more ranks) when LAPACK's memory plan does not
-    /// fit rank 0's node or the order passes LAPACK's 32-bit limits.
+    /// `GramJob` replaces by `automaticFullSpectrum`'s distributed choice when LAPACK does
+    /// not fit rank 0's node.
     public func resolved(order: Int, top: Int?) -> EigenSolver {
         guard self == .auto else { return self }
         if let top, 10 * top <= order { return .krylov }
@@ -83,13 +83,15 @@ extension EigenSolver {
     /// it fits there (its memory plan on rank 0's node within `available`, and the order
     /// within LAPACK's 32-bit limits); otherwise, with 2 or more ranks, the fastest
     /// distributed solver measured (docs/cluster.md, "Eigensolvers"): ELPA's two-stage
-    /// solver for values, ScaLAPACK's pdsyevd with vectors. One rank keeps LAPACK, and the
-    /// memory plan then says what does not fit.
-    public static func automaticFullSpectrum(order: Int, vectors: Bool, ranks: Int, lapackNodeBytes: Int,
+    /// solver for values, ScaLAPACK's pdsyevd with vectors; for the `top` K (auto gives
+    /// them to LAPACK when 10 K > N) ScaLAPACK's pdsyevr, since ELPA computes the whole
+    /// spectrum only. One rank keeps LAPACK, and the memory plan then says what does not fit.
+    public static func automaticFullSpectrum(order: Int, vectors: Bool, top: Int? = nil, ranks: Int, lapackNodeBytes: Int,
                                              available: Int?) -> EigenSolver {
         let limit = vectors ? lapackVectorsLimit : lapackValuesLimit
         let fits = order <= limit && (available.map { lapackNodeBytes <= $0 } ?? true)
-        return fits || ranks < 2 ? .lapack : (vectors ? .scalapack : .elpa)
+        if fits || ranks < 2 { return .lapack }
+        return vectors || top != nil ? .scalapack : .elpa
     }
 
     /// LAPACK's 32-bit integers: the matrix index n² must fit (values), and with vectors

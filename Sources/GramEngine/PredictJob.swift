@@ -221,14 +221,15 @@ public enum PredictJob {
             try output.stage("train_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: train)))
             if let m { try output.stage("test_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, m, k], doubles: test))) }
             if options.kernel == .nngp {
-                try output.stage("train_variance.npy", NPYFormat.encode(NPYArray(shape: [t, n], doubles: trainVariance)))
-                if let m { try output.stage("test_variance.npy", NPYFormat.encode(NPYArray(shape: [t, m], doubles: testVariance))) }
+                try output.stageNPY("train_variance.npy", shape: [t, n], values: trainVariance)
+                if let m { try output.stageNPY("test_variance.npy", shape: [t, m], values: testVariance) }
             }
             if options.keepKernels {
-                try output.stage("train_kernel.npy", NPYFormat.encode(NPYArray(shape: [n, n], doubles: trainKernel)))
-                if let m, let testKernel { try output.stage("test_kernel.npy", NPYFormat.encode(NPYArray(shape: [m, n], doubles: testKernel))) }
+                // Streamed from the arrays: no second copy of the N x N kernel.
+                try output.stageNPY("train_kernel.npy", shape: [n, n], values: trainKernel)
+                if let m, let testKernel { try output.stageNPY("test_kernel.npy", shape: [m, n], values: testKernel) }
                 let shift = dynamics.diagonalShift
-                try output.stage("eigenvalues.npy", NPYFormat.encode(NPYArray(shape: [n], doubles: dynamics.eigen.values.map { $0 - shift })))
+                try output.stageNPY("eigenvalues.npy", shape: [n], values: dynamics.eigen.values.map { $0 - shift })
             }
             try output.stage("metrics.json", metricsJSON)
             try output.stagePlot("spectrum", SpectralReport.spectrumPlot(eigenvalues: dynamics.eigen.values))

@@ -22,6 +22,8 @@ import Testing
         // Rank 0's node too small: a distributed solver; on one rank LAPACK (the plan refuses).
         #expect(EigenSolver.automaticFullSpectrum(order: 8000, vectors: false, ranks: 2, lapackNodeBytes: 21 * gib, available: 20 * gib) == .elpa)
         #expect(EigenSolver.automaticFullSpectrum(order: 8000, vectors: true, ranks: 2, lapackNodeBytes: 21 * gib, available: 20 * gib) == .scalapack)
+        // The top K that auto leaves to LAPACK (10 K > N): ScaLAPACK's pdsyevr, not ELPA.
+        #expect(EigenSolver.automaticFullSpectrum(order: 8000, vectors: false, top: 900, ranks: 2, lapackNodeBytes: 21 * gib, available: 20 * gib) == .scalapack)
         #expect(EigenSolver.automaticFullSpectrum(order: 8000, vectors: false, ranks: 1, lapackNodeBytes: 21 * gib, available: 20 * gib) == .lapack)
         // Past LAPACK's 32-bit sizes: ELPA even with memory to spare.
         #expect(EigenSolver.automaticFullSpectrum(order: 46_340, vectors: false, ranks: 4, lapackNodeBytes: 0, available: nil) == .lapack)
