@@ -310,73 +310,23 @@ extension Network {
         let count: Int
         /// Each parameterized layer's patches Z_l (B·P, K), in order (kept by `forward(keep: true)`).
         var patches: [[Double]] = []
-        /// Each activation's input h (B, width), in forward order.
-        var preactivations: [[Double]] = []
+        /// What the other operations keep for the backward pass (an activation its input h),
+        /// in forward order; popped in reverse.
+        var saved: [[Double]] = []
 
         init(network: Network, count: Int) {
             self.network = network
             self.count = count
         }
 
-        /// f(X), row-major (B, k); with `keep`, the patches and the activations' inputs.
+        /// f(X), row-major (B, k); with `keep`, the patches and what the operations keep.
         mutating func forward(_ x: [Double], keep: Bool) -> [Double] {
             run(network.plan.operations, x, keep: keep)
         }
 
-        private mutating func run(_ operations: [Operation], _ input: [Double], keep: Bool) -> [Double] {
+        mutating func run(_ operations: [any SampleOperation], _ input: [Double], keep: Bool) -> [Double] {
             var current = input
-            for operation in operations {
-                switch operation {
-                case .parameterized(let l):
-                    let g = network.geometry[l]
-                    let z: [Double]
-                    if let windows = g.windows {
-                        z = current.withUnsafeBufferPointer { x in
-                            [Double](unsafeUninitializedCapacity: count * g.patchCount) { buffer, initialized in
-                                windows.gather(x.baseAddress!, count: count, channels: g.channelsIn, into: buffer.baseAddress!)
-                                initialized = count * g.patchCount
-                            }
-                        }
-                    } else {
-                        z = current
-                    }
-                    // Every entry of h is written by the product (no zeroing pass).
-                    let rows = count * g.positions
-                    let h = z.withUnsafeBufferPointer { zp in
-                        [Double](unsafeUninitializedCapacity: rows * g.fanOut) { buffer, initialized in
-                            network.affine(l, z: zp, rows: rows, into: buffer)
-                            initialized = rows * g.fanOut
-                        }
-                    }
-                    if keep { patches.append(z) }
-                    current = h
-                case .activation(let activation):
-                    if keep { preactivations.append(current) }
-                    current.withUnsafeMutableBufferPointer { activation.applyValue($0) }
-                case .averagePool(let windows, let channels):
-                    let out = count * windows.outputPositions * channels
-                    current = current.withUnsafeBufferPointer { x in
-                        [Double](unsafeUninitializedCapacity: out) { buffer, initialized in
-                            windows.average(x.baseAddress!, count: count, channels: channels, into: buffer.baseAddress!)
-                            initialized = out
-                        }
-                    }
-                case .globalAveragePool(let positions, let channels):
-                    var out = [Double](repeating: 0, count: count * channels)
-                    let scale = 1 / Double(positions)
-                    for sample in 0..<count {
-                        for p in 0..<positions {
-                            let row = (sample * positions + p) * channels
-                            for c in 0..<channels { out[sample * channels + c] += current[row + c] }
-                        }
-                        for c in 0..<channels { out[sample * channels + c] *= scale }
-                    }
-                    current = out
-                case .residual(let block):
-                    let branch = run(block, current, keep: keep)
-                    for e in current.indices { current[e] += branch[e] }
-                }
-            }
+            for operation in operations { current = operation.forward(current, walk: &self, keep: keep) }
             return current
         }
 
@@ -385,14 +335,27 @@ extension Network {
         /// `sink`, from the last layer to the first. `slot(l)`, when given, is where δ_l must
         /// end up (B·R·P·C_out doubles): the signal is then computed there directly whenever
         /// only activations lie between two layers, and copied there otherwise.
-        mutating func backward(_ seed: [Double], rowsPerSample r: Int,
-                               slot: (Int) -> UnsafeMutablePointer<Double>? = { _ in nil },
-                               sink: (Int, UnsafeBufferPointer<Double>) -> Void) {
-            var activation = preactivations.count
-            let start = Signal(copying: seed)
-            if let result = back(network.plan.operations, start, rowsPerSample: r, activation: &activation, slot: slot, sink: sink) {
-                result.release()
+        func backward(_ seed: [Double], rowsPerSample r: Int,
+                      slot: (Int) -> UnsafeMutablePointer<Double>? = { _ in nil },
+                      sink: (Int, UnsafeBufferPointer<Double>) -> Void) {
+            withoutActuallyEscaping(slot) { slot in
+                withoutActuallyEscaping(sink) { sink in
+                    var pass = BackwardPass(rowsPerSample: r, cursor: saved.count, slot: slot, sink: sink)
+                    if let result = back(network.plan.operations, Signal(copying: seed), pass: &pass) { result.release() }
+                }
             }
+        }
+
+        /// The state of one backward pass: rows per sample, the next saved value to pop, and
+        /// where parameterized layers' signals go.
+        struct BackwardPass {
+            let rowsPerSample: Int
+            var cursor: Int
+            let slot: (Int) -> UnsafeMutablePointer<Double>?
+            let sink: (Int, UnsafeBufferPointer<Double>) -> Void
+            /// Where the operation being passed may write its input's δ (the factor slot of
+            /// the parameterized layer upstream, when only in-place operations lie between).
+            var upstream: UnsafeMutablePointer<Double>? = nil
         }
 
         /// A signal δ (rows × width doubles): a buffer of its own, or a factor slot it was
@@ -422,90 +385,88 @@ extension Network {
 
         /// δ at the input of `operations` (the caller releases it), or nil once the first
         /// parameterized layer has been passed (nothing upstream needs it). Consumes `output`.
-        private func back(_ operations: [Operation], _ output: Signal, rowsPerSample r: Int, activation: inout Int,
-                          slot: (Int) -> UnsafeMutablePointer<Double>?,
-                          sink: (Int, UnsafeBufferPointer<Double>) -> Void) -> Signal? {
+        func back(_ operations: [any SampleOperation], _ output: Signal, pass: inout BackwardPass) -> Signal? {
             var delta = output
-            let rows = count * r
             for position in operations.indices.reversed() {
-                switch operations[position] {
-                case .activation(let function):
-                    activation -= 1
-                    let h = preactivations[activation]
-                    let width = h.count / Swift.max(count, 1)
-                    var slope = [Double](repeating: 0, count: width)
-                    h.withUnsafeBufferPointer { hp in
-                        slope.withUnsafeMutableBufferPointer { g in
-                            for sample in 0..<count {
-                                function.derivatives(UnsafeBufferPointer(rebasing: hp[(sample * width)..<((sample + 1) * width)]), into: g)
-                                for c in 0..<r {
-                                    let row = delta.buffer.baseAddress! + (sample * r + c) * width
-                                    for j in 0..<width { row[j] *= g[j] }
-                                }
-                            }
-                        }
-                    }
-                case .parameterized(let l):
-                    if let place = slot(l), place != delta.buffer.baseAddress {
-                        place.update(from: delta.buffer.baseAddress!, count: delta.buffer.count)
-                    }
-                    sink(l, UnsafeBufferPointer(delta.buffer))
-                    if l == 0 { delta.release(); return nil }
-                    // δ_z = s δ Wᵀ: (B·R·P, C_out) x (C_out, K); W is (K, C_out), so every entry
-                    // is an inner product of a row of δ with a row of W (the tile kernel). Then
-                    // back through the windows (a scatter-add) for a convolution. Computed
-                    // straight into the slot of the layer upstream when only activations lie
-                    // between (they scale it in place).
-                    let g = network.geometry[l]
+                pass.upstream = nil
+                if operations[position] is ParameterizedOperation {
                     var upstream = position - 1
-                    while upstream >= 0, case .activation = operations[upstream] { upstream -= 1 }
-                    var place: UnsafeMutablePointer<Double>? = nil
-                    if upstream >= 0, case .parameterized(let previous) = operations[upstream] { place = slot(previous) }
-                    let next = Signal(count: rows * g.inputPositions * g.channelsIn, at: place)
-                    let patches = g.windows == nil ? next : Signal(count: rows * g.positions * g.fanIn, at: nil)
-                    network.parameters[l].weights.withUnsafeBufferPointer { w in
-                        InnerProducts.multiplyTransposed(m: rows * g.positions, n: g.fanIn, k: g.fanOut,
-                                                         a: delta.buffer.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
-                                                         c: patches.buffer.baseAddress!, ldc: g.fanIn)
-                    }
-                    let s = g.weightScale
-                    for e in patches.buffer.indices { patches.buffer[e] *= s }
-                    if let windows = g.windows {
-                        windows.scatter(patches.buffer.baseAddress!, count: rows, channels: g.channelsIn, into: next.buffer.baseAddress!)
-                        patches.release()
-                    }
-                    delta.release()
-                    delta = next
-                case .averagePool(let windows, let channels):
-                    let next = Signal(count: rows * windows.inputPositions * channels, at: nil)
-                    windows.averageAdjoint(delta.buffer.baseAddress!, count: rows, channels: channels, into: next.buffer.baseAddress!)
-                    delta.release()
-                    delta = next
-                case .globalAveragePool(let positions, let channels):
-                    let next = Signal(count: rows * positions * channels, at: nil)
-                    let scale = 1 / Double(positions)
-                    for row in 0..<rows {
-                        let from = delta.buffer.baseAddress! + row * channels
-                        let to = next.buffer.baseAddress! + row * positions * channels
-                        for p in 0..<positions { for c in 0..<channels { to[p * channels + c] = scale * from[c] } }
-                    }
-                    delta.release()
-                    delta = next
-                case .residual(let block):
-                    let skip = Signal(copying: Array(delta.buffer))
-                    guard let branch = back(block, delta, rowsPerSample: r, activation: &activation, slot: slot, sink: sink) else {
-                        skip.release()
-                        return nil
-                    }
-                    for e in skip.buffer.indices { skip.buffer[e] += branch.buffer[e] }
-                    branch.release()
-                    delta = skip
+                    while upstream >= 0, operations[upstream].scalesInPlace { upstream -= 1 }
+                    if upstream >= 0, let previous = operations[upstream] as? ParameterizedOperation { pass.upstream = pass.slot(previous.layer) }
                 }
+                guard let next = operations[position].backward(delta, walk: self, pass: &pass) else { return nil }
+                delta = next
             }
             return delta
         }
     }
 
+}
+
+/// A parameterized layer l (dense or conv) in the per-sample passes: h_p = s z_p W + t b
+/// forward (its patches kept), its δ handed to the pass's sink backward and s δ Wᵀ passed
+/// back through its windows.
+struct ParameterizedOperation: SampleOperation {
+    let layer: Int
+
+    func forward(_ current: [Double], walk: inout Network.Walk, keep: Bool) -> [Double] {
+        let g = walk.network.geometry[layer], count = walk.count
+        let z: [Double]
+        if let windows = g.windows {
+            z = current.withUnsafeBufferPointer { x in
+                [Double](unsafeUninitializedCapacity: count * g.patchCount) { buffer, initialized in
+                    windows.gather(x.baseAddress!, count: count, channels: g.channelsIn, into: buffer.baseAddress!)
+                    initialized = count * g.patchCount
+                }
+            }
+        } else {
+            z = current
+        }
+        // Every entry of h is written by the product (no zeroing pass).
+        let rows = count * g.positions
+        let network = walk.network
+        let h = z.withUnsafeBufferPointer { zp in
+            [Double](unsafeUninitializedCapacity: rows * g.fanOut) { buffer, initialized in
+                network.affine(layer, z: zp, rows: rows, into: buffer)
+                initialized = rows * g.fanOut
+            }
+        }
+        if keep { walk.patches.append(z) }
+        return h
+    }
+
+    func backward(_ delta: Network.Walk.Signal, walk: Network.Walk, pass: inout Network.Walk.BackwardPass) -> Network.Walk.Signal? {
+        let l = layer
+        if let place = pass.slot(l), place != delta.buffer.baseAddress {
+            place.update(from: delta.buffer.baseAddress!, count: delta.buffer.count)
+        }
+        pass.sink(l, UnsafeBufferPointer(delta.buffer))
+        if l == 0 { delta.release(); return nil }
+        // δ_z = s δ Wᵀ: (B·R·P, C_out) x (C_out, K); W is (K, C_out), so every entry is an
+        // inner product of a row of δ with a row of W (the tile kernel). Then back through
+        // the windows (a scatter-add) for a convolution. Computed straight into the slot of
+        // the layer upstream when only in-place operations lie between (they scale it).
+        let g = walk.network.geometry[l]
+        let rows = walk.count * pass.rowsPerSample
+        let next = Network.Walk.Signal(count: rows * g.inputPositions * g.channelsIn, at: pass.upstream)
+        let patches = g.windows == nil ? next : Network.Walk.Signal(count: rows * g.positions * g.fanIn, at: nil)
+        walk.network.parameters[l].weights.withUnsafeBufferPointer { w in
+            InnerProducts.multiplyTransposed(m: rows * g.positions, n: g.fanIn, k: g.fanOut,
+                                             a: delta.buffer.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
+                                             c: patches.buffer.baseAddress!, ldc: g.fanIn)
+        }
+        let s = g.weightScale
+        for e in patches.buffer.indices { patches.buffer[e] *= s }
+        if let windows = g.windows {
+            windows.scatter(patches.buffer.baseAddress!, count: rows, channels: g.channelsIn, into: next.buffer.baseAddress!)
+            patches.release()
+        }
+        delta.release()
+        return next
+    }
+}
+
+extension Network {
     /// h = s Z W + t b for layer l on `rows` patches Z (rows, K), into `h` (rows, C_out),
     /// by the tile kernels (whose speed does not depend on the BLAS kernel in use).
     func affine(_ l: Int, z: UnsafeBufferPointer<Double>, rows b: Int, into h: UnsafeMutableBufferPointer<Double>) {

@@ -62,7 +62,7 @@ public struct InfiniteWidthKernel: Sendable {
     /// Activations applied to the raw inputs, before the first dense layer.
     private let inputActivations: [Activation]
     /// The kernel map of every later layer, in order.
-    private let steps: [Step]
+    private let steps: [any KernelMap]
 
     /// Prepares the layer maps of `spec` for inputs of width `inputWidth` (and the
     /// Gauss–Hermite rules of its quadrature layers). A layer's `quadratureDegree` is used by
@@ -82,18 +82,19 @@ public struct InfiniteWidthKernel: Sendable {
         try spec.validate()
         let plan = try NetworkPlan(spec: spec, dataShape: dataShape, shapesOnly: true)
         let shape = plan.inputShape
-        var builder = StepBuilder(spec: spec, fanIn: shape.reduce(1, *))
         self.spec = spec
         self.inputWidth = shape.reduce(1, *)
         if shape.count == 1 {
-            self.steps = try builder.steps(spec.layers, path: "")
+            var builder = KernelBuilder(parameterization: spec.parameterization, shape: shape, spatial: false)
+            self.steps = try builder.maps(of: spec.layers, parent: nil)
             self.spatial = nil
+            self.inputActivations = builder.inputActivations
         } else {
-            let program = try builder.spatialProgram(inputShape: shape)
+            let program = try SpatialProgram(spec: spec, inputShape: shape)
             self.steps = program.flatSteps
             self.spatial = program
+            self.inputActivations = program.inputActivations
         }
-        self.inputActivations = builder.inputActivations
     }
 
     /// Both kernels for all pairs of a block: x row-major (m, d), y row-major (n, d);
@@ -146,32 +147,10 @@ public struct InfiniteWidthKernel: Sendable {
         return (nngp, ntk)
     }
 
-    /// Applies the layer maps in order; a residual block maps a copy of the state and adds
-    /// it: K ← K + K_block, Θ ← Θ + Θ_block, q ← q + q_block (independent branches).
-    static func apply(_ steps: [Step], k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
-                              q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>) {
-        for step in steps {
-            switch step {
-            case .dense(let s): s.apply(k: k, t: t, q1: q1, q2: q2)
-            case .rectified(let s): s.apply(k: k, t: t, q1: q1, q2: q2)
-            case .erf: applyErf(k: k, t: t, q1: q1, q2: q2)
-            case .gelu: applyGelu(k: k, t: t, q1: q1, q2: q2)
-            case .identity: break
-            case .quadrature(let s): s.apply(k: k, t: t, q1: q1, q2: q2)
-            case .residual(let block):
-                var bk = Array(k), bt = Array(t), b1 = Array(q1), b2 = Array(q2)
-                bk.withUnsafeMutableBufferPointer { kp in
-                    bt.withUnsafeMutableBufferPointer { tp in
-                        b1.withUnsafeMutableBufferPointer { p1 in
-                            b2.withUnsafeMutableBufferPointer { p2 in apply(block, k: kp, t: tp, q1: p1, q2: p2) }
-                        }
-                    }
-                }
-                for p in 0..<k.count { k[p] += bk[p]; t[p] += bt[p] }
-                for i in 0..<q1.count { q1[i] += b1[i] }
-                for j in 0..<q2.count { q2[j] += b2[j] }
-            }
-        }
+    /// Applies the layer maps in order.
+    static func apply(_ steps: [any KernelMap], k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
+                      q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>) {
+        for step in steps { step.apply(k: k, t: t, q1: q1, q2: q2) }
     }
 
     /// Calls `body` with the rows after the activations that precede the first dense layer
@@ -210,95 +189,158 @@ public struct InfiniteWidthKernel: Sendable {
 
 // MARK: - Layer maps
 
-indirect enum Step: Sendable {
-    case residual([Step])
-    case dense(DenseStep)
-    case rectified(RectifiedStep)
-    case erf
-    case gelu
-    case identity
-    case quadrature(QuadratureStep)
+/// One layer's map on the infinite-width state of pairs (docs/maths.md §5, §7), made by
+/// the layer's `kernelMaps`. Flat: `apply(k:t:q1:q2:)` on m x n pairs (K and Θ row-major,
+/// each sample's variance q₁, q₂). Spatial: `apply(_:_:)` on a `SpatialState`; a map
+/// acting entry by entry need not write it (the default applies the flat form to every
+/// entry), and a map defined on spatial states only need not write the flat one.
+protocol KernelMap: Sendable {
+    func apply(k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
+               q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>)
+    func apply(_ state: inout SpatialState, _ run: SpatialRun)
 }
 
-/// Turns the layer tree into layer maps, tracking whether the state is Gaussian (the
-/// output of a dense layer, or a sum of Gaussians), which the maps of activations and
-/// residual sums need (neural-tangents refuses the same networks).
-struct StepBuilder {
-    let spec: ModelSpec
-    var fanIn: Int
-    /// Activations applied to the raw inputs, before any dense layer.
-    var inputActivations: [Activation] = []
-    var seenDense = false
-    var gaussian = false
-    var rules: [Int: GaussHermiteRule] = [:]
-
-    init(spec: ModelSpec, fanIn: Int) {
-        self.spec = spec
-        self.fanIn = fanIn
+extension KernelMap {
+    func apply(k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
+               q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>) {
+        preconditionFailure("\(Self.self) acts on spatial states only")
     }
 
-    mutating func steps(_ layers: [Layer], path: String, offset: Int = 0) throws(ModelError) -> [Step] {
-        var result: [Step] = []
+    func apply(_ state: inout SpatialState, _ run: SpatialRun) {
+        state.entrywise { k, t, q1, q2 in apply(k: k, t: t, q1: q1, q2: q2) }
+    }
+}
+
+/// What a layer's `kernelMaps` appends to, and the state of the infinite-width recursion
+/// it sees: the value's shape, whether it is Gaussian (the output of a parameterized layer
+/// or a sum of Gaussians: what activations and residual sums need; neural-tangents refuses
+/// the same networks), whether a parameterized layer came before, the activations applied
+/// to the raw inputs, the Gauss–Hermite rules, and, on spatial values, where the state keeps
+/// full spatial blocks (only where pooling needs them).
+public struct KernelBuilder {
+    let parameterization: Parameterization
+    /// The shape of the value entering the next layer (channels last; [n] when flat).
+    var shape: [Int]
+    /// Whether the maps act on spatial states (the part of a network before its flattening).
+    let isSpatial: Bool
+    var seenParameterized = false
+    var gaussian = false
+    /// Activations applied to the raw inputs, before any parameterized layer.
+    var inputActivations: [Activation] = []
+    private var rules: [Int: GaussHermiteRule] = [:]
+    private var maps: [any KernelMap] = []
+    /// Pooling layers so far (their ordinals number their per-sample variances).
+    private(set) var poolCount = 0
+    /// Whether the state after the layer being built must keep full spatial blocks.
+    private var fullAfterLayer = false
+
+    init(parameterization: Parameterization, shape: [Int], spatial: Bool) {
+        self.parameterization = parameterization
+        self.shape = shape
+        self.isSpatial = spatial
+    }
+
+    /// Appends a map.
+    mutating func append(_ map: some KernelMap) { maps.append(map) }
+
+    /// The value becomes the output of a parameterized layer: Gaussian.
+    mutating func enterGaussian() {
+        seenParameterized = true
+        gaussian = true
+    }
+
+    /// The next pooling layer's ordinal.
+    mutating func nextPoolOrdinal() -> Int {
+        poolCount += 1
+        return poolCount - 1
+    }
+
+    /// The n-node Gauss–Hermite rule (computed once per degree).
+    mutating func quadratureRule(degree n: Int) -> GaussHermiteRule {
+        if let rule = rules[n] { return rule }
+        let rule = GaussHermiteRule(degree: n)
+        rules[n] = rule
+        return rule
+    }
+
+    /// The dense map of a layer with fan-in `fanIn`.
+    func denseStep(weightStd: Double, biasStd: Double?, fanIn: Int) -> DenseStep {
+        DenseStep(weightVariance: weightStd * weightStd, biasVariance: biasStd.map { $0 * $0 } ?? 0, hasBias: biasStd != nil,
+                  fanIn: Double(fanIn), standard: parameterization == .standard)
+    }
+
+    /// The maps of `layers` from the current state (their paths under `parent`, or at the
+    /// top level from position `offset`). On spatial states, full blocks become diagonals
+    /// as soon as nothing ahead needs them.
+    mutating func maps(of layers: [Layer], parent: LayerPath?, offset: Int = 0) throws(ModelError) -> [any KernelMap] {
+        let outer = maps, after = fullAfterLayer
+        maps = []
+        var full = isSpatial && Self.needsFull(layers, after: after)
         for (position, layer) in layers.enumerated() {
-            let index = path.isEmpty ? "\(position + offset)" : "\(path).\(position)"
-            switch layer {
-            case .dense(let dense):
-                let biasVariance = dense.biasStd.map { $0 * $0 } ?? 0
-                result.append(.dense(DenseStep(weightVariance: dense.weightStd * dense.weightStd,
-                                              biasVariance: biasVariance, hasBias: dense.biasStd != nil,
-                                              fanIn: Double(fanIn), standard: spec.parameterization == .standard)))
-                fanIn = dense.width
-                seenDense = true
-                gaussian = true
-            case .activation(let activation, let degree):
-                if !seenDense {
-                    inputActivations.append(activation)
-                    continue
-                }
-                if !gaussian {
-                    throw ModelError("layer \(index): \(activation.name) acts on a value that is not Gaussian in the infinite-width limit (it follows another activation, or a residual sum of a non-Gaussian branch); put a dense layer before it")
-                }
-                gaussian = false
-                result.append(step(activation, degree: degree))
-            case .residual(let block):
-                if !seenDense || !gaussian {
-                    throw ModelError("layer \(index): the residual sum's skip branch is not Gaussian in the infinite-width limit (\(seenDense ? "the block's input is the output of an activation" : "it is the raw input")); neural-tangents has no analytic kernel for such a sum either: take the skip after a dense layer (a pre-activation block), or use --kernel empirical")
-                }
-                let inner = try steps(block, path: index)
-                if !gaussian {
-                    throw ModelError("layer \(index): the residual block's output is not Gaussian in the infinite-width limit (it ends with an activation); neural-tangents has no analytic kernel for such a sum either: end the block with a dense layer, or use --kernel empirical")
-                }
-                result.append(.residual(inner))
-            case .flatten:
-                continue
-            case .conv, .averagePool, .globalAveragePool:
-                // Refused earlier by the shape checks (NetworkPlan): spatial layers on flat values.
-                throw ModelError("layer \(index): a spatial layer on a flat value")
+            let path = parent == nil ? LayerPath("\(position + offset)") : LayerPath.child(parent, position)
+            let ahead = Self.needsFull(Array(layers[(position + 1)...]), after: after)
+            fullAfterLayer = ahead
+            try layer.base.kernelMaps(&self, path: path)
+            if isSpatial && full && !ahead && shape.count > 1 {
+                maps.append(ToDiagonalMap())
+                full = false
             }
         }
+        fullAfterLayer = after
+        let result = maps
+        maps = outer
         return result
     }
 
-    mutating func step(_ activation: Activation, degree: Int?) -> Step {
-        switch activation {
-        case .relu: return .rectified(RectifiedStep(negativeSlope: 0, positiveSlope: 1))
-        case .leakyRelu(let alpha): return .rectified(RectifiedStep(negativeSlope: alpha, positiveSlope: 1))
-        case .erf: return .erf
-        case .gelu: return .gelu
-        case .identity: return .identity
-        case .tanh, .sigmoid, .softplus:
-            let n = degree ?? InfiniteWidthKernel.defaultQuadratureDegree
-            let rule = rules[n] ?? GaussHermiteRule(degree: n)
-            rules[n] = rule
-            let function: QuadratureStep.Function = activation == .tanh ? .tanh : activation == .sigmoid ? .logistic : .softplus
-            return .quadrature(QuadratureStep(function: function, rule: rule))
+    /// Whether the state at the start of `layers` must keep full spatial blocks, when the
+    /// state after them must (`after`).
+    static func needsFull(_ layers: [Layer], after: Bool) -> Bool {
+        var need = after
+        for layer in layers.reversed() { need = layer.base.needsFullSpatial(after: need) }
+        return need
+    }
+
+    /// The window map of a spatial layer, its failure named by the layer.
+    static func windowMap(path: LayerPath, spatial: [Int], window: [Int], strides: [Int], padding: Padding) throws(ModelError) -> WindowMap {
+        do {
+            return try WindowMap(inputSpatial: spatial, window: window, strides: strides, padding: padding)
+        } catch {
+            throw ModelError("\(path): \(error.message)")
         }
+    }
+}
+
+/// Full spatial blocks → their diagonals (nothing downstream needs the rest).
+struct ToDiagonalMap: KernelMap {
+    func apply(_ state: inout SpatialState, _ run: SpatialRun) { SpatialProgram.toDiagonal(&state) }
+}
+
+/// The identity's map: K and Θ unchanged.
+struct IdentityStep: KernelMap {
+    func apply(k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
+               q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>) {}
+    func apply(_ state: inout SpatialState, _ run: SpatialRun) {}
+}
+
+/// erf's closed form (`InfiniteWidthKernel.applyErf`).
+struct ErfStep: KernelMap {
+    func apply(k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
+               q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>) {
+        InfiniteWidthKernel.applyErf(k: k, t: t, q1: q1, q2: q2)
+    }
+}
+
+/// gelu's closed form (`InfiniteWidthKernel.applyGelu`).
+struct GeluStep: KernelMap {
+    func apply(k: UnsafeMutableBufferPointer<Double>, t: UnsafeMutableBufferPointer<Double>,
+               q1: UnsafeMutableBufferPointer<Double>, q2: UnsafeMutableBufferPointer<Double>) {
+        InfiniteWidthKernel.applyGelu(k: k, t: t, q1: q1, q2: q2)
     }
 }
 
 /// A dense layer: K ← W_std² K + b_std²; T ← K_new + W_std² T (ntk) or
 /// T ← n_in K_old + W_std² T + [bias] (standard).
-struct DenseStep: Sendable {
+struct DenseStep: KernelMap {
     let weightVariance: Double
     let biasVariance: Double
     let hasBias: Bool
@@ -328,7 +370,7 @@ struct DenseStep: Sendable {
 }
 
 /// ABRelu(a, b) = a min(x, 0) + b max(x, 0): relu (0, 1) and leaky_relu (α, 1).
-struct RectifiedStep: Sendable {
+struct RectifiedStep: KernelMap {
     /// (a − b)² / (2π).
     let factor: Double
     /// (a² + b²) / 2.
@@ -479,7 +521,7 @@ private enum SoftplusIntegrand: QuadratureIntegrand {
 }
 
 /// φ by the 2-D Gauss–Hermite rule of `stax.ElementwiseNumerical`.
-struct QuadratureStep: Sendable {
+struct QuadratureStep: KernelMap {
     enum Function: Sendable { case tanh, logistic, softplus }
 
     let function: Function

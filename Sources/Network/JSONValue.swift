@@ -2,7 +2,7 @@ import Foundation
 
 /// A parsed JSON document, kept exact about types: a boolean is never a number, and a
 /// number written as an integer stays an integer.
-enum JSONValue: Equatable {
+public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     /// A number written with a fraction or an exponent (`64.0`, `1e15`), or an integer

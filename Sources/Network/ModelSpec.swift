@@ -8,65 +8,6 @@ public enum Parameterization: String, Sendable, CaseIterable, Codable {
     case standard
 }
 
-/// A dense layer of a model file.
-public struct DenseLayer: Sendable, Equatable, Hashable {
-    /// Output width n_out.
-    public var width: Int
-    /// W_std (default 1).
-    public var weightStd: Double
-    /// b_std; nil means the layer has no bias at all.
-    public var biasStd: Double?
-
-    public init(width: Int, weightStd: Double = 1, biasStd: Double? = nil) {
-        self.width = width
-        self.weightStd = weightStd
-        self.biasStd = biasStd
-    }
-}
-
-/// One layer of a model: dense, an elementwise activation, or a residual block.
-public indirect enum Layer: Sendable, Equatable, Hashable {
-    case dense(DenseLayer)
-    /// An activation; `quadratureDegree` is the Gauss–Hermite degree its infinite-width
-    /// kernel uses when it has no closed form (nil: the default).
-    case activation(Activation, quadratureDegree: Int?)
-    /// y = x + block(x): neural-tangents' `serial(FanOut(2), parallel(serial(*block),
-    /// Identity()), FanInSum())`. The block's output shape equals its input shape.
-    case residual([Layer])
-    /// A 1-D or 2-D convolution over channels-last inputs (Layers/Convolution.swift).
-    case conv(ConvLayer)
-    /// Average pooling over the spatial axes (Layers/Pooling.swift).
-    case averagePool(PoolLayer)
-    /// The mean over all spatial positions: (…, C) → (C).
-    case globalAveragePool
-    /// All axes into one, in C order: (…, C) → (∏ …·C).
-    case flatten
-}
-
-extension Layer {
-    /// The dense layers of `layers` in depth-first order (a block's in place): the order of
-    /// the forward pass and of the parameter arrays W0, b0, W1, ….
-    static func denseLayers(of layers: [Layer]) -> [DenseLayer] {
-        var result: [DenseLayer] = []
-        for layer in layers {
-            switch layer {
-            case .dense(let d): result.append(d)
-            case .residual(let block): result += denseLayers(of: block)
-            default: break
-            }
-        }
-        return result
-    }
-
-    /// Whether this layer has trainable parameters (dense and conv).
-    var hasParameters: Bool {
-        switch self {
-        case .dense, .conv: return true
-        default: return false
-        }
-    }
-}
-
 /// Failures reading or checking a model description.
 public struct ModelError: Error, Equatable, CustomStringConvertible, Sendable {
     /// What is wrong, in one sentence (the caller adds the file name).
@@ -100,19 +41,17 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
     }
 
     /// The dense layers in depth-first order (those of residual blocks in place).
-    public var denseLayers: [DenseLayer] { Layer.denseLayers(of: layers) }
+    public var denseLayers: [DenseLayer] {
+        func collect(_ layers: [Layer]) -> [DenseLayer] {
+            layers.flatMap { layer in (layer.as(DenseLayer.self).map { [$0] } ?? []) + collect(layer.base.sublayers) }
+        }
+        return collect(layers)
+    }
 
     /// The number of outputs k: the width (channels) of the last dense or conv layer
     /// outside residual blocks (a block keeps its input's shape).
     public var outputCount: Int {
-        for layer in layers.reversed() {
-            switch layer {
-            case .dense(let d): return d.width
-            case .conv(let c): return c.channels
-            default: continue
-            }
-        }
-        return 0
+        layers.last { $0.base.isParameterized }?.base.outputWidth ?? 0
     }
 
     /// Checks the shapes through the network for flat inputs of width `inputWidth` (see
@@ -133,25 +72,15 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
     /// residual blocks), those inside residual blocks included, except blocks that act on
     /// the input before any parameterized layer (their shape is the data's).
     public func widened(to width: Int) -> ModelSpec {
-        let outputIndex = layers.lastIndex { $0.hasParameters }
-        func widen(_ layer: Layer) -> Layer {
-            switch layer {
-            case .dense(var d): d.width = width; return .dense(d)
-            case .conv(var c): c.channels = width; return .conv(c)
-            case .residual(let block): return .residual(block.map(widen))
-            default: return layer
-            }
-        }
+        let outputIndex = layers.lastIndex { $0.base.isParameterized }
         var result = self
         var seenParameters = false
         result.layers = layers.enumerated().map { index, layer in
-            switch layer {
-            case .dense, .conv:
+            if layer.base.isParameterized {
                 seenParameters = true
-                return index == outputIndex ? layer : widen(layer)
-            case .residual: return seenParameters ? widen(layer) : layer
-            default: return layer
+                return index == outputIndex ? layer : layer.base.widenedLayer(to: width)
             }
+            return seenParameters ? layer.base.widenedLayer(to: width) : layer
         }
         return result
     }
@@ -195,33 +124,9 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
                 throw ModelError("\"input_shape\" entries must be positive integers of at most \(Self.maximumInteger), got \(bad)")
             }
         }
-        try Self.validate(layers, path: "")
-        if !layers.contains(where: { $0.hasParameters }) {
+        try LayerRegistry.validate(layers, parent: nil)
+        if !layers.contains(where: { $0.base.isParameterized }) {
             throw ModelError("the model needs a dense or conv layer outside residual blocks: the last one's width is the number of outputs")
-        }
-    }
-
-    private static func validate(_ layers: [Layer], path: String) throws(ModelError) {
-        for (position, layer) in layers.enumerated() {
-            let index = path.isEmpty ? "\(position)" : "\(path).\(position)"
-            switch layer {
-            case .dense(let d):
-                if d.width <= 0 { throw ModelError("layer \(index): dense width must be a positive integer, got \(d.width)") }
-                if d.width > Self.maximumInteger {
-                    throw ModelError("layer \(index): dense width must be a positive integer of at most \(Self.maximumInteger), got \(d.width)")
-                }
-                if !d.weightStd.isFinite || d.weightStd < 0 { throw ModelError("layer \(index): W_std must be finite and non-negative, got \(d.weightStd)") }
-                if let b = d.biasStd, !b.isFinite || b < 0 { throw ModelError("layer \(index): b_std must be finite and non-negative, got \(b)") }
-            case .activation(let a, let degree):
-                if case .leakyRelu(let alpha) = a, !alpha.isFinite { throw ModelError("layer \(index): leaky_relu alpha must be finite") }
-                if let degree, degree < 1 || degree > 1000 { throw ModelError("layer \(index): quadrature_degree must be in 1...1000, got \(degree)") }
-            case .residual(let block):
-                if block.isEmpty { throw ModelError("layer \(index): a residual block needs at least one layer") }
-                try validate(block, path: index)
-            case .conv(let c): try c.validate(index: index)
-            case .averagePool(let p): try p.validate(index: index)
-            case .globalAveragePool, .flatten: break
-            }
         }
     }
 
@@ -249,7 +154,7 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         guard case .object(let root) = value else { throw ModelError("the top level must be a JSON object") }
         let allowedRoot: Set<String> = ["parameterization", "layers", "name", "description", "input_shape"]
         if let unknown = root.keys.sorted().first(where: { !allowedRoot.contains($0) }) {
-            throw ModelError("unknown key \"\(shortened(unknown))\" at the top level (allowed: parameterization, layers, input_shape, name, description)")
+            throw ModelError("unknown key \"\(JSONFields.shortened(unknown))\" at the top level (allowed: parameterization, layers, input_shape, name, description)")
         }
         var parameterization = Parameterization.ntk
         if let p = root["parameterization"] {
@@ -259,7 +164,7 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
             parameterization = value
         }
         guard case .array(let rawLayers)? = root["layers"] else { throw ModelError("\"layers\" must be a JSON array of layer objects") }
-        let layers = try decodeLayers(rawLayers, path: "")
+        let layers = try LayerRegistry.decode(rawLayers, parent: nil)
         var inputShape: [Int]? = nil
         if let raw = root["input_shape"], raw != .null {
             guard case .array(let items) = raw, !items.isEmpty, items.count <= 3 else {
@@ -280,93 +185,9 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
         return spec
     }
 
-    /// The layers of a JSON array; `path` names the enclosing block ("" at the top level),
-    /// so that messages say "layer 3" or, inside layer 1's block, "layer 1.2".
-    private static func decodeLayers(_ rawLayers: [JSONValue], path: String) throws(ModelError) -> [Layer] {
-        var layers: [Layer] = []
-        layers.reserveCapacity(rawLayers.count)
-        for position in rawLayers.indices {
-            let index = path.isEmpty ? "\(position)" : "\(path).\(position)"
-            guard case .object(let layer) = rawLayers[position] else { throw ModelError("layer \(index) is not a JSON object") }
-            guard case .string(let type)? = layer["type"] else { throw ModelError("layer \(index) has no string \"type\"") }
-            switch type {
-            case "dense":
-                try Self.allowOnly(Self.denseKeys, in: layer, type: type, index: index)
-                guard let width = try Self.integer(layer["width"], "width", index) else {
-                    throw ModelError("layer \(index): dense needs an integer \"width\"")
-                }
-                let wStd = try Self.number(layer["W_std"], "W_std", index) ?? 1
-                let bStd = try Self.number(layer["b_std"], "b_std", index)
-                layers.append(.dense(DenseLayer(width: width, weightStd: wStd, biasStd: bStd)))
-            case "residual":
-                try Self.allowOnly(Self.residualKeys, in: layer, type: type, index: index)
-                guard case .array(let block)? = layer["layers"] else {
-                    throw ModelError("layer \(index): a residual block needs \"layers\", a JSON array of layer objects")
-                }
-                if block.isEmpty { throw ModelError("layer \(index): a residual block needs at least one layer") }
-                layers.append(.residual(try decodeLayers(block, path: index)))
-            case "conv":
-                try Self.allowOnly(ConvLayer.keys, in: layer, type: type, index: index)
-                layers.append(.conv(try ConvLayer.decode(layer, index: index)))
-            case "avg_pool":
-                try Self.allowOnly(PoolLayer.keys, in: layer, type: type, index: index)
-                layers.append(.averagePool(try PoolLayer.decode(layer, index: index)))
-            case "global_avg_pool":
-                try Self.allowOnly(["type"], in: layer, type: type, index: index)
-                layers.append(.globalAveragePool)
-            case "flatten":
-                try Self.allowOnly(["type"], in: layer, type: type, index: index)
-                layers.append(.flatten)
-            default:
-                guard Activation.names.contains(type) else {
-                    throw ModelError("layer \(index): unknown layer type \"\(shortened(type))\" (known: dense, conv, avg_pool, global_avg_pool, flatten, residual, \(Activation.names.joined(separator: ", ")))")
-                }
-                try Self.allowOnly(Self.activationKeys, in: layer, type: type, index: index)
-                if type != "leaky_relu", layer["alpha"] != nil {
-                    throw ModelError("layer \(index): \"alpha\" applies to leaky_relu only")
-                }
-                let degree = try Self.integer(layer["quadrature_degree"], "quadrature_degree", index)
-                let activation: Activation
-                switch type {
-                case "relu": activation = .relu
-                case "erf": activation = .erf
-                case "tanh": activation = .tanh
-                case "identity": activation = .identity
-                case "gelu": activation = .gelu
-                case "sigmoid": activation = .sigmoid
-                case "softplus": activation = .softplus
-                default: activation = .leakyRelu(alpha: try Self.number(layer["alpha"], "alpha", index) ?? 0.01)
-                }
-                layers.append(.activation(activation, quadratureDegree: degree))
-            }
-        }
-        return layers
-    }
-
     /// The model file form of this spec (keys sorted, so equal specs give equal bytes).
     public func encodeJSON() -> Data {
-        func objects(_ layers: [Layer]) -> [[String: Any]] {
-            layers.map { layer in
-                switch layer {
-                case .dense(let d):
-                    var o: [String: Any] = ["type": "dense", "width": d.width, "W_std": d.weightStd]
-                    o["b_std"] = d.biasStd.map { $0 as Any } ?? NSNull()
-                    return o
-                case .activation(let a, let degree):
-                    var o: [String: Any] = ["type": a.name]
-                    if case .leakyRelu(let alpha) = a { o["alpha"] = alpha }
-                    if let degree { o["quadrature_degree"] = degree }
-                    return o
-                case .residual(let block):
-                    return ["type": "residual", "layers": objects(block)]
-                case .conv(let c): return c.encode()
-                case .averagePool(let p): return p.encode()
-                case .globalAveragePool: return ["type": "global_avg_pool"]
-                case .flatten: return ["type": "flatten"]
-                }
-            }
-        }
-        var root: [String: Any] = ["parameterization": parameterization.rawValue, "layers": objects(layers)]
+        var root: [String: Any] = ["parameterization": parameterization.rawValue, "layers": LayerRegistry.encode(layers)]
         if let inputShape { root["input_shape"] = inputShape }
         return (try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys, .prettyPrinted])) ?? Data()
     }
@@ -387,35 +208,13 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
                 var location = ""
                 for component in error.path {
                     switch component {
-                    case .key(let key): location += (location.isEmpty ? "" : ".") + shortened(key)
+                    case .key(let key): location += (location.isEmpty ? "" : ".") + JSONFields.shortened(key)
                     case .index(let index): location += "[\(index)]"
                     }
                 }
                 holder = "the object at \(location)"
             }
-            return ModelError("duplicate key \"\(shortened(key))\" in \(holder) (\(place))")
-        }
-    }
-
-    /// Key text for a message: control characters replaced by '?', cut to 40 characters.
-    private static func shortened(_ text: String) -> String {
-        var result = String(String.UnicodeScalarView(text.unicodeScalars.prefix(40).map { $0.value < 0x20 || $0 == "\u{7F}" ? "?" : $0 }))
-        if text.unicodeScalars.count > 40 { result += "…" }
-        return result
-    }
-
-    /// The keys a dense layer and an activation layer may have.
-    private static let denseKeys = ["type", "width", "W_std", "b_std"]
-    private static let activationKeys = ["type", "alpha", "quadrature_degree"]
-    private static let residualKeys = ["type", "layers"]
-
-    private static func allowOnly(_ keys: [String], in layer: [String: JSONValue], type: String, index: String) throws(ModelError) {
-        // Counting the allowed keys present is cheaper than testing every key of the layer.
-        var present = 0
-        for key in keys where layer[key] != nil { present += 1 }
-        guard present < layer.count else { return }
-        if let unknown = layer.keys.sorted().first(where: { !keys.contains($0) }) {
-            throw ModelError("layer \(index): unknown key \"\(shortened(unknown))\" for a \(type) layer")
+            return ModelError("duplicate key \"\(JSONFields.shortened(key))\" in \(holder) (\(place))")
         }
     }
 
@@ -447,6 +246,30 @@ public struct ModelSpec: Sendable, Equatable, Hashable {
 
 /// Field readers shared by the layers' decoders.
 enum JSONFields {
+    /// Key text for a message: control characters replaced by '?', cut to 40 characters.
+    static func shortened(_ text: String) -> String {
+        var result = String(String.UnicodeScalarView(text.unicodeScalars.prefix(40).map { $0.value < 0x20 || $0 == "\u{7F}" ? "?" : $0 }))
+        if text.unicodeScalars.count > 40 { result += "…" }
+        return result
+    }
+
+    /// Refuses a key of `layer` not in `keys`, naming it.
+    static func allowOnly(_ keys: [String], in layer: [String: JSONValue], type: String, path: LayerPath) throws(ModelError) {
+        // Counting the allowed keys present is cheaper than testing every key of the layer.
+        var present = 0
+        for key in keys where layer[key] != nil { present += 1 }
+        guard present < layer.count else { return }
+        if let unknown = layer.keys.sorted().first(where: { !keys.contains($0) }) {
+            throw ModelError("\(path): unknown key \"\(JSONFields.shortened(unknown))\" for a \(type) layer")
+        }
+    }
+
+    /// W_std finite and non-negative; b_std, when given, too.
+    static func checkStandardDeviations(_ weightStd: Double, _ biasStd: Double?, path: LayerPath) throws(ModelError) {
+        if !weightStd.isFinite || weightStd < 0 { throw ModelError("\(path): W_std must be finite and non-negative, got \(weightStd)") }
+        if let b = biasStd, !b.isFinite || b < 0 { throw ModelError("\(path): b_std must be finite and non-negative, got \(b)") }
+    }
+
     static func number(_ value: JSONValue?, _ name: String, _ index: String) throws(ModelError) -> Double? {
         try ModelSpec.number(value, name, index)
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// How one parameterized layer's per-sample gradient is kept for the tile products
 /// (docs/maths.md §6).
 public enum FactorForm: String, Sendable, Equatable {
@@ -109,17 +111,24 @@ extension NetworkPlan {
 /// The former name of `LayerGeometry`, when every parameterized layer was dense.
 public typealias DenseGeometry = LayerGeometry
 
-/// One step of the forward pass over per-sample values stored flat, channels last.
-indirect enum Operation: Sendable {
-    /// Parameterized layer l (dense or conv), in `LayerGeometry` order.
-    case parameterized(Int)
-    case activation(Activation)
-    /// Window averages over `channels` channels.
-    case averagePool(WindowMap, channels: Int)
-    /// The mean over `positions` positions of `channels` channels.
-    case globalAveragePool(positions: Int, channels: Int)
-    /// y = x + block(x).
-    case residual([Operation])
+/// One step of the per-sample passes over values stored flat, channels last, for
+/// `walk.count` samples: a layer without parameters (activation, pooling, a residual
+/// block), defined in its layer's file. Parameterized layers are `ParameterizedOperation`.
+protocol SampleOperation: Sendable {
+    /// The layer's output for the walk's samples; with `keep`, whatever the backward pass
+    /// needs is pushed on `walk.saved`.
+    func forward(_ x: [Double], walk: inout Network.Walk, keep: Bool) -> [Double]
+    /// δ at the layer's input from δ at its output (`pass.rowsPerSample` rows per sample),
+    /// consuming `delta` (release it or return it); values kept by `forward` are popped at
+    /// `pass.cursor`. nil once nothing upstream needs a signal.
+    func backward(_ delta: Network.Walk.Signal, walk: Network.Walk, pass: inout Network.Walk.BackwardPass) -> Network.Walk.Signal?
+    /// Whether the backward pass scales δ in place (so a parameterized layer downstream may
+    /// compute δ straight into the factor slot of the one upstream).
+    var scalesInPlace: Bool { get }
+}
+
+extension SampleOperation {
+    var scalesInPlace: Bool { false }
 }
 
 /// A model resolved against a per-sample input shape: the shapes through the layers, the
@@ -130,7 +139,7 @@ public struct NetworkPlan: Sendable {
     public let inputShape: [Int]
     public let outputShape: [Int]
     public let geometry: [LayerGeometry]
-    let operations: [Operation]
+    let operations: [any SampleOperation]
     /// How the layers' forms were chosen.
     public let formChoice: FactorForms
     /// P and the structured factors per sample, as doubles.
@@ -149,8 +158,8 @@ public struct NetworkPlan: Sendable {
     public init(spec: ModelSpec, dataShape: [Int], forms: FactorForms = .auto, collapseOutputs: Bool = false,
                 shapesOnly: Bool = false) throws(ModelError) {
         let shape = try spec.resolvedInputShape(data: dataShape)
-        var builder = Builder(parameterization: spec.parameterization, shapesOnly: shapesOnly)
-        let (operations, output) = try builder.build(spec.layers, shape: shape, path: "")
+        var builder = PlanBuilder(parameterization: spec.parameterization, shapesOnly: shapesOnly)
+        let (operations, output) = try builder.plan(spec.layers, shape: shape, parent: nil)
         if output.count != 1 {
             throw ModelError("the network's output has shape \(WindowMap.format(output)); it must be flat (N, k): end with flatten or global_avg_pool and a dense layer")
         }
@@ -183,131 +192,106 @@ public struct NetworkPlan: Sendable {
     /// dense layer on flat values preceded, back to that layer, only by activations and
     /// pooling (each output channel a function of the same input channel alone).
     static func collapsible(_ layers: [Layer], geometry: [LayerGeometry]) -> Int? {
-        guard geometry.count >= 2, case .dense? = layers.last, geometry.last!.positions == 1 else { return nil }
+        guard geometry.count >= 2, layers.last?.base is DenseLayer, geometry.last!.positions == 1 else { return nil }
         for layer in layers.dropLast().reversed() {
-            switch layer {
-            case .activation, .averagePool, .globalAveragePool: continue
-            case .dense, .conv: return geometry.count - 2
-            case .flatten, .residual: return nil
-            }
+            if layer.base.isParameterized { return geometry.count - 2 }
+            if !layer.base.isChannelwise { return nil }
         }
         return nil
     }
-
-    private struct Builder {
-        let parameterization: Parameterization
-        let shapesOnly: Bool
-        var geometry: [LayerGeometry] = []
-        /// Per parameterized layer, in doubles: patches, signals per output, parameters.
-        var sizes: [(patches: Double, signals: Double, parameters: Double)] = []
-        var parameterCount = 0.0
-
-        init(parameterization: Parameterization, shapesOnly: Bool) {
-            self.parameterization = parameterization
-            self.shapesOnly = shapesOnly
-        }
-
-        mutating func build(_ layers: [Layer], shape input: [Int], path: String) throws(ModelError) -> ([Operation], [Int]) {
-            var shape = input
-            var operations: [Operation] = []
-            for (position, layer) in layers.enumerated() {
-                let index = path.isEmpty ? "\(position)" : "\(path).\(position)"
-                let spatial = Array(shape.dropLast()), channels = shape.last!
-                switch layer {
-                case .dense(let d):
-                    let positions = spatial.reduce(1, *)
-                    try add(index: index, fanIn: channels, fanOut: d.width, positions: positions, channelsIn: channels,
-                            inputPositions: positions, windows: nil, weightShape: [channels, d.width],
-                            weightStd: d.weightStd, biasStd: d.biasStd)
-                    operations.append(.parameterized(geometry.count - 1))
-                    shape = spatial + [d.width]
-                case .conv(let c):
-                    try requireSpatial(spatial, rank: c.kernel.count, what: "conv", index: index, shape: shape)
-                    let windows = try window(index: index, "conv", spatial: spatial, window: c.kernel, strides: c.effectiveStrides, padding: c.padding)
-                    let volume = c.kernel.reduce(1, *)
-                    try add(index: index, fanIn: volume * channels, fanOut: c.channels, positions: windows.positions,
-                            channelsIn: channels, inputPositions: spatial.reduce(1, *), windows: windows.map,
-                            weightShape: c.kernel + [channels, c.channels], weightStd: c.weightStd, biasStd: c.biasStd)
-                    operations.append(.parameterized(geometry.count - 1))
-                    shape = windows.output + [c.channels]
-                case .averagePool(let p):
-                    try requireSpatial(spatial, rank: p.window.count, what: "avg_pool", index: index, shape: shape)
-                    let windows = try window(index: index, "avg_pool", spatial: spatial, window: p.window, strides: p.effectiveStrides, padding: p.padding)
-                    if let map = windows.map { operations.append(.averagePool(map, channels: channels)) }
-                    shape = windows.output + [channels]
-                case .globalAveragePool:
-                    try requireSpatial(spatial, rank: nil, what: "global_avg_pool", index: index, shape: shape)
-                    operations.append(.globalAveragePool(positions: spatial.reduce(1, *), channels: channels))
-                    shape = [channels]
-                case .flatten:
-                    shape = [shape.reduce(1, *)]
-                case .activation(let a, _):
-                    operations.append(.activation(a))
-                case .residual(let block):
-                    let (inner, out) = try build(block, shape: shape, path: index)
-                    if out != shape {
-                        let change = shape.count == 1 && out.count == 1 ? "width \(shape[0]) to \(out[0])"
-                            : "shape \(WindowMap.format(shape)) to \(WindowMap.format(out))"
-                        throw ModelError("layer \(index): the residual block maps \(change); y = x + block(x) needs the block to keep its input's shape")
-                    }
-                    operations.append(.residual(inner))
-                }
-                let values = shape.reduce(1.0) { $0 * Double($1) }
-                if values > Double(NetworkPlan.maximumValuesPerSample) {
-                    throw ModelError("layer \(index): its output has \(String(format: "%.3g", values)) values per sample, more than the \(NetworkPlan.maximumValuesPerSample) the tool handles")
-                }
-            }
-            return (operations, shape)
-        }
-
-        private func requireSpatial(_ spatial: [Int], rank: Int?, what: String, index: String, shape: [Int]) throws(ModelError) {
-            if spatial.isEmpty {
-                throw ModelError("layer \(index): \(what) needs spatial input (channels last: give the model \"input_shape\" [H, W, C] or [L, C], or data of shape (N, H, W, C)), but its input is flat \(WindowMap.format(shape))")
-            }
-            if let rank, rank != spatial.count {
-                throw ModelError("layer \(index): \(what) has a \(rank)-D window but its input \(WindowMap.format(shape)) has \(spatial.count) spatial axes")
-            }
-        }
-
-        private func window(index: String, _ what: String, spatial: [Int], window: [Int], strides: [Int], padding: Padding) throws(ModelError) -> (output: [Int], positions: Int, map: WindowMap?) {
-            var output: [Int] = []
-            for axis in spatial.indices {
-                guard let n = WindowMap.outputLength(input: spatial[axis], window: window[axis], stride: strides[axis], padding: padding) else {
-                    throw ModelError("layer \(index): the \(what) window \(WindowMap.format(window)) is larger than its input \(WindowMap.format(spatial)) with VALID padding: no output position is left")
-                }
-                output.append(n)
-            }
-            let positions = output.reduce(1, *)
-            if shapesOnly { return (output, positions, nil) }
-            do {
-                let map = try WindowMap(inputSpatial: spatial, window: window, strides: strides, padding: padding)
-                return (output, positions, map)
-            } catch {
-                throw ModelError("layer \(index): \(error.message)")
-            }
-        }
-
-        private mutating func add(index: String, fanIn: Int, fanOut: Int, positions: Int, channelsIn: Int, inputPositions: Int,
-                                  windows: WindowMap?, weightShape: [Int], weightStd: Double, biasStd: Double?) throws(ModelError) {
-            let hasBias = biasStd != nil
-            let s: Double, t: Double
-            switch parameterization {
-            case .ntk:
-                s = weightStd / Double(fanIn).squareRoot()
-                t = biasStd ?? 0
-            case .standard:
-                s = 1
-                t = hasBias ? 1 : 0
-            }
-            let parameters = Double(fanIn) * Double(fanOut) + (hasBias ? Double(fanOut) : 0)
-            parameterCount += parameters
-            sizes.append((Double(positions) * Double(fanIn), Double(positions) * Double(fanOut), parameters))
-            geometry.append(LayerGeometry(fanIn: fanIn, fanOut: fanOut, weightScale: s, biasScale: t, hasBias: hasBias,
-                                          weightStd: weightStd, biasStd: biasStd, positions: positions, channelsIn: channelsIn,
-                                          inputPositions: inputPositions, windows: windows?.isIdentity == true ? nil : windows,
-                                          weightShape: weightShape, path: "layer \(index)", form: .structured))
-        }
-    }
 }
 
-import Foundation
+/// What a layer's `plan` adds to: the geometry of the parameterized layers, the
+/// operations of the per-sample passes, and the sizes (see ``LayerType``).
+public struct PlanBuilder {
+    let parameterization: Parameterization
+    let shapesOnly: Bool
+    var geometry: [LayerGeometry] = []
+    /// Per parameterized layer, in doubles: patches, signals per output, parameters.
+    var sizes: [(patches: Double, signals: Double, parameters: Double)] = []
+    var parameterCount = 0.0
+    var operations: [any SampleOperation] = []
+
+    init(parameterization: Parameterization, shapesOnly: Bool) {
+        self.parameterization = parameterization
+        self.shapesOnly = shapesOnly
+    }
+
+    /// Adds a layer without parameters to the per-sample passes.
+    mutating func append(_ operation: some SampleOperation) { operations.append(operation) }
+
+    /// Resolves `layers` on inputs of `shape`: their operations and output shape.
+    /// `parent` names the enclosing block (nil at the top level).
+    mutating func plan(_ layers: [Layer], shape input: [Int], parent: LayerPath?) throws(ModelError) -> ([any SampleOperation], [Int]) {
+        var shape = input
+        let outer = operations
+        operations = []
+        for (position, layer) in layers.enumerated() {
+            let path = LayerPath.child(parent, position)
+            shape = try layer.base.plan(input: shape, builder: &self, path: path)
+            let values = shape.reduce(1.0) { $0 * Double($1) }
+            if values > Double(NetworkPlan.maximumValuesPerSample) {
+                throw ModelError("\(path): its output has \(String(format: "%.3g", values)) values per sample, more than the \(NetworkPlan.maximumValuesPerSample) the tool handles")
+            }
+        }
+        let result = operations
+        operations = outer
+        return (result, shape)
+    }
+    /// Refuses a flat input, or one whose spatial axes are not `rank` (when given).
+    func requireSpatial(_ shape: [Int], rank: Int?, what: String, path: LayerPath) throws(ModelError) {
+        let spatial = Array(shape.dropLast()), index = path.index
+        if spatial.isEmpty {
+            throw ModelError("layer \(index): \(what) needs spatial input (channels last: give the model \"input_shape\" [H, W, C] or [L, C], or data of shape (N, H, W, C)), but its input is flat \(WindowMap.format(shape))")
+        }
+        if let rank, rank != spatial.count {
+            throw ModelError("layer \(index): \(what) has a \(rank)-D window but its input \(WindowMap.format(shape)) has \(spatial.count) spatial axes")
+        }
+    }
+
+    /// The output shape, positions and window map (nil with `shapesOnly`) of a window
+    /// moved over `spatial`; refuses a window that leaves no position.
+    func window(path: LayerPath, _ what: String, spatial: [Int], window: [Int], strides: [Int], padding: Padding) throws(ModelError) -> (output: [Int], positions: Int, map: WindowMap?) {
+        let index = path.index
+        var output: [Int] = []
+        for axis in spatial.indices {
+            guard let n = WindowMap.outputLength(input: spatial[axis], window: window[axis], stride: strides[axis], padding: padding) else {
+                throw ModelError("layer \(index): the \(what) window \(WindowMap.format(window)) is larger than its input \(WindowMap.format(spatial)) with VALID padding: no output position is left")
+            }
+            output.append(n)
+        }
+        let positions = output.reduce(1, *)
+        if shapesOnly { return (output, positions, nil) }
+        do {
+            let map = try WindowMap(inputSpatial: spatial, window: window, strides: strides, padding: padding)
+            return (output, positions, map)
+        } catch {
+            throw ModelError("layer \(index): \(error.message)")
+        }
+    }
+
+    /// Adds a parameterized layer: at each of `positions` output positions h_p = s z_p W + t b
+    /// with patches z_p of `fanIn` values (read through `windows`, or the position's
+    /// channels when nil) and W of `weightShape` in parameter files.
+    mutating func addParameterized(path: LayerPath, fanIn: Int, fanOut: Int, positions: Int, channelsIn: Int, inputPositions: Int,
+                                   windows: WindowMap?, weightShape: [Int], weightStd: Double, biasStd: Double?) throws(ModelError) {
+        let hasBias = biasStd != nil
+        let s: Double, t: Double
+        switch parameterization {
+        case .ntk:
+            s = weightStd / Double(fanIn).squareRoot()
+            t = biasStd ?? 0
+        case .standard:
+            s = 1
+            t = hasBias ? 1 : 0
+        }
+        let parameters = Double(fanIn) * Double(fanOut) + (hasBias ? Double(fanOut) : 0)
+        parameterCount += parameters
+        sizes.append((Double(positions) * Double(fanIn), Double(positions) * Double(fanOut), parameters))
+        geometry.append(LayerGeometry(fanIn: fanIn, fanOut: fanOut, weightScale: s, biasScale: t, hasBias: hasBias,
+                                      weightStd: weightStd, biasStd: biasStd, positions: positions, channelsIn: channelsIn,
+                                      inputPositions: inputPositions, windows: windows?.isIdentity == true ? nil : windows,
+                                      weightShape: weightShape, path: path.description, form: .structured))
+        operations.append(ParameterizedOperation(layer: geometry.count - 1))
+    }
+}

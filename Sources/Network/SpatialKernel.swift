@@ -23,8 +23,8 @@ struct SpatialProgram: Sendable {
     /// Activations applied to the raw inputs, before the first parameterized layer.
     let inputActivations: [Activation]
     /// The maps up to the flattening, then the flat maps after it.
-    let steps: [SpatialStep]
-    let flatSteps: [Step]
+    let steps: [any KernelMap]
+    let flatSteps: [any KernelMap]
     /// Whether the input state keeps full spatial blocks.
     let fullAtInput: Bool
     /// Pooling layers (average and global), whose per-sample variances come from the
@@ -33,24 +33,6 @@ struct SpatialProgram: Sendable {
 
     var positions: Int { inputShape.dropLast().reduce(1, *) }
     var channels: Int { inputShape.last! }
-}
-
-indirect enum SpatialStep: Sendable {
-    /// A dense map applied entry by entry (a dense layer acting on every position, or the
-    /// second half of a convolution).
-    case affine(DenseStep)
-    /// A convolution's window average over shared offsets.
-    case windowMean(WindowMap)
-    case activation(Step)
-    /// Average pooling (full blocks in and out); `ordinal` numbers the pooling layers.
-    case pool(WindowMap, ordinal: Int)
-    /// Global average pooling: full blocks → one value per pair.
-    case globalPool(ordinal: Int)
-    /// Flatten: the mean of the diagonal → one value per pair.
-    case flatten
-    /// Full blocks → their diagonals (nothing downstream needs the rest).
-    case toDiagonal
-    case residual([SpatialStep])
 }
 
 /// The state of m x n pairs: full, entry ((i·P + p), (j·P + p')) of an (m·P) x (n·P)
@@ -132,9 +114,9 @@ extension SpatialProgram {
                               UnsafeBufferPointer(rebasing: ys[(j0 * d)..<((j0 + nb) * d)]), n: nb)
                     }
                 }
-                run(steps, &state, pools: { ordinal, size in
+                SpatialRun(pools: { ordinal, size in
                     (Array(poolsX[ordinal][(i0 * size)..<((i0 + mb) * size)]), Array(poolsY[ordinal][(j0 * size)..<((j0 + nb) * size)]))
-                })
+                }).apply(steps, &state)
                 precondition(state.layout == .flat)
                 state.withBuffers { k, t, q1, q2 in InfiniteWidthKernel.apply(flatSteps, k: k, t: t, q1: q1, q2: q2) }
                 for i in 0..<mb {
@@ -169,7 +151,7 @@ extension SpatialProgram {
             for sample in 0..<count {
                 let row = UnsafeBufferPointer(rebasing: all[(sample * d)..<((sample + 1) * d)])
                 var state = input(row, m: 1, row, n: 1, full: true)
-                run(steps, &state, pools: nil) { ordinal, variances in result[ordinal] += variances }
+                SpatialRun(pools: nil) { ordinal, variances in result[ordinal] += variances }.apply(steps, &state)
             }
         }
         return result
@@ -205,58 +187,6 @@ extension SpatialProgram {
             for j in 0..<n { let b = yp + (j * p + position) * c; q2[position * n + j] = dot(b, b) }
         }
         return SpatialState(layout: .diagonal, positions: p, m: m, n: n, k: k, t: [Double](repeating: 0, count: k.count), q1: q1, q2: q2)
-    }
-
-    /// Runs `steps` on `state`. At a pooling layer the variances come from `pools` (the
-    /// samples' own runs) or, for a sample's own run, from the pooled diagonal, which
-    /// `record` receives.
-    private func run(_ steps: [SpatialStep], _ state: inout SpatialState,
-                     pools: ((Int, Int) -> ([Double], [Double]))?, record: (Int, [Double]) -> Void = { _, _ in }) {
-        for step in steps {
-            switch step {
-            case .affine(let map):
-                state.entrywise { k, t, q1, q2 in map.apply(k: k, t: t, q1: q1, q2: q2) }
-            case .activation(.rectified(let map)):
-                state.entrywise { k, t, q1, q2 in map.applyVectorized(k: k, t: t, q1: q1, q2: q2) }
-            case .activation(let map):
-                state.entrywise { k, t, q1, q2 in InfiniteWidthKernel.apply([map], k: k, t: t, q1: q1, q2: q2) }
-            case .windowMean(let windows):
-                Self.windowMean(windows, &state)
-            case .pool(let windows, let ordinal):
-                Self.pool(windows, &state)
-                setPooledVariances(&state, ordinal: ordinal, pools: pools, record: record)
-            case .globalPool(let ordinal):
-                Self.globalPool(&state)
-                setPooledVariances(&state, ordinal: ordinal, pools: pools, record: record)
-            case .flatten:
-                Self.flatten(&state)
-            case .toDiagonal:
-                Self.toDiagonal(&state)
-            case .residual(let block):
-                var branch = state
-                run(block, &branch, pools: pools, record: record)
-                if branch.layout != state.layout { Self.toDiagonal(&state) }
-                precondition(branch.layout == state.layout && branch.k.count == state.k.count)
-                for e in state.k.indices { state.k[e] += branch.k[e]; state.t[e] += branch.t[e] }
-                for e in state.q1.indices { state.q1[e] += branch.q1[e] }
-                for e in state.q2.indices { state.q2[e] += branch.q2[e] }
-            }
-        }
-    }
-
-    private func setPooledVariances(_ state: inout SpatialState, ordinal: Int, pools: ((Int, Int) -> ([Double], [Double]))?,
-                                    record: (Int, [Double]) -> Void) {
-        let size = state.layout == .flat ? 1 : state.positions
-        if let pools {
-            (state.q1, state.q2) = pools(ordinal, size)
-            return
-        }
-        // A sample against itself: the variances are the diagonal of its block.
-        var diagonal = [Double](repeating: 0, count: size)
-        for p in 0..<size { diagonal[p] = state.k[p * size + p] }
-        state.q1 = diagonal
-        state.q2 = diagonal
-        record(ordinal, diagonal)
     }
 
     /// K'[p, p'] = (1/V) Σ_v K[p + v, p' + v] (both reads inside the input), the same for Θ;
@@ -494,126 +424,69 @@ extension InfiniteWidthKernel {
         guard let plan = try? NetworkPlan(spec: spec, dataShape: dataShape, shapesOnly: true), plan.inputShape.count > 1 else { return 0 }
         var positions = Double(plan.inputShape.dropLast().reduce(1, *))
         for g in plan.geometry { positions = Swift.max(positions, Double(g.inputPositions), Double(g.positions)) }
-        let full = StepBuilder.needsFull(spec.layers, after: false)
+        let full = KernelBuilder.needsFull(spec.layers, after: false)
         return 8 * 10 * Swift.max(full ? positions * positions : positions, 65536)
     }
 }
 
-extension StepBuilder {
-    /// The maps of a network on spatial inputs of shape `shape`: those of the layers up to
-    /// the flattening (flatten or global pooling, at the top level), then the flat maps of
-    /// the rest. Refuses what neural-tangents refuses (an activation or a residual sum of
-    /// a value that is not Gaussian), naming the layer.
-    mutating func spatialProgram(inputShape shape: [Int]) throws(ModelError) -> SpatialProgram {
+extension SpatialProgram {
+    /// The maps of `spec` on spatial inputs of shape `shape`: those of the layers up to the
+    /// flattening (the first top-level layer that flattens: flatten or global pooling),
+    /// then the flat maps of the rest. Refuses what neural-tangents refuses (an activation
+    /// or a residual sum of a value that is not Gaussian), naming the layer.
+    init(spec: ModelSpec, inputShape shape: [Int]) throws(ModelError) {
         let layers = spec.layers
-        guard let cut = layers.firstIndex(where: { if case .flatten = $0 { return true }; if case .globalAveragePool = $0 { return true }; return false }) else {
+        guard let cut = layers.firstIndex(where: { $0.base.flattens }) else {
             throw ModelError("the network never flattens its spatial input (give it a flatten or global_avg_pool layer)")
         }
-        var pools = 0
-        var spatial = shape
         let prefix = Array(layers[...cut])
-        let steps = try spatialSteps(prefix, path: "", shape: &spatial, needFullAfter: false, pools: &pools)
-        let full = Self.needsFull(prefix, after: false)
-        fanIn = spatial.reduce(1, *)
-        let flat = try self.steps(Array(layers[(cut + 1)...]), path: "", offset: cut + 1)
-        return SpatialProgram(inputShape: shape, inputActivations: inputActivations, steps: steps, flatSteps: flat,
-                              fullAtInput: full, poolCount: pools)
+        var builder = KernelBuilder(parameterization: spec.parameterization, shape: shape, spatial: true)
+        let steps = try builder.maps(of: prefix, parent: nil)
+        var flat = KernelBuilder(parameterization: spec.parameterization, shape: [builder.shape.reduce(1, *)], spatial: false)
+        flat.seenParameterized = builder.seenParameterized
+        flat.gaussian = builder.gaussian
+        let flatSteps = try flat.maps(of: Array(layers[(cut + 1)...]), parent: nil, offset: cut + 1)
+        self.init(inputShape: shape, inputActivations: builder.inputActivations + flat.inputActivations, steps: steps,
+                  flatSteps: flatSteps, fullAtInput: KernelBuilder.needsFull(prefix, after: false), poolCount: builder.poolCount)
+    }
+}
+
+/// How the spatial maps of one group of pairs run: where pooling layers get the samples'
+/// own variances (`pools`, from the samples' runs against themselves), or, in such a run,
+/// where they record them.
+struct SpatialRun {
+    /// (pooling ordinal, values per sample) → the variances of the group's row and column
+    /// samples; nil in a sample's run against itself.
+    let pools: ((Int, Int) -> ([Double], [Double]))?
+    var record: (Int, [Double]) -> Void = { _, _ in }
+
+    /// Applies `maps` in order.
+    func apply(_ maps: [any KernelMap], _ state: inout SpatialState) {
+        for map in maps { map.apply(&state, self) }
     }
 
-    /// Whether the state at the start of `layers` must keep full spatial blocks, when the
-    /// state after them must (`after`).
-    static func needsFull(_ layers: [Layer], after: Bool) -> Bool {
-        var need = after
-        for layer in layers.reversed() {
-            switch layer {
-            case .averagePool, .globalAveragePool: need = true
-            case .flatten: need = false
-            case .residual(let block): need = needsFull(block, after: need) || need
-            default: break
-            }
+    /// After pooling layer `ordinal`: the pairs' variances from `pools`, or, for a sample
+    /// against itself, the diagonal of its block (recorded).
+    func setPooledVariances(_ state: inout SpatialState, ordinal: Int) {
+        let size = state.layout == .flat ? 1 : state.positions
+        if let pools {
+            (state.q1, state.q2) = pools(ordinal, size)
+            return
         }
-        return need
-    }
-
-    private mutating func spatialSteps(_ layers: [Layer], path: String, shape: inout [Int], needFullAfter: Bool,
-                                       pools: inout Int) throws(ModelError) -> [SpatialStep] {
-        var result: [SpatialStep] = []
-        // Whether the state is full here (it becomes diagonal once nothing ahead needs more).
-        var full = Self.needsFull(layers, after: needFullAfter)
-        for (position, layer) in layers.enumerated() {
-            let index = path.isEmpty ? "\(position)" : "\(path).\(position)"
-            let spatialAxes = Array(shape.dropLast()), channels = shape.last!
-            switch layer {
-            case .dense(let dense):
-                result.append(.affine(denseStep(weightStd: dense.weightStd, biasStd: dense.biasStd, fanIn: channels)))
-                shape = spatialAxes + [dense.width]
-                seenDense = true
-                gaussian = true
-            case .conv(let conv):
-                let windows = try Self.windowMap(index: index, spatial: spatialAxes, window: conv.kernel, strides: conv.effectiveStrides, padding: conv.padding)
-                result.append(.windowMean(windows))
-                result.append(.affine(denseStep(weightStd: conv.weightStd, biasStd: conv.biasStd, fanIn: windows.windowVolume * channels)))
-                shape = windows.outputSpatial + [conv.channels]
-                seenDense = true
-                gaussian = true
-            case .averagePool(let pool):
-                let windows = try Self.windowMap(index: index, spatial: spatialAxes, window: pool.window, strides: pool.effectiveStrides, padding: pool.padding)
-                result.append(.pool(windows, ordinal: pools))
-                pools += 1
-                shape = windows.outputSpatial + [channels]
-            case .globalAveragePool:
-                result.append(.globalPool(ordinal: pools))
-                pools += 1
-                shape = [channels]
-            case .flatten:
-                result.append(.flatten)
-                shape = [shape.reduce(1, *)]
-            case .activation(let activation, let degree):
-                if !seenDense {
-                    inputActivations.append(activation)
-                    continue
-                }
-                if !gaussian {
-                    throw ModelError("layer \(index): \(activation.name) acts on a value that is not Gaussian in the infinite-width limit (it follows another activation, or a residual sum of a non-Gaussian branch); put a dense or conv layer before it")
-                }
-                gaussian = false
-                result.append(.activation(step(activation, degree: degree)))
-            case .residual(let block):
-                if !seenDense || !gaussian {
-                    throw ModelError("layer \(index): the residual sum's skip branch is not Gaussian in the infinite-width limit (\(seenDense ? "the block's input is the output of an activation" : "it is the raw input")); neural-tangents has no analytic kernel for such a sum either: take the skip after a dense or conv layer (a pre-activation block), or use --kernel empirical")
-                }
-                let after = Self.needsFull(Array(layers[(position + 1)...]), after: needFullAfter)
-                var inner = shape
-                let steps = try spatialSteps(block, path: index, shape: &inner, needFullAfter: after, pools: &pools)
-                if !gaussian {
-                    throw ModelError("layer \(index): the residual block's output is not Gaussian in the infinite-width limit (it ends with an activation); neural-tangents has no analytic kernel for such a sum either: end the block with a dense or conv layer, or use --kernel empirical")
-                }
-                result.append(.residual(steps))
-            }
-            let ahead = Self.needsFull(Array(layers[(position + 1)...]), after: needFullAfter)
-            if full && !ahead && shape.count > 1 {
-                result.append(.toDiagonal)
-                full = false
-            }
-        }
-        return result
-    }
-
-    private func denseStep(weightStd: Double, biasStd: Double?, fanIn: Int) -> DenseStep {
-        DenseStep(weightVariance: weightStd * weightStd, biasVariance: biasStd.map { $0 * $0 } ?? 0, hasBias: biasStd != nil,
-                  fanIn: Double(fanIn), standard: spec.parameterization == .standard)
-    }
-
-    private static func windowMap(index: String, spatial: [Int], window: [Int], strides: [Int], padding: Padding) throws(ModelError) -> WindowMap {
-        do {
-            return try WindowMap(inputSpatial: spatial, window: window, strides: strides, padding: padding)
-        } catch {
-            throw ModelError("layer \(index): \(error.message)")
-        }
+        var diagonal = [Double](repeating: 0, count: size)
+        for p in 0..<size { diagonal[p] = state.k[p * size + p] }
+        state.q1 = diagonal
+        state.q2 = diagonal
+        record(ordinal, diagonal)
     }
 }
 
 extension RectifiedStep {
+    /// On spatial states, `applyVectorized` entry by entry.
+    func apply(_ state: inout SpatialState, _ run: SpatialRun) {
+        state.entrywise { k, t, q1, q2 in applyVectorized(k: k, t: t, q1: q1, q2: q2) }
+    }
+
     /// `apply` four entries at a time, with `VectorMath.atan2` for the angle (within two
     /// ulps of libm's): the spatial states have P² entries per pair, and the angle is most
     /// of their cost. An angle of exactly 0 (identical rows) and π/2 (s = q₁₂ = 0) stay exact.

@@ -96,13 +96,10 @@ private func directQuadrature(_ activation: Activation, _ rule: GaussHermiteRule
         let kernel = try InfiniteWidthKernel(spec: spec, inputWidth: d)
         let a = x1.doubles(), b = x2.doubles()
         let usesQuadrature = spec.layers.contains {
-            if case .activation(let act, _) = $0 { return [.tanh, .sigmoid, .softplus].contains(act) }
-            return false
+            guard let act = $0.as(ActivationLayer.self)?.activation else { return false }
+            return [.tanh, .sigmoid, .softplus].contains(act)
         }
-        let usesRelu = spec.layers.contains {
-            if case .activation(.relu, _) = $0 { return true }
-            return false
-        }
+        let usesRelu = spec.layers.contains { $0.as(ActivationLayer.self)?.activation == .relu }
         // Closed forms follow neural-tangents' expressions operation by operation, so only
         // the input dot products (XLA's summation order vs ours) and a few roundings per
         // layer differ: 1e-12 is ~1e4 ulps of room. The quadrature case sums 4096 terms per
@@ -249,14 +246,13 @@ private func directQuadrature(_ activation: Activation, _ rule: GaussHermiteRule
             q /= Double(d)
             var t = 0.0
             for layer in spec.layers {
-                switch layer {
-                case .dense(let dense):
+                if let dense = layer.as(DenseLayer.self) {
                     q = q * (dense.weightStd * dense.weightStd) + dense.biasStd! * dense.biasStd!
                     t = q + dense.weightStd * dense.weightStd * t
-                case .activation:
+                } else if layer.as(ActivationLayer.self) != nil {
                     q *= 0.5
                     t *= 0.5
-                default:
+                } else {
                     Issue.record("the model has only dense layers and activations")
                 }
             }

@@ -26,10 +26,15 @@ public struct ConvLayer: Sendable, Equatable, Hashable {
     /// The strides in effect.
     public var effectiveStrides: [Int] { strides ?? kernel.map { _ in 1 } }
 
-    static let keys = ["type", "channels", "kernel", "strides", "padding", "W_std", "b_std"]
+}
 
-    /// Checks the fields (the shapes are checked against the input later).
-    func validate(index: String) throws(ModelError) {
+extension ConvLayer: LayerType {
+    public static let typeNames = ["conv"]
+    public static func keys(for type: String) -> [String] { ["type", "channels", "kernel", "strides", "padding", "W_std", "b_std"] }
+
+    /// Checks the fields (the shapes are checked against the input by `plan`).
+    public func validate(path: LayerPath) throws(ModelError) {
+        let index = path.index
         if channels <= 0 || channels > ModelSpec.maximumInteger {
             throw ModelError("layer \(index): conv channels must be a positive integer of at most \(ModelSpec.maximumInteger), got \(channels)")
         }
@@ -40,11 +45,11 @@ public struct ConvLayer: Sendable, Equatable, Hashable {
                 throw ModelError("layer \(index): conv \"strides\" has \(strides.count) entries but \"kernel\" has \(kernel.count)")
             }
         }
-        if !weightStd.isFinite || weightStd < 0 { throw ModelError("layer \(index): W_std must be finite and non-negative, got \(weightStd)") }
-        if let b = biasStd, !b.isFinite || b < 0 { throw ModelError("layer \(index): b_std must be finite and non-negative, got \(b)") }
+        try JSONFields.checkStandardDeviations(weightStd, biasStd, path: path)
     }
 
-    static func decode(_ layer: [String: JSONValue], index: String) throws(ModelError) -> ConvLayer {
+    public static func decode(_ layer: [String: JSONValue], type: String, path: LayerPath) throws(ModelError) -> ConvLayer {
+        let index = path.index
         guard let channels = try JSONFields.integer(layer["channels"], "channels", index) else {
             throw ModelError("layer \(index): conv needs an integer \"channels\"")
         }
@@ -56,16 +61,56 @@ public struct ConvLayer: Sendable, Equatable, Hashable {
         let result = ConvLayer(channels: channels, kernel: kernel, strides: strides, padding: padding,
                                weightStd: try JSONFields.number(layer["W_std"], "W_std", index) ?? 1,
                                biasStd: try JSONFields.number(layer["b_std"], "b_std", index))
-        try result.validate(index: index)
+        try result.validate(path: path)
         return result
     }
 
-    func encode() -> [String: Any] {
+    public func encode() -> [String: Any] {
         var o: [String: Any] = ["type": "conv", "channels": channels, "kernel": kernel, "padding": padding.rawValue, "W_std": weightStd]
         if let strides { o["strides"] = strides }
         o["b_std"] = biasStd.map { $0 as Any } ?? NSNull()
         return o
     }
+
+    /// h_p = s z_p W + t b at every output position p, z_p the window's patch (kh·kw·C_in
+    /// values, zeros where it reads padding).
+    public func plan(input shape: [Int], builder: inout PlanBuilder, path: LayerPath) throws(ModelError) -> [Int] {
+        let spatial = Array(shape.dropLast()), channels = shape.last!
+        try builder.requireSpatial(shape, rank: kernel.count, what: "conv", path: path)
+        let windows = try builder.window(path: path, "conv", spatial: spatial, window: kernel, strides: effectiveStrides, padding: padding)
+        try builder.addParameterized(path: path, fanIn: kernel.reduce(1, *) * channels, fanOut: self.channels,
+                                     positions: windows.positions, channelsIn: channels, inputPositions: spatial.reduce(1, *),
+                                     windows: windows.map, weightShape: kernel + [channels, self.channels],
+                                     weightStd: weightStd, biasStd: biasStd)
+        return windows.output + [self.channels]
+    }
+
+    /// The window average over the offsets two positions share, then the dense map entry by
+    /// entry with fan-in kh·kw·C_in (docs/maths.md §7).
+    public func kernelMaps(_ builder: inout KernelBuilder, path: LayerPath) throws(ModelError) {
+        guard builder.isSpatial else { throw ModelError("\(path): a spatial layer on a flat value") }
+        let spatial = Array(builder.shape.dropLast()), channelsIn = builder.shape.last!
+        let windows = try KernelBuilder.windowMap(path: path, spatial: spatial, window: kernel, strides: effectiveStrides, padding: padding)
+        builder.append(WindowMeanMap(windows: windows))
+        builder.append(builder.denseStep(weightStd: weightStd, biasStd: biasStd, fanIn: windows.windowVolume * channelsIn))
+        builder.shape = windows.outputSpatial + [channels]
+        builder.enterGaussian()
+    }
+
+    public var outputWidth: Int? { channels }
+
+    public func widened(to width: Int) -> ConvLayer {
+        var copy = self
+        copy.channels = width
+        return copy
+    }
+}
+
+/// K'[p, p'] = (1/V) Σ_v K[p + v, p' + v] over the window offsets (padding reads zeros,
+/// CIRCULAR wraps): the first half of a convolution's map.
+struct WindowMeanMap: KernelMap {
+    let windows: WindowMap
+    func apply(_ state: inout SpatialState, _ run: SpatialRun) { SpatialProgram.windowMean(windows, &state) }
 }
 
 /// Checks shared by window-shaped fields (kernel, window, strides).
