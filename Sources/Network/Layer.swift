@@ -112,7 +112,7 @@ public struct Layer: Sendable, Hashable {
 /// them. A new layer type is one file in `Layers/` and one entry here.
 public enum LayerRegistry {
     public static let types: [any LayerType.Type] = [
-        DenseLayer.self, ConvLayer.self, PoolLayer.self, GlobalAveragePool.self, Flatten.self, ResidualBlock.self,
+        DenseLayer.self, ConvLayer.self, PoolLayer.self, GlobalAveragePool.self, GlobalSumPool.self, Flatten.self, ResidualBlock.self,
         ActivationLayer.self,
     ]
 

@@ -28,6 +28,34 @@ import Testing
         #expect(try ModelSpec.decode(json: spec.encodeJSON()) == spec)
     }
 
+    @Test("global_sum_pool decodes, encodes, refuses flat input and keys it does not have, and is the global mean times the positions")
+    func globalSumPool() throws {
+        let json = #"{"input_shape": [3, 4, 2], "layers": [{"type": "conv", "channels": 3, "kernel": [2, 2]}, {"type": "relu"}, {"type": "global_sum_pool"}, {"type": "dense", "width": 2}]}"#
+        let spec = try ModelSpec.decode(json: Data(json.utf8))
+        #expect(spec.layers[2] == Layer(GlobalSumPool()))
+        #expect(try ModelSpec.decode(json: spec.encodeJSON()) == spec)
+        #expect(spec.layers[2].base.flattens && spec.layers[2].base.isChannelwise)
+        let plan = try NetworkPlan(spec: spec, dataShape: [24])
+        #expect(plan.outputShape == [2])
+        #expect(plan.geometry[1].fanIn == 3)
+        // f(x) with the sum is f(x) with the mean after the readout's W is scaled by the positions (2 x 3).
+        var mean = spec
+        mean.layers[2] = .globalAveragePool
+        let sumNetwork = Network.initialized(spec: spec, inputShape: [24], seed: 7)
+        var scaled = sumNetwork.parameters
+        scaled[1] = DenseParameters(weights: scaled[1].weights.map { $0 * 6 }, bias: scaled[1].bias)
+        let meanNetwork = try Network(spec: mean, inputShape: [24], parameters: scaled)
+        let x = (0..<48).map { sin(Double($0)) }
+        let a = sumNetwork.outputs(x, count: 2), b = meanNetwork.outputs(x, count: 2)
+        for (u, v) in zip(a, b) { #expect(abs(u - v) <= 1e-13 * max(1, abs(v))) }
+        #expect(throws: ModelError.self) {
+            try ModelSpec.decode(json: Data(#"{"layers": [{"type": "global_sum_pool"}, {"type": "dense", "width": 1}]}"#.utf8)).validate(inputWidth: 4)
+        }
+        #expect(throws: ModelError("layer 0: unknown key \"window\" for a global_sum_pool layer")) {
+            try ModelSpec.decode(json: Data(#"{"layers": [{"type": "global_sum_pool", "window": 2}, {"type": "dense", "width": 1}]}"#.utf8))
+        }
+    }
+
     @Test("shapes flow through the layers: SAME keeps ⌈n/s⌉, VALID ⌊(n − w)/s⌋ + 1, pooling strides default to the window")
     func shapes() throws {
         let spec = try ModelSpec.decode(json: Data(Self.cnn.utf8))

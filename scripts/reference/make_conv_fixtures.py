@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate the convolutional reference fixtures (conv, avg_pool, global_avg_pool, flatten).
+"""Generate the convolutional reference fixtures (conv, avg_pool, global_avg_pool, global_sum_pool, flatten).
 
 Run with the venv made by scripts/reference/setup.sh:
 
@@ -34,7 +34,7 @@ Model schema (the tool's JSON) and its stax mapping:
       padding VALID (default) | SAME | CIRCULAR}
       -> stax.AvgPool(window, strides, padding) (normalize_edges False: always / prod(window),
       zero-padded entries included).
-  global_avg_pool -> stax.GlobalAvgPool(); flatten -> stax.Flatten() (C order over (H, W, C)).
+  global_avg_pool -> stax.GlobalAvgPool(); global_sum_pool -> stax.GlobalSumPool(); flatten -> stax.Flatten() (C order over (H, W, C)).
   dense / activations / residual as in make_fixtures.py; dense on spatial data acts on the
       channel axis at each position (fan-in = channels).
   params.npz: W0, b0, W1, ... over the layers with parameters (conv and dense), depth-first
@@ -118,6 +118,7 @@ def avg_pool(window, strides=None, padding=None):
 
 
 GAP = {"type": "global_avg_pool"}
+GSP = {"type": "global_sum_pool"}
 FLATTEN = {"type": "flatten"}
 
 
@@ -144,6 +145,8 @@ def stax_layer(layer, param, analytic):
                             normalize_edges=False)
     if t == "global_avg_pool":
         return stax.GlobalAvgPool()
+    if t == "global_sum_pool":
+        return stax.GlobalSumPool()
     if t == "flatten":
         return stax.Flatten()
     return mf.stax_layer(layer, param, analytic)
@@ -245,7 +248,7 @@ def walk_params(layers, shape):
         elif t == "avg_pool":
             _, out_sp = gather(shape[:-1], layer["window"], pool_strides(layer), layer.get("padding", "VALID"))
             shape = out_sp + shape[-1:]
-        elif t == "global_avg_pool":
+        elif t in ("global_avg_pool", "global_sum_pool"):
             shape = shape[-1:]
         elif t == "flatten":
             shape = (int(np.prod(shape)),)
@@ -289,7 +292,7 @@ def to_stax_params(model, init_fn, input_shape, flat):
                 par = type(ref_p[1])((fill(layer["layers"], block_ref, rank), ()))
                 params.append(type(ref_p)([(), par, ()]))
                 continue
-            if t in ("flatten", "global_avg_pool"):
+            if t in ("flatten", "global_avg_pool", "global_sum_pool"):
                 rank = 2
             if t not in PARAM_LAYERS:
                 assert ref_p == (), ref_p
@@ -361,8 +364,8 @@ def np_forward(model, flat, x, input_shape):
                 M = A.sum(1) / A.shape[1]
                 trace.append(("linear", M))
                 z, sp = np.einsum("op,npc->noc", M, z), out_sp
-            elif t == "global_avg_pool":
-                M = np.full((1, z.shape[1]), 1.0 / z.shape[1])
+            elif t in ("global_avg_pool", "global_sum_pool"):
+                M = np.full((1, z.shape[1]), 1.0 / z.shape[1] if t == "global_avg_pool" else 1.0)
                 trace.append(("linear", M))
                 z, sp = np.einsum("op,npc->noc", M, z), ()
             elif t == "flatten":
@@ -467,8 +470,8 @@ def np_analytic(model, x, input_shape):
                 A, sp = gather(sp, layer["window"], pool_strides(layer), layer.get("padding", "VALID"))
                 M = A.sum(1) / A.shape[1]
                 K, T = lin(M, K), lin(M, T)
-            elif t == "global_avg_pool":
-                M = np.full((1, K.shape[2]), 1.0 / K.shape[2])
+            elif t in ("global_avg_pool", "global_sum_pool"):
+                M = np.full((1, K.shape[2]), 1.0 / K.shape[2] if t == "global_avg_pool" else 1.0)
                 K, T, sp = lin(M, K), lin(M, T), ()
             elif t == "flatten":
                 c = c * K.shape[2]
@@ -555,6 +558,12 @@ EMPIRICAL_CASES = [
          model={"parameterization": "ntk", "layers": [
              conv(3, [4], "CIRCULAR", None, 1.4, 0.3), act("leaky_relu", alpha=0.2),
              avg_pool([3], [2], "CIRCULAR"), FLATTEN, dense(2, 1.0, 0.1)]}),
+    dict(name="global_sum_pool_standard", seed=510, n1=4, n2=3, input_shape=[5, 4, 2], flat=False,
+         description="5x4x2 -> conv(3, 3x3, SAME, W_std 1.3, b_std 0.2) -> relu -> conv(4, 2x2, VALID, W_std 1.3) -> "
+                     "gelu -> global_sum_pool (sum over 4x3 positions) -> dense(2, W_std 1, b_std 0.1), standard, k=2",
+         model={"parameterization": "standard", "layers": [
+             conv(3, [3, 3], "SAME", None, 1.3, 0.2), act("relu"), conv(4, [2, 2], "VALID", None, 1.3),
+             act("gelu"), GSP, dense(2, 1.0, 0.1)]}),
 ]
 
 
@@ -633,6 +642,13 @@ ANALYTIC_CASES = [
                      "(W_std 1.1, b_std 0.2) -> global_avg_pool -> dense(1, W_std 1, no bias), standard",
          model={"parameterization": "standard", "layers": [
              conv(3, [2, 2], "SAME", None, 1.2, 0.3), act("identity"), dense(4, 1.1, 0.2), GAP, dense(1, 1.0)]}),
+    dict(name="global_sum_pool_relu", seed=611, n1=4, n2=3, input_shape=[4, 5, 2], flat=False, tol=1e-7,
+         description="4x5x2 -> conv(4, 3x3, SAME, W_std sqrt2, b_std 0.1) -> relu -> avg_pool [2,2] SAME -> "
+                     "conv(4, 2x2, SAME, W_std sqrt2) -> relu -> global_sum_pool (sum over 2x3 positions: "
+                     "36 times the global mean's kernels) -> dense(1, W_std 1, b_std 0.1), ntk",
+         model={"parameterization": "ntk", "layers": [
+             conv(4, [3, 3], "SAME", None, SQRT2, 0.1), act("relu"), avg_pool([2, 2], None, "SAME"),
+             conv(4, [2, 2], "SAME", None, SQRT2), act("relu"), GSP, dense(1, 1.0, 0.1)]}),
 ]
 
 

@@ -24,7 +24,7 @@ layers (there, ``stax.Elementwise(jnp.tanh)`` or ``stax.ElementwiseNumerical``);
 infinite-width kernels use Gauss–Hermite quadrature of ``quadrature_degree`` points
 (the tool's default 64).
 
-Convolutional networks: ``Conv``, ``AvgPool``, ``GlobalAvgPool`` and ``Flatten`` as
+Convolutional networks: ``Conv``, ``AvgPool``, ``GlobalAvgPool``, ``GlobalSumPool`` and ``Flatten`` as
 neural-tangents' (channels last: inputs (N, H, W, C) or (N, L, C), filters HWIO). One
 difference: ``AvgPool(window)`` without ``strides`` has neural-tangents' stride 1, while a
 model file's ``avg_pool`` without ``"strides"`` has strides equal to the window, so the
@@ -48,7 +48,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = [
-    "Layer", "Dense", "Conv", "AvgPool", "GlobalAvgPool", "Flatten", "Relu", "LeakyRelu", "Erf",
+    "Layer", "Dense", "Conv", "AvgPool", "GlobalAvgPool", "GlobalSumPool", "Flatten", "Relu", "LeakyRelu", "Erf",
     "Gelu", "Tanh", "Sigmoid", "Softplus", "Identity", "serial", "residual", "FanOut", "parallel",
     "FanInSum", "Kernel", "from_dict", "load",
 ]
@@ -439,6 +439,17 @@ class GlobalAvgPool(Layer):
         return (shape[-1],)
 
 
+class GlobalSumPool(GlobalAvgPool):
+    """The sum over all spatial positions, as ``neural_tangents.stax.GlobalSumPool``:
+    (N, *spatial, C) to (N, C)."""
+
+    def __repr__(self) -> str:
+        return "GlobalSumPool()"
+
+    def _json_layers(self) -> List[Dict[str, Any]]:
+        return [{"type": "global_sum_pool"}]
+
+
 class Flatten(Layer):
     """All of a sample's axes into one, in C order (channels fastest), as
     ``neural_tangents.stax.Flatten``: (N, H, W, C) to (N, H·W·C)."""
@@ -775,6 +786,8 @@ def _layer_from_dict(entry: Mapping[str, Any]) -> Layer:
                        padding=_file_padding(entry))
     if kind == "global_avg_pool":
         return GlobalAvgPool()
+    if kind == "global_sum_pool":
+        return GlobalSumPool()
     if kind == "flatten":
         return Flatten()
     if kind == "residual":
@@ -910,6 +923,8 @@ def forward(model: Mapping[str, Any], params: Mapping[str, Any], x: np.ndarray) 
                     axis=tuple(range(-len(window), 0))) / math.prod(window)
             elif kind == "global_avg_pool":
                 z = z.mean(axis=tuple(range(1, z.ndim - 1)))
+            elif kind == "global_sum_pool":
+                z = z.sum(axis=tuple(range(1, z.ndim - 1)))
             elif kind == "flatten":
                 z = z.reshape(z.shape[0], -1)
             elif kind == "dense":
