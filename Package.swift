@@ -75,7 +75,7 @@ let package = Package(
         // Tests read the committed reference fixtures in Tests/Fixtures by path.
         .testTarget(name: "NetworkTests", dependencies: ["Network", "NumPyIO"]),
         .testTarget(name: "GramEngineTests", dependencies: ["GramEngine", "Network", "NumPyIO", "LinearAlgebra"]),
-        .testTarget(name: "CLITests", dependencies: ["NumPyIO"]),
+        .testTarget(name: "CLITests", dependencies: ["NumPyIO", "LinearAlgebra"]),
         .testTarget(name: "PlotsTests", dependencies: ["Plots"]),
         .testTarget(name: "LearningDynamicsTests", dependencies: ["LearningDynamics", "LinearAlgebra", "NumPyIO"]),
     ]

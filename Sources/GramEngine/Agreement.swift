@@ -70,8 +70,13 @@ public enum Report {
                             s.ranks, s.tiles, s.tileSize, s.method, s.seconds["total"] ?? 0, s.seconds["tiles"] ?? 0,
                             s.seconds["gather"] ?? 0, s.seconds["eigen"].map { String(format: ", eigen %.2f s", $0) } ?? ""))
         if let sp = s.spectrum {
+            let topOnly = s.krylov != nil || s.density != nil
             let cond = sp.conditionNumber.map { String(format: "%.4g", $0) } ?? "inf (singular)"
-            lines.append(String(format: "  spectrum: min %.6g, max %.6g, trace %.6g, condition number %@", sp.min, sp.max, sp.trace, cond))
+            if topOnly {
+                lines.append(String(format: "  top eigenvalues (block Lanczos): smallest of them %.6g, max %.6g, their sum %.6g", sp.min, sp.max, sp.trace))
+            } else {
+                lines.append(String(format: "  spectrum: min %.6g, max %.6g, trace %.6g, condition number %@", sp.min, sp.max, sp.trace, cond))
+            }
             if let d = s.diagnostics {
                 func g(_ v: Double?) -> String { v.map { String(format: "%.4g", $0) } ?? "n/a" }
                 lines.append("  effective rank \(g(d.effectiveRank)), participation ratio \(g(d.participationRatio)), stable rank \(g(d.stableRank)), decay exponent \(g(d.decayExponent))")
@@ -79,6 +84,14 @@ public enum Report {
             if let rate = s.maxStableLearningRate {
                 lines.append(String(format: "  largest stable learning rate (MSE, c = N·k): %.6g", rate))
             }
+        }
+        if let d = s.density {
+            func e(_ x: Estimate) -> String {
+                String(format: "%.5g", x.value) + (x.standardError.map { String(format: " ± %.2g", $0) } ?? "")
+            }
+            lines.append("  spectral density (\(d.probes) probes x \(d.steps) Lanczos steps; estimates ± standard errors):")
+            lines.append("  trace \(e(d.trace)), effective rank \(e(d.effectiveRank)), participation ratio \(e(d.participationRatio)), lambda_max >= \(String(format: "%.6g", d.lambdaMaxRitz))"
+                         + (d.decayExponent.map { String(format: ", decay exponent %.4g (top %d)", $0, d.decayFitModes ?? 0) } ?? ""))
         }
         lines.append("  wrote \(s.files.joined(separator: ", ")) to \(directory)")
         print(lines.joined(separator: "\n"))

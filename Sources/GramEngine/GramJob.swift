@@ -36,11 +36,17 @@ public struct GramOptions: Sendable {
     public var eigenSolver: EigenSolver = .auto
     /// Only the K largest eigenpairs (nil: all).
     public var eigenTop: Int?
+    /// The spectral density by stochastic Lanczos quadrature on the distributed kernel
+    /// (`--eigen density`; `eigen` is then .none: no rank gathers the kernel).
+    public var density: SpectralDensityOptions?
     public var force = false
     /// No report on stdout.
     public var quiet = false
     /// Tiles, per-sample cache, checkpoints, memory budget, progress.
     public var engine = EngineOptions()
+
+    /// The number of top eigenpairs computed, when not the whole spectrum.
+    var topCount: Int? { eigenTop ?? density?.topK }
 
     /// The checkpoint directory in use.
     public var effectiveCheckpointDirectory: String { engine.checkpointDirectory(output: output) }
@@ -53,6 +59,19 @@ public struct GramOptions: Sendable {
         self.parameters = parameters
         self.output = output
     }
+}
+
+/// `--eigen density`: stochastic Lanczos quadrature (docs/maths.md §9).
+public struct SpectralDensityOptions: Sendable {
+    /// Rademacher probe vectors (the estimates' standard errors shrink as 1/√probes).
+    public var probes: Int = 16
+    /// Lanczos steps per probe (Gauss nodes per probe's rule).
+    public var steps: Int = 80
+    /// The probes' seed.
+    public var seed: UInt64 = 1
+    /// Also the K largest eigenvalues, by block Lanczos on the same tiles (`--eigen-top`).
+    public var topK: Int?
+    public init() {}
 }
 
 /// The machine-readable record of a run, written as summary.json.
@@ -95,6 +114,8 @@ public struct GramSummary: Codable, Sendable {
     public var krylov: Krylov?
     /// With `--seeds`: the draws and their spread around the mean kernel.
     public var ensemble: EnsembleSummary?
+    /// With `--eigen density`: the estimates of stochastic Lanczos quadrature.
+    public var density: DensitySummary?
 
     public struct Krylov: Codable, Sendable {
         public var cycles: Int
@@ -132,7 +153,7 @@ public struct GramSummary: Codable, Sendable {
         case tool, kernel, method, n, m, parameters, parameterization, ranks, tiles, seconds, spectrum, files
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
         case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
-        case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen", krylov = "krylov", ensemble
+        case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen", krylov = "krylov", ensemble, density
         case eigenSolver = "eigen_solver", tileKernels = "tile_kernels"
         case diagnostics, maxStableLearningRate = "max_stable_learning_rate", memoryEstimate = "memory_estimate", layers, work
     }
@@ -186,6 +207,7 @@ public enum GramJob {
         func memoryPlan(_ solver: EigenSolver) -> MemoryPlan {
             MemoryPlan.estimate(n: n, m: m, inputWidth: inputs.inputWidth, outputs: k, outputKernel: options.outputKernel,
                                 eigen: m == nil ? options.eigen : .none, solver: solver, top: options.eigenTop,
+                                density: m == nil ? options.density.map { ($0.probes, $0.steps, $0.topK) } : nil,
                                 ranks: world.size, tileSize: tileSize,
                                 perSampleBytes: perSampleBytes, cacheBytes: cacheBytes,
                                 inputBytes: inputs.bytes)
@@ -335,7 +357,8 @@ public enum GramJob {
             result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
                                        checkpoint: checkpoint, reuse: reuse, progress: options.engine.progress, world: world,
                                        assemble: !stream, sink: sink,
-                                       keepTiles: !stream || (m == nil && options.eigen != .none && (solver.isBlockCyclic || solver == .krylov)))
+                                       keepTiles: !stream || (m == nil && options.eigen != .none && (solver.isBlockCyclic || solver == .krylov))
+                                                  || (m == nil && options.density != nil))
         } catch let failure as AgreedFailure {
             // Every rank stops here together: release the shared memory collectively.
             try? computer.release()
@@ -380,6 +403,32 @@ public enum GramJob {
             if options.eigen == .vectors { distributedVectors = solved.vectors }
             distributedSeconds = Clock.seconds(since: start)
             krylovReport = (solved.cycles, solved.products, solved.blockSize, solved.maxResidual)
+        }
+        // --eigen density: stochastic Lanczos quadrature on the tiles where the ranks computed
+        // them (and the top K by block Lanczos with --eigen-top); no rank gathers the kernel.
+        var densityReport: (density: SpectralDensity, seconds: Double)? = nil
+        if let density = options.density, m == nil {
+            let start = Clock.now
+            let op = TileOperator(plan: plan, entry: entry, tiles: result.tiles, world: world)
+            result.tiles = [:]
+            let solved = try agreement.stage(quietly: true) { () throws(NTKError) -> (StochasticLanczos.Result, BlockKrylov.Result?) in
+                do {
+                    let rules = try StochasticLanczos.run(n: op.order, probes: density.probes, steps: density.steps, seed: density.seed) { x, count in
+                        try op.apply(x, count: count)
+                    }
+                    return (rules, try density.topK.map { try op.largest($0) })
+                } catch let error as NTKError {
+                    throw error
+                } catch {
+                    throw NTKError(.software, "stochastic Lanczos quadrature: \(error)")
+                }
+            }
+            if let top = solved.1 {
+                distributedValues = top.values
+                krylovReport = (top.cycles, top.products, top.blockSize, top.maxResidual)
+            }
+            densityReport = (SpectralDensity(result: solved.0, steps: density.steps), Clock.seconds(since: start))
+            distributedSeconds = densityReport!.seconds
         }
         if stream && m == nil && options.eigen != .none && solver.isBlockCyclic {
             let start = Clock.now
@@ -440,6 +489,7 @@ public enum GramJob {
             try finish(options: options, loaded: loaded, plan: plan, memory: memory, solver: solver, streamedKernel: streamed?.path,
                        checkpoint: checkpoint.map { ($0, checkpointLock) },
                        distributedEigen: distributedValues.map { ($0, distributedVectors, vectorsStaged, distributedSeconds ?? 0, krylovReport) },
+                       density: densityReport,
                        outputs: (precomputedOutputs, precomputedOutputs2),
                        kernel: &kernel, rows: rowCount, columns: columnCount,
                        output: output, ranks: world.size, localRanks: localRanks, tilesReused: result.reused,
@@ -634,6 +684,7 @@ public enum GramJob {
                        checkpoint: (Checkpoint, DirectoryLock?)?,
                        distributedEigen: (values: [Double], vectors: [Double]?, vectorsStaged: Bool, seconds: Double,
                                           krylov: (cycles: Int, products: Int, blockSize: Int, residual: Double)?)?,
+                       density: (density: SpectralDensity, seconds: Double)? = nil,
                        outputs precomputed: ([Double]?, [Double]?),
                        kernel: inout [Double], rows: Int, columns: Int,
                        output: OutputDirectory, ranks: Int, localRanks: Int, tilesReused: Int, seconds: [String: Double],
@@ -668,7 +719,7 @@ public enum GramJob {
                 }
             }
             seconds["eigen"] = Clock.seconds(since: start)
-            if let top = options.eigenTop, var full = eigen, top < full.n {
+            if let top = options.topCount, var full = eigen, top < full.n {
                 // The K largest pairs, still ascending.
                 let n = full.n
                 let keep = (n - top)..<n
@@ -704,7 +755,7 @@ public enum GramJob {
             try output.stage("spectrum.csv", SpectralReport.csv(eigenvalues: eigen.values))
             files.append("spectrum.csv")
             files += try output.stagePlot("spectrum", SpectralReport.spectrumPlot(
-                eigenvalues: eigen.values, title: options.eigenTop.map { "NTK spectrum: the top \($0) eigenvalues" } ?? "NTK spectrum"))
+                eigenvalues: eigen.values, title: options.topCount.map { "NTK spectrum: the top \($0) eigenvalues" } ?? "NTK spectrum"))
         }
         // f(X) comes with the per-sample quantities when they were computed for every
         // sample; otherwise one more forward pass.
@@ -718,10 +769,16 @@ public enum GramJob {
         seconds["total"] = Clock.seconds(since: totalStart)
 
         var spectrum: GramSummary.Spectrum? = nil
+        if let density {
+            try output.stage("spectrum_density.csv", density.density.csv)
+            files.append("spectrum_density.csv")
+            files += try output.stagePlot("spectrum_density", density.density.plot)
+            seconds["density"] = density.seconds
+        }
         if let eigen, let lo = eigen.values.first, let hi = eigen.values.last {
             // With --eigen-top only the largest values are known: no condition number.
             spectrum = GramSummary.Spectrum(min: lo, max: hi, trace: eigen.values.reduce(0, +),
-                                            conditionNumber: lo > 0 && options.eigenTop == nil ? hi / lo : nil)
+                                            conditionNumber: lo > 0 && options.topCount == nil ? hi / lo : nil)
         }
         var summary = GramSummary(method: options.engine.method.rawValue, outputKernel: options.outputKernel.rawValue,
                                   n: n, m: m, inputWidth: loaded.data.width, outputs: k,
@@ -732,6 +789,15 @@ public enum GramJob {
         summary.kernel = options.kernel.rawValue
         summary.blasCoreChoice = BLASLibrary.coreChoice(environment: ProcessInfo.processInfo.environment)
         if distributedEigen == nil && plan.symmetric && options.eigen != .none { summary.blasThreadsEigen = localRanks }
+        if let density {
+            summary.density = density.density.summary
+            if let top = distributedEigen?.values, top.count >= 2,
+               let fit = try? SpectralDiagnostics(eigenvalues: top, decayFitModes: top.count) {
+                summary.density?.decayExponent = fit.decayExponent
+                summary.density?.decayFitModes = fit.decayFitModes
+            }
+        }
+        if density != nil && distributedEigen != nil { summary.eigenSolver = EigenSolver.krylov.rawValue }
         if plan.symmetric && options.eigen != .none {
             if solver == .elpa, case .elpa(let stage) = EigenSolver.elpaLibrary(vectors: options.eigen == .vectors) {
                 summary.eigenSolver = "elpa-\(stage)stage"
@@ -757,7 +823,7 @@ public enum GramJob {
             }
         }
         if let eigen, !eigen.values.isEmpty {
-            if options.eigenTop == nil { summary.diagnostics = try? SpectralDiagnostics(eigenvalues: eigen.values) }
+            if options.topCount == nil { summary.diagnostics = try? SpectralDiagnostics(eigenvalues: eigen.values) }
             // For the mean kernel every output shares Θ; the loss normalizes by c = N·k.
             let c = Double(loaded.data.count * k)
             if let top = eigen.values.last, top > 0 {

@@ -38,7 +38,8 @@ public struct MemoryPlan: Sendable, Equatable {
     /// The arithmetic is in doubles, so absurd sizes give huge estimates (refused), never
     /// wrapped ones; the result saturates at `Int.max`.
     public static func estimate(n: Int, m: Int?, inputWidth d: Int, outputs k: Int, outputKernel: OutputKernel,
-                                eigen: EigenOutput, solver: EigenSolver = .lapack, top: Int? = nil, ranks: Int, tileSize: Int, perSampleBytes: Double,
+                                eigen: EigenOutput, solver: EigenSolver = .lapack, top: Int? = nil,
+                                density: (probes: Int, steps: Int, top: Int?)? = nil, ranks: Int, tileSize: Int, perSampleBytes: Double,
                                 cacheBytes: Int, inputBytes: Double? = nil) -> MemoryPlan {
         let entry = Double(outputKernel == .full ? k : 1)
         let rows = Double(n) * entry
@@ -57,6 +58,15 @@ public struct MemoryPlan: Sendable, Equatable {
         let held = streamed && !distributed ? 3 * tileBytes : share
         let mapped = streamed ? Swift.min(kernelBytes, Double(ParallelKernelFile.Writer.windowLimit) + 4 * tileBytes) : 0
         var common = Double(baseline) + inputs + held + cache + mapped
+        if let density, symmetric {
+            // Stochastic Lanczos quadrature: every rank keeps its tiles (its share) and each
+            // probe's basis of `steps` vectors of length R, the block and its product; with
+            // --eigen-top the block Lanczos basis too.
+            let probes = Double(density.probes)
+            common += share - held + 8 * probes * (Double(density.steps) + 4) * rows
+            if let top = density.top { common += 2 * 8 * 8 * Double(Swift.max(top + 8, 16)) * rows }
+            return MemoryPlan(rank0Bytes: clamp(common), otherRankBytes: clamp(common))
+        }
         if distributed && solver == .krylov {
             // Block Lanczos: every rank keeps its tiles (its share) and the basis and its
             // products, 2 · 8 blocks of b = K + 8 vectors of length R, plus small matrices.
