@@ -72,6 +72,14 @@ public struct SpectralDensityOptions: Sendable {
     /// Also the K largest eigenvalues, by block Lanczos on the same tiles (`--eigen-top`).
     public var topK: Int?
     public init() {}
+
+    /// How many of the largest eigenpairs are computed exactly and deflated from the
+    /// quadrature: K with --eigen-top K, else 16 when 10 · 16 ≤ the order, else none.
+    public func deflationCount(order: Int) -> Int {
+        if let topK { return Swift.min(topK, order) }
+        return 10 * Self.defaultDeflation <= order ? Self.defaultDeflation : 0
+    }
+    public static let defaultDeflation = 16
 }
 
 /// The machine-readable record of a run, written as summary.json.
@@ -207,7 +215,7 @@ public enum GramJob {
         func memoryPlan(_ solver: EigenSolver) -> MemoryPlan {
             MemoryPlan.estimate(n: n, m: m, inputWidth: inputs.inputWidth, outputs: k, outputKernel: options.outputKernel,
                                 eigen: m == nil ? options.eigen : .none, solver: solver, top: options.eigenTop,
-                                density: m == nil ? options.density.map { ($0.probes, $0.steps, $0.topK) } : nil,
+                                density: m == nil ? options.density.map { ($0.probes, $0.steps, $0.deflationCount(order: n * entry)) } : nil,
                                 ranks: world.size, tileSize: tileSize,
                                 perSampleBytes: perSampleBytes, cacheBytes: cacheBytes,
                                 inputBytes: inputs.bytes)
@@ -413,10 +421,14 @@ public enum GramJob {
             result.tiles = [:]
             let solved = try agreement.stage(quietly: true) { () throws(NTKError) -> (StochasticLanczos.Result, BlockKrylov.Result?) in
                 do {
-                    let rules = try StochasticLanczos.run(n: op.order, probes: density.probes, steps: density.steps, seed: density.seed) { x, count in
+                    // The top of the spectrum exactly (block Lanczos), the rest by quadrature.
+                    let deflate = density.deflationCount(order: op.order)
+                    let top = deflate > 0 ? try op.largest(deflate) : nil
+                    let rules = try StochasticLanczos.run(n: op.order, probes: density.probes, steps: density.steps, seed: density.seed,
+                                                          deflation: top.map { ($0.vectors, $0.values) }) { x, count in
                         try op.apply(x, count: count)
                     }
-                    return (rules, try density.topK.map { try op.largest($0) })
+                    return (rules, density.topK == nil ? nil : top)
                 } catch let error as NTKError {
                     throw error
                 } catch {

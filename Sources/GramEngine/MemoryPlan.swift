@@ -60,11 +60,11 @@ public struct MemoryPlan: Sendable, Equatable {
         var common = Double(baseline) + inputs + held + cache + mapped
         if let density, symmetric {
             // Stochastic Lanczos quadrature: every rank keeps its tiles (its share) and each
-            // probe's basis of `steps` vectors of length R, the block and its product; with
-            // --eigen-top the block Lanczos basis too.
+            // probe's basis of `steps` vectors of length R, the block and its product; the
+            // block Lanczos basis of the deflated top eigenpairs too.
             let probes = Double(density.probes)
             common += share - held + 8 * probes * (Double(density.steps) + 4) * rows
-            if let top = density.top { common += 2 * 8 * 8 * Double(Swift.max(top + 8, 16)) * rows }
+            if let top = density.top, top > 0 { common += 2 * 8 * 8 * Double(Swift.max(top + 8, 16)) * rows }
             return MemoryPlan(rank0Bytes: clamp(common), otherRankBytes: clamp(common))
         }
         if distributed && solver == .krylov {

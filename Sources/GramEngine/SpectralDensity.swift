@@ -31,6 +31,9 @@ public struct DensitySummary: Codable, Sendable {
     public var nonpositiveFraction: Double
     /// The Gaussian smoothing of the density, in decades of λ.
     public var smoothingDecades: Double
+    /// The largest eigenvalues computed exactly (block Lanczos) and deflated from the
+    /// quadrature (docs/maths.md §9).
+    public var deflated: Int
     /// With --eigen-top K: α of λ_r ~ r^−α fitted over the top K eigenvalues (block
     /// Lanczos, exact to its residual), and K.
     public var decayExponent: Double?
@@ -41,7 +44,7 @@ public struct DensitySummary: Codable, Sendable {
         case blockProducts = "block_products", frobeniusSquared = "frobenius_squared"
         case participationRatio = "participation_ratio", effectiveRank = "effective_rank"
         case lambdaMaxRitz = "lambda_max_ritz", nonpositiveFraction = "nonpositive_fraction"
-        case smoothingDecades = "smoothing_decades"
+        case smoothingDecades = "smoothing_decades", deflated
         case decayExponent = "decay_exponent", decayFitModes = "decay_fit_modes"
     }
 }
@@ -70,14 +73,14 @@ public struct SpectralDensity: Sendable {
                               trace: estimate(trace), frobeniusSquared: estimate(frobenius),
                               participationRatio: estimate(participation), effectiveRank: estimate(entropy),
                               lambdaMaxRitz: result.ritzRange.upperBound, nonpositiveFraction: result.cumulative(0),
-                              smoothingDecades: grid.sigma, decayExponent: nil, decayFitModes: nil)
+                              smoothingDecades: grid.sigma, deflated: result.deflated.count, decayExponent: nil, decayFitModes: nil)
     }
 
     /// The log-spaced grid of λ (200 points from the smallest positive Ritz value to the
     /// largest) and the Gaussian smoothing width in decades: the span over the steps (about
     /// the spacing of one probe's nodes), at least 0.01.
     var grid: (lambdas: [Double], sigma: Double) {
-        let positive = result.rules.flatMap(\.nodes).filter { $0 > 0 }
+        let positive = (result.rules.flatMap(\.nodes) + result.deflated).filter { $0 > 0 }
         guard let top = positive.max(), let bottom = positive.min() else { return ([], 0.01) }
         let low = log10(Swift.max(bottom, top * 1e-16)), high = log10(top)
         let span = Swift.max(high - low, 1e-3)
@@ -90,18 +93,26 @@ public struct SpectralDensity: Sendable {
     /// Rows (λ, expected eigenvalues per decade at λ, expected eigenvalues ≤ λ).
     public var table: [(lambda: Double, perDecade: Double, atOrBelow: Double)] {
         let (lambdas, sigma) = grid
-        let n = Double(result.n), probes = Double(result.rules.count)
+        let n = Double(result.n), probes = Double(max(result.rules.count, 1))
         let norm = 1 / (sigma * (2 * Double.pi).squareRoot())
         return lambdas.map { lambda in
             let t = log10(lambda)
-            var density = 0.0
+            // Each probe's rule is a probability measure over the n − K eigenvalues not
+            // deflated (as `cumulative`); the deflated ones count one each.
+            let rest = Double(result.n - result.deflated.count)
+            var estimated = 0.0
             for rule in result.rules {
                 for (node, weight) in zip(rule.nodes, rule.weights) where node > 0 {
                     let z = (t - log10(node)) / sigma
-                    density += weight * norm * exp(-0.5 * z * z)
+                    estimated += rest * weight * norm * exp(-0.5 * z * z)
                 }
             }
-            return (lambda, n * density / probes, n * result.cumulative(lambda))
+            var exact = 0.0
+            for value in result.deflated where value > 0 {
+                let z = (t - log10(value)) / sigma
+                exact += norm * exp(-0.5 * z * z)
+            }
+            return (lambda, exact + estimated / probes, n * result.cumulative(lambda))
         }
     }
 

@@ -18,10 +18,12 @@ import Foundation
 /// exact. Vectors are stored as rows, as in `BlockKrylov`: `apply` gets a row-major
 /// (count, n) block and returns A times it in the same layout; it may be collective.
 public enum StochasticLanczos {
-    /// One probe's quadrature rule: Ritz values (ascending) and weights (summing to 1).
+    /// One probe's quadrature rule: Ritz values (ascending), weights (summing to 1), and
+    /// the squared norm of the probe it started from (n, or less when deflated).
     public struct Rule: Sendable, Equatable {
         public var nodes: [Double]
         public var weights: [Double]
+        public var scale: Double
     }
 
     public struct Result: Sendable {
@@ -31,17 +33,23 @@ public enum StochasticLanczos {
         public var rules: [Rule]
         /// Products of the operator with the block of probes.
         public var products: Int
+        /// The eigenvalues deflated (known exactly, counted as they are; empty without deflation).
+        public var deflated: [Double] = []
 
-        /// The estimate of tr f(A) = Σᵢ f(λᵢ): the mean over probes of n Σ_j τ_j f(θ_j), and
-        /// its standard error (the probes' standard deviation / √probes; nil for one probe).
+        /// One probe's estimate of tr f(A): Σ f(deflated) + ‖Pz‖² Σ_j τ_j f(θ_j).
+        func perProbe(_ rule: Rule, _ f: (Double) -> Double) -> Double {
+            deflated.reduce(0) { $0 + f($1) } + rule.scale * zip(rule.nodes, rule.weights).reduce(0) { $0 + $1.1 * f($1.0) }
+        }
+
+        /// The estimate of tr f(A) = Σᵢ f(λᵢ): the mean over probes, and its standard error
+        /// (the probes' standard deviation / √probes; nil for one probe).
         public func trace(of f: (Double) -> Double) -> (estimate: Double, standardError: Double?) {
-            let perProbe = rules.map { rule in Double(n) * zip(rule.nodes, rule.weights).reduce(0) { $0 + $1.1 * f($1.0) } }
-            return Self.meanAndError(perProbe)
+            Self.meanAndError(rules.map { perProbe($0, f) })
         }
 
         /// An estimate g(tr f₁(A), tr f₂(A), …) and its jackknife standard error over the probes.
         public func ratio(_ functions: [(Double) -> Double], _ combine: ([Double]) -> Double) -> (estimate: Double, standardError: Double?) {
-            let perProbe = rules.map { rule in functions.map { f in Double(n) * zip(rule.nodes, rule.weights).reduce(0) { $0 + $1.1 * f($1.0) } } }
+            let perProbe = rules.map { rule in functions.map { f in self.perProbe(rule, f) } }
             let count = perProbe.count
             func mean(excluding skip: Int?) -> [Double] {
                 var sums = [Double](repeating: 0, count: functions.count)
@@ -63,14 +71,19 @@ public enum StochasticLanczos {
         /// The smallest and largest Ritz values over all probes (the largest is a lower bound
         /// on λ_max that converges within a few steps; the smallest an upper bound on λ_min).
         public var ritzRange: ClosedRange<Double> {
-            let all = rules.flatMap(\.nodes)
+            let all = rules.flatMap(\.nodes) + deflated
             return (all.min() ?? 0)...(all.max() ?? 0)
         }
 
-        /// The estimated fraction of eigenvalues ≤ λ: (1/probes) Σ τ_j [θ_j ≤ λ].
+        /// The estimated fraction of eigenvalues ≤ λ: the deflated ones exactly, the other
+        /// n − K as (1/probes) Σ Σ τ_j [θ_j ≤ λ] (each probe's rule a probability measure, so
+        /// the fractions reach 1 exactly).
         public func cumulative(_ lambda: Double) -> Double {
-            rules.reduce(0) { total, rule in total + zip(rule.nodes, rule.weights).reduce(0) { $1.0 <= lambda ? $0 + $1.1 : $0 } }
-                / Double(max(rules.count, 1))
+            let exact = Double(deflated.filter { $0 <= lambda }.count)
+            let estimated = Double(n - deflated.count) * rules.reduce(0) { total, rule in
+                total + zip(rule.nodes, rule.weights).reduce(0) { $1.0 <= lambda ? $0 + $1.1 : $0 }
+            } / Double(max(rules.count, 1))
+            return (exact + estimated) / Double(n)
         }
 
         static func meanAndError(_ values: [Double]) -> (estimate: Double, standardError: Double?) {
@@ -90,12 +103,49 @@ public enum StochasticLanczos {
     }
 
     /// `steps` Lanczos steps (at most n) from each of `probes` Rademacher vectors.
+    ///
+    /// With `deflation` (K orthonormal eigenvectors of A, row-major (n, K), and their
+    /// eigenvalues), the eigenvalues are counted exactly and the quadrature runs on the rest:
+    /// the probes are projected by P = I − VVᵀ and the operator is P A P, so tr f(A) =
+    /// Σ f(λ_V) + zᵀP f(A) P z in expectation. Deflating the top of a kernel's spectrum removes
+    /// most of the probes' variance, which the large eigenvalues dominate.
     public static func run(n: Int, probes: Int, steps: Int, seed: UInt64 = 1,
+                           deflation: (vectors: [Double], values: [Double])? = nil,
                            apply: ([Double], Int) throws -> [Double]) throws -> Result {
         precondition(n >= 1 && probes >= 1 && steps >= 1)
         let m = min(steps, n)
-        let scale = 1 / Double(n).squareRoot()
-        var v = Self.probes(n: n, count: probes, seed: seed).map { $0 * scale }
+        let kDeflated = deflation?.values.count ?? 0
+        // X ← X − (X V) Vᵀ for `count` rows.
+        func project(_ x: inout [Double], count: Int) {
+            guard let deflation, kDeflated > 0 else { return }
+            var c = [Double](repeating: 0, count: count * kDeflated)
+            x.withUnsafeMutableBufferPointer { xp in
+                deflation.vectors.withUnsafeBufferPointer { vp in
+                    c.withUnsafeMutableBufferPointer { cp in
+                        GEMM.multiply(m: count, n: kDeflated, k: n, a: xp.baseAddress!, lda: n, b: vp.baseAddress!, ldb: kDeflated,
+                                      c: cp.baseAddress!, ldc: kDeflated)
+                        GEMM.multiplyTransposed(m: count, n: n, k: kDeflated, alpha: -1, a: cp.baseAddress!, lda: kDeflated,
+                                                b: vp.baseAddress!, ldb: kDeflated, beta: 1, c: xp.baseAddress!, ldc: n)
+                    }
+                }
+            }
+        }
+        var v = Self.probes(n: n, count: probes, seed: seed)
+        project(&v, count: probes)
+        project(&v, count: probes)
+        var scales = [Double](repeating: Double(n), count: probes)
+        for p in 0..<probes {
+            var norm = 0.0
+            for e in 0..<n { norm += v[p * n + e] * v[p * n + e] }
+            scales[p] = norm
+            let inverse = norm > 0 ? 1 / norm.squareRoot() : 0
+            for e in 0..<n { v[p * n + e] *= inverse }
+        }
+        func applyDeflated(_ x: [Double], _ count: Int) throws -> [Double] {
+            var y = try apply(x, count)
+            project(&y, count: count)
+            return y
+        }
         // basis[p][j] is probe p's j-th Lanczos vector.
         var basis = [[Double]](repeating: [], count: probes)
         for p in 0..<probes { basis[p].reserveCapacity(m * n); basis[p] += v[(p * n)..<((p + 1) * n)] }
@@ -103,7 +153,7 @@ public enum StochasticLanczos {
         var active = [Bool](repeating: true, count: probes)
         var products = 0
         for step in 0..<m {
-            var w = try apply(v, probes)
+            var w = try applyDeflated(v, probes)
             products += 1
             var next = [Double](repeating: 0, count: probes * n)
             for p in 0..<probes where active[p] {
@@ -157,9 +207,9 @@ public enum StochasticLanczos {
             let u = eigen.vectors!
             // Column j of U belongs to θ_j; its first entry is row 0.
             let weights = (0..<size).map { u[$0] * u[$0] }
-            rules.append(Rule(nodes: eigen.values, weights: weights))
+            rules.append(Rule(nodes: eigen.values, weights: weights, scale: scales[p]))
         }
-        return Result(n: n, rules: rules, products: products)
+        return Result(n: n, rules: rules, products: products, deflated: deflation?.values ?? [])
     }
 
     private static func dot(_ a: [Double], _ b: [Double]) -> Double {

@@ -91,4 +91,37 @@ import Testing
             #expect(abs(result.cumulative(x) - fraction) <= 0.08, "CDF at \(x): \(result.cumulative(x)) vs \(fraction)")
         }
     }
+
+    /// Tolerance 1e-10 relative: with the top K eigenpairs deflated, the estimate of tr A is
+    /// Σ λ_top + (1/probes) Σ (Pz)ᵀ A (Pz) exactly (a degree-1 polynomial), P = I − VVᵀ.
+    @Test("deflating the top eigenpairs: the deflated values count exactly, the rest is the projected probes' quadratic form, and the error shrinks")
+    func deflation() throws {
+        let n = 300, k = 8
+        let a = BlockKrylovTests.matrix(n: n, seed: 13)
+        let eigen = try SymmetricEigen.compute(matrix: a, n: n, vectors: true)
+        var v = [Double](repeating: 0, count: n * k)
+        for i in 0..<n { for j in 0..<k { v[i * k + j] = eigen.vectors![i * n + (n - k + j)] } }
+        let top = Array(eigen.values.suffix(k))
+        let deflated = try StochasticLanczos.run(n: n, probes: 16, steps: 20, seed: 6, deflation: (v, top), apply: Self.multiply(a, n: n))
+        let plain = try StochasticLanczos.run(n: n, probes: 16, steps: 20, seed: 6, apply: Self.multiply(a, n: n))
+        let z = StochasticLanczos.probes(n: n, count: 16, seed: 6)
+        var forms = 0.0
+        for p in 0..<16 {
+            var pz = Array(z[(p * n)..<((p + 1) * n)])
+            for j in 0..<k {
+                var c = 0.0
+                for i in 0..<n { c += v[i * k + j] * pz[i] }
+                for i in 0..<n { pz[i] -= c * v[i * k + j] }
+            }
+            for i in 0..<n { var s = 0.0; for q in 0..<n { s += a[i * n + q] * pz[q] }; forms += pz[i] * s }
+        }
+        let expected = top.reduce(0, +) + forms / 16
+        let trace = deflated.trace { $0 }
+        #expect(abs(trace.estimate - expected) <= 1e-10 * expected, "\(trace.estimate) vs \(expected)")
+        #expect(deflated.deflated == top)
+        let exactTrace = eigen.values.reduce(0, +)
+        #expect(abs(trace.estimate - exactTrace) <= 4 * trace.standardError!)
+        #expect(trace.standardError! < plain.trace { $0 }.standardError! / 2)
+        #expect(abs(deflated.cumulative(eigen.values.last! * 2) - 1) <= 1e-9)
+    }
 }
