@@ -35,6 +35,14 @@ public struct PredictOptions: Sendable {
     public var quiet = false
     /// Tiles, per-sample cache, checkpoints, memory budget, progress.
     public var engine = EngineOptions()
+    /// How the dynamics are solved: the eigendecomposition of the gathered kernel, or
+    /// conjugate gradients on the distributed one (t = ∞ only).
+    public var solver: PredictSolver = .auto
+    /// CG: the relative residual ‖B − (Θ + δI)α‖/‖B‖ to reach per output.
+    public var cgTolerance = 1e-10
+    public var cgMaxIterations = 5000
+    /// CG: the top eigenpairs of the spectral preconditioner (0: none).
+    public var preconditionerRank = 32
 
     public init(train: String, targets: String, model: ModelSource, parameters: ParameterSource, output: String) {
         self.train = train
@@ -42,6 +50,37 @@ public struct PredictOptions: Sendable {
         self.model = model
         self.parameters = parameters
         self.output = output
+    }
+}
+
+/// How `ntk predict` solves the dynamics.
+public enum PredictSolver: String, Sendable, CaseIterable {
+    /// cg when only t = ∞ is asked of the empirical or analytic kernel and the eigen path
+    /// does not fit rank 0's node (its memory plan), else eigen.
+    case auto
+    /// Θ gathered on rank 0 and eigendecomposed: every time, the spectral diagnostics.
+    case eigen
+    /// Preconditioned conjugate gradients on the distributed kernels (no rank gathers
+    /// Θ(X, X) or Θ(X*, X)): t = ∞ only.
+    case cg
+}
+
+/// What the conjugate-gradient solve of `ntk predict --solver cg` did.
+public struct CGSummary: Codable, Sendable {
+    public var iterations: Int
+    /// ‖B − (Θ + δI)α‖/‖B‖ per output, recomputed after the last step.
+    public var relativeResiduals: [Double]
+    public var tolerance: Double
+    /// The preconditioner's eigenpairs (block Lanczos on the same tiles).
+    public var preconditionerRank: Int
+    /// Products of the distributed kernel with blocks of k vectors.
+    public var blockProducts: Int
+    /// The largest eigenvalue of Θ (from the preconditioner's block Lanczos).
+    public var lambdaMax: Double?
+    enum CodingKeys: String, CodingKey {
+        case iterations, tolerance
+        case relativeResiduals = "relative_residuals", preconditionerRank = "preconditioner_rank"
+        case blockProducts = "block_products", lambdaMax = "lambda_max"
     }
 }
 
@@ -59,7 +98,12 @@ public struct PredictSummary: Codable, Sendable {
     public var maxStableLearningRate: Double
     public var diagonalShift: Double
     public var times: [String]
-    public var diagnostics: SpectralDiagnostics
+    /// The spectral diagnostics (the eigen solver only).
+    public var diagnostics: SpectralDiagnostics?
+    /// "eigen" or "cg".
+    public var solver = "eigen"
+    /// The CG solve (--solver cg).
+    public var cg: CGSummary?
     /// c / (η λ_i) per mode, in decreasing-eigenvalue order (null in the JSON for λ_i ≤ 0, where it is +∞).
     public var timeConstants: [Double]
     public var ranks: Int
@@ -69,7 +113,7 @@ public struct PredictSummary: Codable, Sendable {
     public var files: [String] = []
 
     enum CodingKeys: String, CodingKey {
-        case kernel, n, m, outputs, normalization, times, diagnostics, ranks, seconds, tool, files
+        case kernel, n, m, outputs, normalization, times, diagnostics, ranks, seconds, tool, files, solver, cg
         case initialOutputs = "initial_outputs"
         case learningRate = "learning_rate", maxStableLearningRate = "max_stable_learning_rate"
         case diagonalShift = "diagonal_shift", timeConstants = "time_constants"
@@ -127,8 +171,12 @@ public enum PredictJob {
         // Rank 0 holds Θ(X, X), its eigenvectors and a copy, and Θ(X*, X); every rank its share of tiles.
         let engine = TileEngine(options: options.engine, output: options.output, world: world)
         let dn = Double(n), dm = Double(m ?? 0)
-        try engine.checkMemory(Double(MemoryPlan.baseline) + 8 * (4 * dn * dn + dm * dn) + 8 * Double(options.times.count + options.steps.count) * (dn + dm) * Double(k),
-                               what: "Θ(X, X) with its eigenvectors, Θ(X*, X) and the predictions")
+        let eigenBytes = Double(MemoryPlan.baseline) + 8 * (4 * dn * dn + dm * dn) + 8 * Double(options.times.count + options.steps.count) * (dn + dm) * Double(k)
+        if try useConjugateGradients(options, eigenBytes: eigenBytes, world: world) {
+            try executeCG(options, loaded: loaded, output: output, engine: engine, start: start, world: world)
+            return
+        }
+        try engine.checkMemory(eigenBytes, what: "Θ(X, X) with its eigenvectors, Θ(X*, X) and the predictions")
         let kind = options.kernel
         func computer(_ plan: TilePlan, rows: DataSet, columns: DataSet?) -> TileComputer {
             if let network = loaded.network {

@@ -110,6 +110,23 @@ final class TileEngine {
     /// request ends it on every rank with status 75, its finished tiles saved.
     /// `entry` is k for the full kernel ((N·k, M·k), row i·k + a), else 1.
     func gathered(_ name: String, computer: TileComputer, plan: TilePlan, entry: Int = 1, manifest: Checkpoint.Manifest) throws -> [Double] {
+        var kernel = try compute(name, computer: computer, plan: plan, entry: entry, manifest: manifest, assemble: true).kernel
+        if plan.symmetric && world.isRoot {
+            let order = plan.rows * entry
+            for i in 0..<order { for j in (i + 1)..<order { kernel[j * order + i] = kernel[i * order + j] } }
+        }
+        return kernel
+    }
+
+    /// Kernel `name` as an operator on the tiles where the ranks computed them: no rank
+    /// gathers it. Collective, with checkpoints and stop requests as `gathered`.
+    func distributed(_ name: String, computer: TileComputer, plan: TilePlan, entry: Int = 1, manifest: Checkpoint.Manifest) throws -> TileOperator {
+        let tiles = try compute(name, computer: computer, plan: plan, entry: entry, manifest: manifest, assemble: false).tiles
+        return TileOperator(plan: plan, entry: entry, tiles: tiles, world: world)
+    }
+
+    private func compute(_ name: String, computer: TileComputer, plan: TilePlan, entry: Int, manifest: Checkpoint.Manifest,
+                         assemble: Bool) throws -> GramJob.DistributedKernel {
         let agreement = Agreement(world: world)
         let directory = options.checkpointDirectory(output: output) + "/" + name
         let (reusable, lock): (Bool, DirectoryLock?) = try agreement.stage { () throws(NTKError) -> (Bool, DirectoryLock?) in
@@ -131,18 +148,14 @@ final class TileEngine {
         let result: GramJob.DistributedKernel
         do {
             result = try GramJob.computeKernel(computer: computer, plan: plan, entry: entry, rows: rows * entry, columns: columns * entry,
-                                               checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world)
+                                               checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world,
+                                               assemble: assemble, keepTiles: true)
         } catch let failure as AgreedFailure {
             try? computer.release()
             throw failure
         }
         try computer.release()
-        var kernel = result.kernel
-        if plan.symmetric && world.isRoot {
-            let order = rows * entry
-            for i in 0..<order { for j in (i + 1)..<order { kernel[j * order + i] = kernel[i * order + j] } }
-        }
-        return kernel
+        return result
     }
 
     /// Removes the kernels' checkpoints (rank 0, after the results are committed), and the

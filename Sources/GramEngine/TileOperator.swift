@@ -19,12 +19,11 @@ struct TileOperator {
     let world: Communicator
 
     init(plan: TilePlan, entry: Int, tiles: [Int: [Double]], world: Communicator) {
-        precondition(plan.symmetric)
         self.plan = plan
         self.entry = entry
         self.world = world
         var mirrored = tiles
-        for (index, values) in tiles where plan.tiles[index].row == plan.tiles[index].column {
+        for (index, values) in tiles where plan.symmetric && plan.tiles[index].row == plan.tiles[index].column {
             let size = plan.rowRange(plan.tiles[index].row).count * entry
             var full = values
             for i in 0..<size { for j in (i + 1)..<size { full[j * size + i] = full[i * size + j] } }
@@ -33,13 +32,16 @@ struct TileOperator {
         self.tiles = mirrored
     }
 
-    /// The order of the operator.
+    /// The order of the operator (its rows).
     var order: Int { plan.rows * entry }
+    /// Its columns (the order, when symmetric).
+    var columns: Int { plan.columns * entry }
 
-    /// Θ X for `count` vectors, rows of `x` (row-major (count, order)), in the same layout.
+    /// Θ X for `count` vectors, rows of `x` (row-major (count, columns)), as rows of length
+    /// `order`. A rectangular kernel (a cross kernel Θ(X*, X)) applies its tiles as they are.
     /// Collective.
     func apply(_ x: [Double], count: Int) throws -> [Double] {
-        let n = order
+        let n = order, input = columns
         var y = [Double](repeating: 0, count: count * n)
         // The products run in the tile kernels (the SIMD GEMM of the tiles themselves, faster
         // than BLAS at these thin shapes), each into a scratch block added into Y.
@@ -62,10 +64,10 @@ struct TileOperator {
                         let height = rows.count * entry, width = columns.count * entry
                         tile.withUnsafeBufferPointer { tp in
                             // Y[:, I] += X[:, J] Tᵀ: (count × width) times (width × height).
-                            InnerProducts.multiplyTransposed(m: count, n: height, k: width, a: xp.baseAddress! + c0, lda: n,
+                            InnerProducts.multiplyTransposed(m: count, n: height, k: width, a: xp.baseAddress! + c0, lda: input,
                                                              b: tp.baseAddress!, ldb: width, c: s, ldc: height)
                             add(into: r0, width: height)
-                            if t.row != t.column {
+                            if plan.symmetric && t.row != t.column {
                                 // Y[:, J] += X[:, I] T: (count × height) times (height × width).
                                 InnerProducts.multiply(m: count, n: width, k: height, a: xp.baseAddress! + r0, lda: n,
                                                        b: tp.baseAddress!, ldb: width, c: s, ldc: width)
@@ -78,6 +80,16 @@ struct TileOperator {
         }
         try world.allreduce(&y, .sum)
         return y
+    }
+
+    /// tr Θ from the diagonal tiles (symmetric kernels). Collective.
+    func trace() throws -> Double {
+        var sum = 0.0
+        for (index, tile) in tiles where plan.tiles[index].row == plan.tiles[index].column {
+            let size = plan.rowRange(plan.tiles[index].row).count * entry
+            for i in 0..<size { sum += tile[i * size + i] }
+        }
+        return try world.allreduce(sum, .sum)
     }
 
     /// The `k` largest eigenpairs by block Lanczos (every rank gets the same result).

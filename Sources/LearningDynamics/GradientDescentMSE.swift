@@ -271,6 +271,14 @@ public struct Prediction: Sendable {
     /// L = (1/(2c)) ‖f_t(X) − Y‖²_F, from the mode sum (accurate even where the residual
     /// is far below the targets' rounding).
     public let trainLoss: Double
+
+    /// A prediction computed elsewhere (e.g. by conjugate gradients on a distributed kernel).
+    public init(time: TrainingTime, train: RowMajorMatrix, test: RowMajorMatrix?, trainLoss: Double) {
+        self.time = time
+        self.train = train
+        self.test = test
+        self.trainLoss = trainLoss
+    }
 }
 
 /// One initial state of the dynamics, projected onto the eigenbasis: predictions at any

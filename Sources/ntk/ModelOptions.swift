@@ -7,6 +7,7 @@ extension OutputKernel: ExpressibleByArgument {}
 extension GradientMethod: ExpressibleByArgument {}
 extension FactorForms: ExpressibleByArgument {}
 extension EigenOutput: ExpressibleByArgument {}
+extension PredictSolver: ExpressibleByArgument {}
 extension KernelKind: ExpressibleByArgument {}
 extension EigenSolver: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}

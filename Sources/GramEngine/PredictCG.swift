@@ -1,0 +1,192 @@
+import Foundation
+import LearningDynamics
+import LinearAlgebra
+import MPI
+import Network
+import NumPyIO
+
+/// `ntk predict --solver cg`: t = ∞ by preconditioned conjugate gradients on the distributed
+/// kernels (docs/maths.md §10). No rank gathers Θ(X, X) or Θ(X*, X): each CG step multiplies
+/// every rank's tiles by the block of k search directions, with one reduction.
+extension PredictJob {
+    /// Whether this run solves by CG: asked for, or `auto` when only t = ∞ of the empirical
+    /// or analytic kernel is asked and the eigen path's rank-0 peak `eigenBytes` does not fit
+    /// rank 0's node. Refuses (64) CG for what it cannot do. Collective.
+    static func useConjugateGradients(_ options: PredictOptions, eigenBytes: Double, world: Communicator) throws -> Bool {
+        let onlyInfinity = options.steps.isEmpty && options.times.allSatisfy { $0 == .infinity }
+        let possible = onlyInfinity && options.kernel != .nngp && !options.keepKernels
+        switch options.solver {
+        case .eigen: return false
+        case .cg:
+            try Agreement(world: world).stage { () throws(NTKError) in
+                if !onlyInfinity {
+                    throw NTKError(.usage, "--solver cg computes t = inf only (kernel regression); finite --times and --steps need --solver eigen")
+                }
+                if options.kernel == .nngp {
+                    throw NTKError(.usage, "--solver cg gives the mean only; --kernel nngp (mean and variance) needs --solver eigen")
+                }
+                if options.keepKernels { throw NTKError(.usage, "--keep-kernels needs --solver eigen (CG never gathers the kernels)") }
+            }
+            return true
+        case .auto:
+            guard possible else { return false }
+            let localRanks = (try? world.nodeLocal().size) ?? 1
+            var choice: [Int32] = [0]
+            if world.isRoot, let available = options.engine.availableBytes {
+                let needed = eigenBytes + Double(max(0, localRanks - 1)) * Double(MemoryPlan.baseline)
+                choice[0] = needed > Double(available) ? 1 : 0
+            }
+            try Agreement(world: world).stage { () throws(NTKError) in
+                do { try world.broadcast(&choice, root: 0) } catch { throw NTKError(.software, "MPI: \(error)") }
+            }
+            return choice[0] == 1
+        }
+    }
+
+    static func executeCG(_ options: PredictOptions, loaded: Loaded, output: OutputDirectory?, engine: TileEngine,
+                          start: UInt64, world: Communicator) throws {
+        let agreement = Agreement(world: world)
+        let n = loaded.train.count, k = loaded.spec.outputCount
+        let m = loaded.test?.count
+        let kind = options.kernel
+        let ranks = Double(world.size), dn = Double(n), dm = Double(m ?? 0)
+        let rank = Swift.min(options.preconditionerRank, n / 10)
+        // Every rank: its share of both kernels' tiles, the CG vectors (about 8 blocks of k
+        // rows), the preconditioner's block Lanczos basis and its eigenvectors.
+        let block = Double(Swift.max(rank + 8, 16))
+        try engine.checkMemory(Double(MemoryPlan.baseline) + 8 * (dn * dn / (2 * ranks) + dm * dn / ranks)
+                               + 8 * (8 * Double(k) * (dn + dm) + (rank > 0 ? 2 * 8 * block * dn + Double(rank) * dn : 0)),
+                               what: "each rank's share of Θ(X, X) and Θ(X*, X), the CG vectors and the preconditioner's eigenvectors")
+        func computer(_ plan: TilePlan, rows: DataSet, columns: DataSet?) -> TileComputer {
+            if let network = loaded.network {
+                return TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method, forms: options.engine.layerForms,
+                                    rowData: rows.values, columnData: columns?.values, cacheBytes: options.engine.cacheMegabytes << 20)
+            }
+            return TileComputer(infinite: loaded.infinite!, kind: kind, outputCount: k, plan: plan, outputKernel: .mean,
+                                rowData: rows.values, columnData: columns?.values)
+        }
+        let kernelStart = Clock.now
+        let trainPlan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: true, ranks: world.size)
+        let train = try engine.distributed("train", computer: computer(trainPlan, rows: loaded.train, columns: nil), plan: trainPlan,
+                                           manifest: engine.manifest(rows: loaded.train, columns: nil, spec: loaded.spec,
+                                                                     network: loaded.network, kind: kind, plan: trainPlan))
+        var test: TileOperator? = nil
+        if let testSet = loaded.test {
+            let plan = TilePlan(rows: testSet.count, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: false, ranks: world.size)
+            test = try engine.distributed("test", computer: computer(plan, rows: testSet, columns: loaded.train), plan: plan,
+                                          manifest: engine.manifest(rows: testSet, columns: loaded.train, spec: loaded.spec,
+                                                                    network: loaded.network, kind: kind, plan: plan))
+        }
+        let kernelSeconds = Clock.seconds(since: kernelStart)
+
+        // Every rank: f₀ (the same computation everywhere), the right-hand sides, the solve.
+        let solveStart = Clock.now
+        let network = options.zeroInitialOutputs ? nil : loaded.network
+        let f0 = network?.outputs(loaded.train.values, count: n) ?? [Double](repeating: 0, count: n * k)
+        let f0Test: [Double]? = loaded.test.map { t in network?.outputs(t.values, count: t.count) ?? [Double](repeating: 0, count: t.count * k) }
+        let y = loaded.targets.values
+        typealias Solved = (alpha: [Double], result: ConjugateGradient.Result, shift: Double, lambdaMax: Double?)
+        let solved = try agreement.stage(quietly: true) { () throws(NTKError) -> Solved in
+            do {
+                let shift = options.regularizer.shift(trace: try train.trace(), n: n)
+                var preconditioner: ConjugateGradient.Preconditioner? = nil
+                var lambdaMax: Double? = nil
+                if rank > 0 {
+                    let top = try train.largest(rank)
+                    preconditioner = ConjugateGradient.Preconditioner(vectors: top.vectors, values: top.values)
+                    lambdaMax = top.values.last
+                }
+                // B = Y − f₀ as k rows of length N.
+                var b = [Double](repeating: 0, count: k * n)
+                for i in 0..<n { for c in 0..<k { b[c * n + i] = y[i * k + c] - f0[i * k + c] } }
+                let result = try ConjugateGradient.solve(n: n, rhs: b, count: k, shift: shift, tolerance: options.cgTolerance,
+                                                         maxIterations: options.cgMaxIterations, preconditioner: preconditioner) { x, count in
+                    try train.apply(x, count: count)
+                }
+                return (result.solution, result, shift, lambdaMax)
+            } catch let error as NTKError {
+                throw error
+            } catch let error as ConjugateGradient.Failure {
+                throw NTKError(.dataError, "\(error)")
+            } catch {
+                throw NTKError(.software, "conjugate gradients: \(error)")
+            }
+        }
+        // f(X) = f₀ + (Θ + δI)α and f(X*) = f₀* + Θ(X*, X)α: one product each.
+        let (trainFit, testFit) = try agreement.stage(quietly: true) { () throws(NTKError) -> ([Double], [Double]?) in
+            do {
+                return (try train.apply(solved.alpha, count: k), try test?.apply(solved.alpha, count: k))
+            } catch {
+                throw NTKError(.software, "MPI: \(error)")
+            }
+        }
+        let solveSeconds = Clock.seconds(since: solveStart)
+
+        try agreement.stage(quietly: true) { () throws(NTKError) in
+            guard world.isRoot, let output else { return }
+            var trainPredictions = f0, testPredictions = f0Test
+            // The train outputs follow the regularized kernel Θ + δI (as the eigen path and
+            // neural-tangents' diag_reg): f(X) = f₀ + (Θ + δI)α.
+            for i in 0..<n { for c in 0..<k { trainPredictions[i * k + c] += trainFit[c * n + i] + solved.shift * solved.alpha[c * n + i] } }
+            if let testFit, let m {
+                for i in 0..<m { for c in 0..<k { testPredictions![i * k + c] += testFit[c * m + i] } }
+            }
+            let c = Double(n * k)
+            var loss = 0.0
+            for e in 0..<(n * k) { loss += (trainPredictions[e] - y[e]) * (trainPredictions[e] - y[e]) }
+            let prediction = Prediction(time: .flow(.infinity), train: RowMajorMatrix(rows: n, columns: k, elements: trainPredictions),
+                                        test: testPredictions.map { RowMajorMatrix(rows: m!, columns: k, elements: $0) },
+                                        trainLoss: loss / (2 * c))
+            let metrics: PredictionMetrics
+            do {
+                metrics = try PredictionMetrics(
+                    prediction: prediction, trainTargets: RowMajorMatrix(rows: n, columns: k, elements: y),
+                    testTargets: loaded.testTargets.map { RowMajorMatrix(rows: m!, columns: k, elements: $0.values) },
+                    trainLabels: k > 1 ? loaded.targets.labels : nil, testLabels: k > 1 ? loaded.testTargets?.labels : nil)
+            } catch {
+                throw NTKError(.dataError, "cannot score the predictions: \(error)")
+            }
+            let cg = CGSummary(iterations: solved.result.iterations, relativeResiduals: solved.result.relativeResiduals,
+                               tolerance: options.cgTolerance, preconditionerRank: rank, blockProducts: solved.result.products,
+                               lambdaMax: solved.lambdaMax)
+            var summary = PredictSummary(kernel: options.kernel.rawValue, initialOutputs: network == nil ? "zero" : "network",
+                                         n: n, m: m, outputs: k, learningRate: options.learningRate, normalization: c,
+                                         maxStableLearningRate: solved.lambdaMax.map { GradientDescentMSE.maxStableLearningRate(lambdaMax: $0 + solved.shift, normalization: c) } ?? .nan,
+                                         diagonalShift: solved.shift, times: ["t=inf"], diagnostics: nil, timeConstants: [],
+                                         ranks: world.size,
+                                         seconds: ["kernels": kernelSeconds, "dynamics": solveSeconds, "total": Clock.seconds(since: start)])
+            summary.solver = "cg"
+            summary.cg = cg
+            try output.stage("train_predictions.npy", NPYFormat.encode(NPYArray(shape: [1, n, k], doubles: trainPredictions)))
+            if let m, let testPredictions {
+                try output.stage("test_predictions.npy", NPYFormat.encode(NPYArray(shape: [1, m, k], doubles: testPredictions)))
+            }
+            try output.stage("metrics.json", try JSONOutput.encode(["times": [metrics]]))
+            let report = SpectralReport.cgText(cg, shift: solved.shift, metrics: [metrics], n: n, k: k)
+            try output.stage("report.txt", Data(report.utf8))
+            summary.files = output.stagedNames + ["summary.json"]
+            try output.stage("summary.json", try JSONOutput.encode(summary))
+            try output.commitStaged()
+            engine.finish()
+            if !options.quiet { print(report + "  wrote " + summary.files.joined(separator: ", ") + " to \(output.path)") }
+        }
+    }
+}
+
+extension SpectralReport {
+    /// The report of a CG run: the solve, then the metrics at t = ∞.
+    static func cgText(_ cg: CGSummary, shift: Double, metrics: [PredictionMetrics], n: Int, k: Int) -> String {
+        func g(_ v: Double?) -> String { v.map { String(format: "%.6g", $0) } ?? "n/a" }
+        var lines = ["Kernel regression at t = inf by preconditioned conjugate gradients (N = \(n), k = \(k); the kernel never gathered)",
+                     "  \(cg.iterations) steps, relative residuals \(cg.relativeResiduals.map { g($0) }.joined(separator: ", ")) (tolerance \(g(cg.tolerance)))",
+                     "  preconditioner: the top \(cg.preconditionerRank) eigenpairs; lambda_max \(g(cg.lambdaMax)); diagonal shift \(g(shift))"]
+        lines.append("  time         train loss     train MSE      test MSE       train acc  test acc")
+        for m in metrics {
+            func a(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "-" }
+            func pad(_ s: String, _ width: Int) -> String { s.padding(toLength: max(width, s.count), withPad: " ", startingAt: 0) }
+            lines.append("  " + pad(m.time.description, 12) + " " + pad(g(m.trainLoss), 14) + " " + pad(g(m.trainMSE), 14) + " "
+                         + pad(g(m.testMSE), 14) + " " + pad(a(m.trainAccuracy), 10) + " " + a(m.testAccuracy))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import Testing
+import NumPyIO
+
+/// `ntk predict --solver cg`: kernel regression on the distributed kernels.
+@Suite(.serialized) struct PredictCGTests {
+    static func data(_ dir: String, n: Int, m: Int) throws {
+        try Launcher.writeNPY(dir + "/x.npy", shape: [n, 6], values: Launcher.values(n * 6, seed: 41))
+        try Launcher.writeNPY(dir + "/y.npy", shape: [n, 2], values: Launcher.values(n * 2, seed: 42))
+        try Launcher.writeNPY(dir + "/xt.npy", shape: [m, 6], values: Launcher.values(m * 6, seed: 43))
+        try Launcher.writeNPY(dir + "/yt.npy", shape: [m, 2], values: Launcher.values(m * 2, seed: 44))
+    }
+
+    static func maxRelative(_ a: [Double], _ b: [Double]) -> Double {
+        let scale = b.reduce(0) { max($0, abs($1)) }
+        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
+    }
+
+    /// Tolerance 1e-8 relative to the largest prediction (the bound): CG stops at a
+    /// relative residual of 1e-10, which bounds the train predictions' error by 1e-10 ‖Y − f₀‖;
+    /// the test predictions' error is Θ(X*, X)(α − α*), amplified by at most the conditioning
+    /// left after the preconditioner (a few hundred here). A wrong product, shift or
+    /// transposition is off by O(1).
+    @Test("--solver cg equals the eigen path's t = inf to 1e-8 at 1-3 ranks and odd tiles: empirical with --diag-reg, --f0-zero, analytic",
+          arguments: [(1, 64, "empirical"), (2, 37, "empirical-reg"), (3, 29, "f0-zero"), (2, 41, "analytic")])
+    func agreesWithEigen(ranks: Int, tile: Int, variant: String) throws {
+        let dir = Launcher.temporaryDirectory("predict-cg")
+        try Self.data(dir, n: 300, m: 45)
+        var common = ["predict", "--train", dir + "/x.npy", "--targets", dir + "/y.npy", "--test", dir + "/xt.npy",
+                      "--test-targets", dir + "/yt.npy", "--depth", "2", "--width", "48", "--out-dim", "2"]
+        switch variant {
+        case "empirical-reg": common += ["--diag-reg", "1e-3"]
+        case "f0-zero": common += ["--f0-zero"]
+        case "analytic": common += ["--kernel", "analytic"]
+        default: break
+        }
+        let cg = try Launcher.run(common + ["--solver", "cg", "--tile", String(tile), "--out", dir + "/cg"], ranks: ranks, timeout: 120)
+        let eigen = try Launcher.run(common + ["--solver", "eigen", "--out", dir + "/eigen"], ranks: 1, timeout: 120)
+        try #require(cg.status == 0 && eigen.status == 0, "\(cg.stderr)\(eigen.stderr)")
+        for name in ["train_predictions.npy", "test_predictions.npy"] {
+            let ours = try Launcher.readNPY(dir + "/cg/" + name), reference = try Launcher.readNPY(dir + "/eigen/" + name)
+            #expect(ours.shape == reference.shape)
+            let off = Self.maxRelative(ours.doubles(), reference.doubles())
+            #expect(off <= 1e-8, "\(variant) \(name): \(off)")
+        }
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cg/summary.json"))) as! [String: Any]
+        #expect(summary["solver"] as? String == "cg")
+        let record = try #require(summary["cg"] as? [String: Any])
+        #expect((record["relative_residuals"] as! [Double]).allSatisfy { $0 <= 1e-10 })
+        #expect(record["preconditioner_rank"] as? Int == 30)
+        let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cg/metrics.json"))) as! [String: Any]
+        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/eigen/metrics.json"))) as! [String: Any]
+        let ours = (metrics["times"] as! [[String: Any]])[0], theirs = (reference["times"] as! [[String: Any]])[0]
+        let testMSE = ours["test_mse"] as! Double, referenceMSE = theirs["test_mse"] as! Double
+        #expect(abs(testMSE - referenceMSE) <= 1e-7 * referenceMSE)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/cg/checkpoint"))
+    }
+
+    @Test("auto takes cg when the eigen path does not fit --memory-budget-mb and eigen when it does; what cg cannot do is refused with 64")
+    func automaticAndRefusals() throws {
+        let dir = Launcher.temporaryDirectory("predict-cg-auto")
+        try Self.data(dir, n: 800, m: 10)
+        let common = ["predict", "--train", dir + "/x.npy", "--targets", dir + "/y.npy", "--test", dir + "/xt.npy",
+                      "--depth", "2", "--width", "64", "--out-dim", "2"]
+        // On 2 ranks the eigen path needs about 116 MiB of rank 0's node (4 N² doubles beyond two
+        // 48 MiB baselines), CG about 101 MiB;
+        // CG each rank's share of the tiles. (P = 4674 > N: the kernel is nonsingular.)
+        let tight = try Launcher.run(common + ["--memory-budget-mb", "108", "--out", dir + "/tight"], ranks: 2, timeout: 120)
+        #expect(tight.status == 0, "\(tight.stderr)")
+        let roomy = try Launcher.run(common + ["--out", dir + "/roomy"], ranks: 2, timeout: 120)
+        #expect(roomy.status == 0, "\(roomy.stderr)")
+        func solver(_ path: String) throws -> String? {
+            let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path + "/summary.json"))) as? [String: Any]
+            return summary?["solver"] as? String
+        }
+        #expect(try solver(dir + "/tight") == "cg")
+        #expect(try solver(dir + "/roomy") == "eigen")
+        let off = Self.maxRelative(try Launcher.readNPY(dir + "/tight/test_predictions.npy").doubles(),
+                                   try Launcher.readNPY(dir + "/roomy/test_predictions.npy").doubles())
+        #expect(off <= 1e-8, "\(off)")
+        for (extra, word) in [(["--times", "1,inf", "--learning-rate", "1"], "finite"), (["--kernel", "nngp"], "nngp"),
+                              (["--keep-kernels"], "keep-kernels"), (["--cg-tolerance", "0"], "cg-tolerance")] {
+            let result = try Launcher.run(common + ["--solver", "cg", "--out", dir + "/bad"] + extra, ranks: 1, timeout: 30)
+            #expect(result.status == 64 && result.stderr.contains(word), "\(extra): \(result.status) \(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: dir + "/bad/summary.json"))
+        }
+    }
+}
