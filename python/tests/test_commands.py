@@ -131,3 +131,22 @@ def test_predict_nngp_is_the_neural_tangents_ensemble(case):
             assert float(np.max(np.abs(ours - reference))) / prior <= 1e-9
         assert result.train_kernel.shape == (len(result.train_variance[0]),) * 2
         assert result.summary["kernel"] == "nngp"
+
+
+def test_predict_by_conjugate_gradients_and_the_spectral_density(digits):
+    """solver='cg' gives the eigen path's t = inf to 1e-8 (CG stops at a relative residual
+    of 1e-10; the test kernel amplifies it by at most the preconditioned conditioning);
+    eigen='density' estimates the trace within 4 of its standard errors of the exact one."""
+    labels = np.load(LABELS)
+    x, y, xt = digits[:200], labels[:200], digits[200:240]
+    with ntk.predict(x, y, xt, model=MODEL, seed=0, solver="cg", progress=False) as cg, \
+            ntk.predict(x, y, xt, model=MODEL, seed=0, solver="eigen", progress=False) as eigen, \
+            ntk.gram(x, model=MODEL, seed=0, eigen="density", density_probes=24, progress=False) as density:
+        assert cg.summary["solver"] == "cg" and eigen.summary["solver"] == "eigen"
+        assert relative_error(cg.test_predictions, eigen.test_predictions) <= 1e-8
+        assert max(cg.summary["cg"]["relative_residuals"]) <= 1e-10
+        trace = np.trace(np.asarray(density.kernel))
+        estimate = density.summary["density"]["trace"]
+        assert abs(estimate["value"] - trace) <= 4 * estimate["standard_error"]
+        table = density.spectrum_density
+        assert table["lambda"].shape == (200,) and abs(table["eigenvalues_at_or_below"][-1] - 200) <= 1e-9 * 200

@@ -267,6 +267,7 @@ def gram(x: ArrayOrPath, x2: Optional[ArrayOrPath] = None, *, model: Model = Non
          seed: Optional[int] = None, seeds: Union[str, Sequence[int], None] = None,
          kernel: str = "empirical", output_kernel: str = "mean",
          eigen: str = "values", eigen_solver: Optional[str] = None, eigen_top: Optional[int] = None,
+         density_probes: Optional[int] = None, density_steps: Optional[int] = None,
          depth: Optional[int] = None, width: Optional[int] = None, activation: Optional[str] = None,
          w_std: Optional[float] = None, b_std: Union[float, str, None] = None, out_dim: Optional[int] = None,
          parameterization: Optional[str] = None,
@@ -289,8 +290,11 @@ def gram(x: ArrayOrPath, x2: Optional[ArrayOrPath] = None, *, model: Model = Non
             parameter tree of ``model``; None draws them with ``seed`` (the tool's default 0).
         kernel: ``'empirical'``, ``'analytic'`` (infinite-width NTK) or ``'nngp'``.
         output_kernel: ``'mean'`` (neural-tangents' default), ``'sum'`` or ``'full'`` (N, N, k, k).
-        eigen: ``'none'``, ``'values'`` or ``'vectors'``; ``eigen_solver``: ``'lapack'`` or
-            ``'scalapack'``; ``eigen_top``: only the K largest eigenpairs.
+        eigen: ``'none'``, ``'values'``, ``'vectors'`` or ``'density'`` (the spectral density
+            and its diagnostics by stochastic Lanczos quadrature on the distributed kernel:
+            ``.spectrum_density``, ``.summary['density']``; ``density_probes``,
+            ``density_steps``); ``eigen_solver``: ``'auto'``, ``'lapack'``, ``'krylov'``,
+            ``'scalapack'`` or ``'elpa'``; ``eigen_top``: only the K largest eigenpairs.
         tile, method, precision, cache_mb, checkpoint, memory_budget_mb: the engine's
             flags (``ntk gram --help``); ``checkpointing=False`` is ``--no-checkpoint``.
         resume: continue an interrupted run of the same arguments from its saved tiles.
@@ -329,6 +333,8 @@ def gram(x: ArrayOrPath, x2: Optional[ArrayOrPath] = None, *, model: Model = Non
         invocation.flag("--eigen", eigen)
         invocation.flag("--eigen-solver", eigen_solver)
         invocation.flag("--eigen-top", eigen_top)
+        invocation.flag("--density-probes", density_probes)
+        invocation.flag("--density-steps", density_steps)
         _engine(invocation, tile=tile, method=method, precision=precision, cache_mb=cache_mb,
                 checkpoint=checkpoint, checkpointing=checkpointing, memory_budget_mb=memory_budget_mb)
     except BaseException:
@@ -343,7 +349,9 @@ def predict(x_train: ArrayOrPath, y_train: ArrayOrPath, x_test: Optional[ArrayOr
             y_test: Optional[ArrayOrPath] = None, *, learning_rate: float = 1.0,
             times: Union[str, Sequence[float], None] = None, steps: Union[str, Sequence[int], None] = None,
             diag_reg: Optional[float] = None, diag_reg_absolute: bool = False, kernel: str = "empirical",
-            f0_zero: bool = False, keep_kernels: bool = False,
+            f0_zero: bool = False, keep_kernels: bool = False, solver: Optional[str] = None,
+            cg_tolerance: Optional[float] = None, cg_max_iterations: Optional[int] = None,
+            cg_preconditioner_rank: Optional[int] = None,
             model: Model = None, params: Params = None, seed: Optional[int] = None,
             depth: Optional[int] = None, width: Optional[int] = None, activation: Optional[str] = None,
             w_std: Optional[float] = None, b_std: Union[float, str, None] = None, out_dim: Optional[int] = None,
@@ -371,6 +379,10 @@ def predict(x_train: ArrayOrPath, y_train: ArrayOrPath, x_test: Optional[ArrayOr
             the Gaussian-process posterior).
         f0_zero: start from f₀ = 0 (t = inf is then plain kernel regression Θ(X*, X) Θ⁻¹ Y).
         keep_kernels: also keep Θ(X, X), Θ(X*, X) and Θ(X, X)'s eigenvalues.
+        solver: ``'auto'`` (the tool's default), ``'eigen'`` or ``'cg'`` (t = inf by
+            preconditioned conjugate gradients on the distributed kernels, which no rank
+            gathers; ``cg_tolerance``, ``cg_max_iterations``, ``cg_preconditioner_rank``;
+            ``.summary['cg']`` records the solve).
         Everything else: as :func:`gram`.
 
     Returns:
@@ -397,6 +409,10 @@ def predict(x_train: ArrayOrPath, y_train: ArrayOrPath, x_test: Optional[ArrayOr
         invocation.flag("--steps", _list(steps))
         invocation.flag("--diag-reg", diag_reg)
         invocation.flag("--diag-reg-absolute", diag_reg_absolute)
+        invocation.flag("--solver", solver)
+        invocation.flag("--cg-tolerance", cg_tolerance)
+        invocation.flag("--cg-max-iterations", cg_max_iterations)
+        invocation.flag("--cg-preconditioner-rank", cg_preconditioner_rank)
         _engine(invocation, tile=tile, method=method, precision=precision, cache_mb=cache_mb,
                 checkpoint=checkpoint, checkpointing=checkpointing, memory_budget_mb=memory_budget_mb)
     except BaseException:

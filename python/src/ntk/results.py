@@ -94,6 +94,12 @@ class GramResult(Result):
     """``ntk gram``: the kernel, its spectrum and the network's outputs."""
 
     @functools.cached_property
+    def spectrum_density(self) -> Optional[Dict[str, np.ndarray]]:
+        """With ``eigen='density'``: ``spectrum_density.csv`` as arrays ``lambda``,
+        ``eigenvalues_per_decade`` and ``eigenvalues_at_or_below``."""
+        return _read_density(self.path("spectrum_density.csv"))
+
+    @functools.cached_property
     def kernel(self) -> np.ndarray:
         """(N, N), (N, M) with ``x2``, or (N, N, k, k) for ``output_kernel='full'``; float64."""
         return self.array("kernel.npy")
@@ -117,6 +123,13 @@ class GramResult(Result):
     def outputs2(self) -> Optional[np.ndarray]:
         """f(x2), (M, k) (with ``x2``)."""
         return self.array("outputs2.npy")
+
+
+def _read_density(path) -> Optional[Dict[str, np.ndarray]]:
+    if path is None:
+        return None
+    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    return {"lambda": table[:, 0], "eigenvalues_per_decade": table[:, 1], "eigenvalues_at_or_below": table[:, 2]}
 
 
 class PredictResult(Result):
