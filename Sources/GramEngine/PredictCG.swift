@@ -9,19 +9,15 @@ import NumPyIO
 /// kernels (docs/maths.md §10). No rank gathers Θ(X, X) or Θ(X*, X): each CG step multiplies
 /// every rank's tiles by the block of k search directions, with one reduction.
 extension PredictJob {
-    /// Whether this run solves by CG: asked for, or `auto` when only t = ∞ of the empirical
-    /// or analytic kernel is asked and the eigen path's rank-0 peak `eigenBytes` does not fit
-    /// rank 0's node. Refuses (64) CG for what it cannot do. Collective.
+    /// Whether this run solves on the distributed kernels: asked for (`cg`), or `auto` when
+    /// the empirical or analytic kernel is asked and the eigen path's rank-0 peak
+    /// `eigenBytes` does not fit rank 0's node. Refuses (64) what it cannot do. Collective.
     static func useConjugateGradients(_ options: PredictOptions, eigenBytes: Double, world: Communicator) throws -> Bool {
-        let onlyInfinity = options.steps.isEmpty && options.times.allSatisfy { $0 == .infinity }
-        let possible = onlyInfinity && options.kernel != .nngp && !options.keepKernels
+        let possible = options.kernel != .nngp && !options.keepKernels
         switch options.solver {
         case .eigen: return false
         case .cg:
             try Agreement(world: world).stage { () throws(NTKError) in
-                if !onlyInfinity {
-                    throw NTKError(.usage, "--solver cg computes t = inf only (kernel regression); finite --times and --steps need --solver eigen")
-                }
                 if options.kernel == .nngp {
                     throw NTKError(.usage, "--solver cg gives the mean only; --kernel nngp (mean and variance) needs --solver eigen")
                 }
@@ -85,37 +81,72 @@ extension PredictJob {
         let f0 = network?.outputs(loaded.train.values, count: n) ?? [Double](repeating: 0, count: n * k)
         let f0Test: [Double]? = loaded.test.map { t in network?.outputs(t.values, count: t.count) ?? [Double](repeating: 0, count: t.count * k) }
         let y = loaded.targets.values
-        typealias Solved = (alpha: [Double], result: ConjugateGradient.Result, shift: Double, lambdaMax: Double?)
+        let times = options.times.map { TrainingTime.flow($0) } + options.steps.map { TrainingTime.steps($0) }
+        let onlyInfinity = times.allSatisfy { if case .flow(let t) = $0 { return t == .infinity }; return false }
+        // Per time, as k rows of length N: the train outputs' change f_t(X) − f₀(X), and the
+        // coefficients x with f_t(X*) − f₀(X*) = Θ(X*, X) x.
+        typealias Solved = (trainDelta: [[Double]], coefficients: [[Double]], record: CGSummary, shift: Double, lambdaMax: Double?)
         let solved = try agreement.stage(quietly: true) { () throws(NTKError) -> Solved in
             do {
                 let shift = options.regularizer.shift(trace: try train.trace(), n: n)
-                var preconditioner: ConjugateGradient.Preconditioner? = nil
-                var lambdaMax: Double? = nil
-                if rank > 0 {
-                    let top = try train.largest(rank)
-                    preconditioner = ConjugateGradient.Preconditioner(vectors: top.vectors, values: top.values)
-                    lambdaMax = top.values.last
-                }
+                let top = rank > 0 ? try train.largest(rank) : nil
                 // B = Y − f₀ as k rows of length N.
                 var b = [Double](repeating: 0, count: k * n)
                 for i in 0..<n { for c in 0..<k { b[c * n + i] = y[i * k + c] - f0[i * k + c] } }
-                let result = try ConjugateGradient.solve(n: n, rhs: b, count: k, shift: shift, tolerance: options.cgTolerance,
-                                                         maxIterations: options.cgMaxIterations, preconditioner: preconditioner) { x, count in
+                if onlyInfinity {
+                    let result = try ConjugateGradient.solve(
+                        n: n, rhs: b, count: k, shift: shift, tolerance: options.cgTolerance, maxIterations: options.cgMaxIterations,
+                        preconditioner: top.map { ConjugateGradient.Preconditioner(vectors: $0.vectors, values: $0.values) }) { x, count in
+                        try train.apply(x, count: count)
+                    }
+                    // f(X) = f₀ + (Θ + δI)α: one product.
+                    var delta = try train.apply(result.solution, count: k)
+                    for e in delta.indices { delta[e] += shift * result.solution[e] }
+                    let record = CGSummary(method: "cg", iterations: result.iterations, relativeResiduals: result.relativeResiduals,
+                                           tolerance: options.cgTolerance, preconditionerRank: rank, blockProducts: result.products + 1,
+                                           lambdaMax: top?.values.last)
+                    return ([delta], [result.solution], record, shift, top?.values.last)
+                }
+                // Finite times: the Krylov approximation of the dynamics' matrix functions of
+                // Θ + δI (eigenvalues clamped at 0 as the eigen path), the top deflated.
+                let rateScale = options.learningRate / Double(n * k)
+                var functions: [@Sendable (Double) -> Double] = []
+                for time in times {
+                    functions.append { lambda in
+                        let x = Swift.max(lambda + shift, 0)
+                        return x > 0 ? -GradientDescentMSE.trainFactor(at: time, rate: rateScale * x) / x : 0
+                    }
+                    functions.append { lambda in -GradientDescentMSE.trainFactor(at: time, rate: rateScale * Swift.max(lambda + shift, 0)) }
+                }
+                let result = try KrylovFunction.apply(functions: functions, n: n, rhs: b, count: k,
+                                                      deflation: top.map { ($0.vectors, $0.values) },
+                                                      tolerance: options.cgTolerance, maxSteps: options.cgMaxIterations) { x, count in
                     try train.apply(x, count: count)
                 }
-                return (result.solution, result, shift, lambdaMax)
+                var record = CGSummary(method: "krylov", iterations: result.steps, relativeResiduals: [],
+                                       tolerance: options.cgTolerance, preconditionerRank: rank, blockProducts: result.products,
+                                       lambdaMax: top?.values.last)
+                record.estimatedErrors = stride(from: 0, to: functions.count, by: 2).map { j in
+                    zip(result.estimatedErrors[j], result.estimatedErrors[j + 1]).map { Swift.max($0, $1) }
+                }
+                return (stride(from: 1, to: functions.count, by: 2).map { result.values[$0] },
+                        stride(from: 0, to: functions.count, by: 2).map { result.values[$0] }, record, shift, top?.values.last)
             } catch let error as NTKError {
                 throw error
             } catch let error as ConjugateGradient.Failure {
+                throw NTKError(.dataError, "\(error)")
+            } catch let error as KrylovFunction.Failure {
                 throw NTKError(.dataError, "\(error)")
             } catch {
                 throw NTKError(.software, "conjugate gradients: \(error)")
             }
         }
-        // f(X) = f₀ + (Θ + δI)α and f(X*) = f₀* + Θ(X*, X)α: one product each.
-        let (trainFit, testFit) = try agreement.stage(quietly: true) { () throws(NTKError) -> ([Double], [Double]?) in
+        // f_t(X*) = f₀* + Θ(X*, X) x_t for every time: one product with all of them.
+        let testFits: [[Double]]? = try agreement.stage(quietly: true) { () throws(NTKError) -> [[Double]]? in
+            guard let test, let m else { return nil }
             do {
-                return (try train.apply(solved.alpha, count: k), try test?.apply(solved.alpha, count: k))
+                let all = try test.apply(solved.coefficients.flatMap { $0 }, count: k * times.count)
+                return (0..<times.count).map { Array(all[($0 * k * m)..<(($0 + 1) * k * m)]) }
             } catch {
                 throw NTKError(.software, "MPI: \(error)")
             }
@@ -124,45 +155,47 @@ extension PredictJob {
 
         try agreement.stage(quietly: true) { () throws(NTKError) in
             guard world.isRoot, let output else { return }
-            var trainPredictions = f0, testPredictions = f0Test
-            // The train outputs follow the regularized kernel Θ + δI (as the eigen path and
-            // neural-tangents' diag_reg): f(X) = f₀ + (Θ + δI)α.
-            for i in 0..<n { for c in 0..<k { trainPredictions[i * k + c] += trainFit[c * n + i] + solved.shift * solved.alpha[c * n + i] } }
-            if let testFit, let m {
-                for i in 0..<m { for c in 0..<k { testPredictions![i * k + c] += testFit[c * m + i] } }
-            }
             let c = Double(n * k)
-            var loss = 0.0
-            for e in 0..<(n * k) { loss += (trainPredictions[e] - y[e]) * (trainPredictions[e] - y[e]) }
-            let prediction = Prediction(time: .flow(.infinity), train: RowMajorMatrix(rows: n, columns: k, elements: trainPredictions),
-                                        test: testPredictions.map { RowMajorMatrix(rows: m!, columns: k, elements: $0) },
-                                        trainLoss: loss / (2 * c))
-            let metrics: PredictionMetrics
-            do {
-                metrics = try PredictionMetrics(
-                    prediction: prediction, trainTargets: RowMajorMatrix(rows: n, columns: k, elements: y),
-                    testTargets: loaded.testTargets.map { RowMajorMatrix(rows: m!, columns: k, elements: $0.values) },
-                    trainLabels: k > 1 ? loaded.targets.labels : nil, testLabels: k > 1 ? loaded.testTargets?.labels : nil)
-            } catch {
-                throw NTKError(.dataError, "cannot score the predictions: \(error)")
+            var predictions: [Prediction] = []
+            var metrics: [PredictionMetrics] = []
+            for (index, time) in times.enumerated() {
+                var trainPredictions = f0
+                for i in 0..<n { for a in 0..<k { trainPredictions[i * k + a] += solved.trainDelta[index][a * n + i] } }
+                var testPredictions = f0Test
+                if let testFits, let m {
+                    for i in 0..<m { for a in 0..<k { testPredictions![i * k + a] += testFits[index][a * m + i] } }
+                }
+                var loss = 0.0
+                for e in 0..<(n * k) { loss += (trainPredictions[e] - y[e]) * (trainPredictions[e] - y[e]) }
+                let prediction = Prediction(time: time, train: RowMajorMatrix(rows: n, columns: k, elements: trainPredictions),
+                                            test: testPredictions.map { RowMajorMatrix(rows: m!, columns: k, elements: $0) },
+                                            trainLoss: loss / (2 * c))
+                do {
+                    metrics.append(try PredictionMetrics(
+                        prediction: prediction, trainTargets: RowMajorMatrix(rows: n, columns: k, elements: y),
+                        testTargets: loaded.testTargets.map { RowMajorMatrix(rows: m!, columns: k, elements: $0.values) },
+                        trainLabels: k > 1 ? loaded.targets.labels : nil, testLabels: k > 1 ? loaded.testTargets?.labels : nil))
+                } catch {
+                    throw NTKError(.dataError, "cannot score the predictions: \(error)")
+                }
+                predictions.append(prediction)
             }
-            let cg = CGSummary(iterations: solved.result.iterations, relativeResiduals: solved.result.relativeResiduals,
-                               tolerance: options.cgTolerance, preconditionerRank: rank, blockProducts: solved.result.products,
-                               lambdaMax: solved.lambdaMax)
+            let cg = solved.record
             var summary = PredictSummary(kernel: options.kernel.rawValue, initialOutputs: network == nil ? "zero" : "network",
                                          n: n, m: m, outputs: k, learningRate: options.learningRate, normalization: c,
                                          maxStableLearningRate: solved.lambdaMax.map { GradientDescentMSE.maxStableLearningRate(lambdaMax: $0 + solved.shift, normalization: c) } ?? .nan,
-                                         diagonalShift: solved.shift, times: ["t=inf"], diagnostics: nil, timeConstants: [],
+                                         diagonalShift: solved.shift, times: times.map(\.description), diagnostics: nil, timeConstants: [],
                                          ranks: world.size,
                                          seconds: ["kernels": kernelSeconds, "dynamics": solveSeconds, "total": Clock.seconds(since: start)])
             summary.solver = "cg"
             summary.cg = cg
-            try output.stage("train_predictions.npy", NPYFormat.encode(NPYArray(shape: [1, n, k], doubles: trainPredictions)))
-            if let m, let testPredictions {
-                try output.stage("test_predictions.npy", NPYFormat.encode(NPYArray(shape: [1, m, k], doubles: testPredictions)))
+            let t = predictions.count
+            try output.stage("train_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: predictions.flatMap { $0.train.elements })))
+            if let m {
+                try output.stage("test_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, m, k], doubles: predictions.flatMap { $0.test!.elements })))
             }
-            try output.stage("metrics.json", try JSONOutput.encode(["times": [metrics]]))
-            let report = SpectralReport.cgText(cg, shift: solved.shift, metrics: [metrics], n: n, k: k)
+            try output.stage("metrics.json", try JSONOutput.encode(["times": metrics]))
+            let report = SpectralReport.cgText(cg, shift: solved.shift, metrics: metrics, n: n, k: k)
             try output.stage("report.txt", Data(report.utf8))
             summary.files = output.stagedNames + ["summary.json"]
             try output.stage("summary.json", try JSONOutput.encode(summary))
@@ -177,9 +210,17 @@ extension SpectralReport {
     /// The report of a CG run: the solve, then the metrics at t = ∞.
     static func cgText(_ cg: CGSummary, shift: Double, metrics: [PredictionMetrics], n: Int, k: Int) -> String {
         func g(_ v: Double?) -> String { v.map { String(format: "%.6g", $0) } ?? "n/a" }
-        var lines = ["Kernel regression at t = inf by preconditioned conjugate gradients (N = \(n), k = \(k); the kernel never gathered)",
+        var lines: [String]
+        if cg.method == "cg" {
+            lines = ["Kernel regression at t = inf by preconditioned conjugate gradients (N = \(n), k = \(k); the kernel never gathered)",
                      "  \(cg.iterations) steps, relative residuals \(cg.relativeResiduals.map { g($0) }.joined(separator: ", ")) (tolerance \(g(cg.tolerance)))",
                      "  preconditioner: the top \(cg.preconditionerRank) eigenpairs; lambda_max \(g(cg.lambdaMax)); diagonal shift \(g(shift))"]
+        } else {
+            let worst = cg.estimatedErrors?.flatMap { $0 }.max()
+            lines = ["Gradient-descent dynamics by the Krylov approximation of exp(-eta t Theta / c) (N = \(n), k = \(k); the kernel never gathered)",
+                     "  \(cg.iterations) Lanczos steps, the top \(cg.preconditionerRank) eigenpairs exact; estimated relative error \(g(worst)) (tolerance \(g(cg.tolerance)))",
+                     "  lambda_max \(g(cg.lambdaMax)); diagonal shift \(g(shift))"]
+        }
         lines.append("  time         train loss     train MSE      test MSE       train acc  test acc")
         for m in metrics {
             func a(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "-" }

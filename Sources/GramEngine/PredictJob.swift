@@ -65,8 +65,12 @@ public enum PredictSolver: String, Sendable, CaseIterable {
     case cg
 }
 
-/// What the conjugate-gradient solve of `ntk predict --solver cg` did.
+/// What the solve of `ntk predict --solver cg` did.
 public struct CGSummary: Codable, Sendable {
+    /// "cg" (t = ∞ only: preconditioned conjugate gradients) or "krylov" (finite times:
+    /// Lanczos approximations of the dynamics' matrix functions).
+    public var method: String
+    /// CG steps, or Lanczos steps.
     public var iterations: Int
     /// ‖B − (Θ + δI)α‖/‖B‖ per output, recomputed after the last step.
     public var relativeResiduals: [Double]
@@ -77,8 +81,11 @@ public struct CGSummary: Codable, Sendable {
     public var blockProducts: Int
     /// The largest eigenvalue of Θ (from the preconditioner's block Lanczos).
     public var lambdaMax: Double?
+    /// Krylov: per time and output, the last relative change of the approximation (an a
+    /// posteriori estimate of its error; 0 where the Krylov space closed, exact).
+    public var estimatedErrors: [[Double]]?
     enum CodingKeys: String, CodingKey {
-        case iterations, tolerance
+        case method, iterations, tolerance, estimatedErrors = "estimated_errors"
         case relativeResiduals = "relative_residuals", preconditionerRank = "preconditioner_rank"
         case blockProducts = "block_products", lambdaMax = "lambda_max"
     }

@@ -226,6 +226,21 @@ public struct GradientDescentMSE: Sendable {
     }
 
     /// 2c / λ_max (+∞ when λ_max <= 0).
+    /// e for one mode of rate η λ⁺ / c: expm1(−rate t) for flow, (1 − rate)^s − 1 for s steps,
+    /// 0 for a frozen mode (rate 0, also at t = +∞). f_t(X) = f₀ + V diag(e) Vᵀ (f₀ − Y).
+    public static func trainFactor(at time: TrainingTime, rate: Double) -> Double {
+        if rate == 0 { return 0 }
+        switch time {
+        case .flow(let t):
+            return expm1(-rate * t)
+        case .steps(let s):
+            if s == 0 { return 0 }
+            // log1p keeps the digits of a small rate; a base <= 0 (rate >= 1: the mode
+            // overshoots and oscillates) has no logarithm.
+            return rate < 1 ? expm1(Double(s) * log1p(-rate)) : pow(1 - rate, Double(s)) - 1
+        }
+    }
+
     public static func maxStableLearningRate(lambdaMax: Double, normalization c: Double) -> Double {
         lambdaMax > 0 ? 2 * c / lambdaMax : .infinity
     }
@@ -466,17 +481,7 @@ public struct Trajectory: Sendable {
     /// modes (also at t = +∞, where 0 · ∞ would be NaN).
     func trainFactors(at time: TrainingTime) -> [Double] {
         clampedValues.map { lambda in
-            let rate = learningRate * lambda / normalization
-            if rate == 0 { return 0 }
-            switch time {
-            case .flow(let t):
-                return expm1(-rate * t)
-            case .steps(let s):
-                if s == 0 { return 0 }
-                // log1p keeps the digits of a small rate; a base <= 0 (rate >= 1: the mode
-                // overshoots and oscillates) has no logarithm.
-                return rate < 1 ? expm1(Double(s) * log1p(-rate)) : pow(1 - rate, Double(s)) - 1
-            }
+            GradientDescentMSE.trainFactor(at: time, rate: learningRate * lambda / normalization)
         }
     }
 }

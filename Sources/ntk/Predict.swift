@@ -64,13 +64,13 @@ struct Predict: ParsableCommand {
     @Flag(name: .customLong("diag-reg-absolute"), help: "Add r itself to the diagonal (diag_reg_absolute_scale).")
     var diagRegAbsolute = false
 
-    @Option(help: "How the dynamics are solved: eigen (Θ gathered on rank 0 and eigendecomposed: every time, the spectral diagnostics), cg (t = inf by preconditioned conjugate gradients on the distributed kernels, which no rank gathers), or auto (cg when only t = inf is asked of the empirical or analytic kernel and the eigen path does not fit rank 0's node; else eigen).")
+    @Option(help: "How the dynamics are solved: eigen (Θ gathered on rank 0 and eigendecomposed: every time, the spectral diagnostics), cg (on the distributed kernels, which no rank gathers: t = inf by preconditioned conjugate gradients, finite --times and --steps by Lanczos approximations of the dynamics with the top eigenpairs exact; no spectral diagnostics), or auto (cg when the empirical or analytic kernel is asked and the eigen path does not fit rank 0's node; else eigen).")
     var solver: PredictSolver = .auto
 
-    @Option(name: .customLong("cg-tolerance"), help: "--solver cg: the relative residual ‖Y − f₀ − (Θ + δI)α‖/‖Y − f₀‖ to reach for every output.")
+    @Option(name: .customLong("cg-tolerance"), help: "--solver cg: the relative residual ‖Y − f₀ − (Θ + δI)α‖/‖Y − f₀‖ to reach for every output (t = inf), or the estimated relative error of the Krylov approximations (finite times).")
     var cgTolerance: Double = 1e-10
 
-    @Option(name: .customLong("cg-max-iterations"), help: "--solver cg: the most steps before giving up (status 65).")
+    @Option(name: .customLong("cg-max-iterations"), help: "--solver cg: the most CG or Lanczos steps before giving up (status 65).")
     var cgMaxIterations: Int = 5000
 
     @Option(name: .customLong("cg-preconditioner-rank"), help: "--solver cg: the top eigenpairs (block Lanczos) of the spectral preconditioner; 0 for none (at most N/10 are used).")
@@ -114,9 +114,6 @@ struct Predict: ParsableCommand {
         try Limits.check(cgMaxIterations, "--cg-max-iterations", 1...10_000_000)
         try Limits.check(cgPreconditionerRank, "--cg-preconditioner-rank", 0...4096)
         if solver == .cg {
-            if !steps.isEmpty || times.contains(where: { $0.isFinite }) {
-                throw ValidationError("--solver cg computes t = inf only (kernel regression); finite --times and --steps need --solver eigen")
-            }
             if kernel == .nngp { throw ValidationError("--solver cg gives the mean only; --kernel nngp (mean and variance) needs --solver eigen") }
             if keepKernels { throw ValidationError("--keep-kernels needs --solver eigen (CG never gathers the kernels)") }
         }

@@ -78,11 +78,40 @@ import NumPyIO
         let off = Self.maxRelative(try Launcher.readNPY(dir + "/tight/test_predictions.npy").doubles(),
                                    try Launcher.readNPY(dir + "/roomy/test_predictions.npy").doubles())
         #expect(off <= 1e-8, "\(off)")
-        for (extra, word) in [(["--times", "1,inf", "--learning-rate", "1"], "finite"), (["--kernel", "nngp"], "nngp"),
+        for (extra, word) in [(["--kernel", "nngp"], "nngp"),
                               (["--keep-kernels"], "keep-kernels"), (["--cg-tolerance", "0"], "cg-tolerance")] {
             let result = try Launcher.run(common + ["--solver", "cg", "--out", dir + "/bad"] + extra, ranks: 1, timeout: 30)
             #expect(result.status == 64 && result.stderr.contains(word), "\(extra): \(result.status) \(result.stderr)")
             #expect(!FileManager.default.fileExists(atPath: dir + "/bad/summary.json"))
+        }
+    }
+
+    /// Tolerance 1e-8 relative to the largest prediction, as above: the Krylov approximations
+    /// stop when their last relative change is below 1e-10; the functions are smooth on the
+    /// deflated spectrum, so the change bounds the error to within a small factor.
+    @Test("--solver cg at finite times and steps (Lanczos approximations of the dynamics, top eigenpairs exact) equals the eigen path to 1e-8 at 1 and 3 ranks")
+    func finiteTimes() throws {
+        let dir = Launcher.temporaryDirectory("predict-krylov")
+        try Self.data(dir, n: 300, m: 45)
+        let common = ["predict", "--train", dir + "/x.npy", "--targets", dir + "/y.npy", "--test", dir + "/xt.npy",
+                      "--test-targets", dir + "/yt.npy", "--depth", "2", "--width", "48", "--out-dim", "2",
+                      "--learning-rate", "0.5", "--times", "3,100,inf", "--steps", "20", "--diag-reg", "1e-4"]
+        let eigen = try Launcher.run(common + ["--solver", "eigen", "--out", dir + "/eigen"], ranks: 1, timeout: 120)
+        try #require(eigen.status == 0, "\(eigen.stderr)")
+        for (ranks, tile) in [(1, 64), (3, 31)] {
+            let out = dir + "/k\(ranks)"
+            let run = try Launcher.run(common + ["--solver", "cg", "--tile", String(tile), "--out", out], ranks: ranks, timeout: 120)
+            try #require(run.status == 0, "\(run.stderr)")
+            for name in ["train_predictions.npy", "test_predictions.npy"] {
+                let ours = try Launcher.readNPY(out + "/" + name), reference = try Launcher.readNPY(dir + "/eigen/" + name)
+                #expect(ours.shape == reference.shape && ours.shape[0] == 4)
+                let off = Self.maxRelative(ours.doubles(), reference.doubles())
+                #expect(off <= 1e-8, "\(ranks) ranks, \(name): \(off)")
+            }
+            let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as! [String: Any]
+            let record = try #require(summary["cg"] as? [String: Any])
+            #expect(record["method"] as? String == "krylov")
+            #expect((record["estimated_errors"] as! [[Double]]).joined().allSatisfy { $0 <= 1e-10 })
         }
     }
 }
