@@ -16,6 +16,9 @@ struct TileOperator {
     let entry: Int
     /// This rank's tiles by index, row-major (rows·entry, columns·entry).
     let tiles: [Int: [Double]]
+    /// Their indices, ascending: products are summed in this order, so that a run's results
+    /// do not depend on a dictionary's (per-process random) iteration order.
+    let indices: [Int]
     let world: Communicator
 
     init(plan: TilePlan, entry: Int, tiles: [Int: [Double]], world: Communicator) {
@@ -30,6 +33,7 @@ struct TileOperator {
             mirrored[index] = full
         }
         self.tiles = mirrored
+        self.indices = mirrored.keys.sorted()
     }
 
     /// The order of the operator (its rows).
@@ -57,7 +61,8 @@ struct TileOperator {
                             for j in 0..<width { target[j] += source[j] }
                         }
                     }
-                    for (index, tile) in tiles {
+                    for index in indices {
+                        let tile = tiles[index]!
                         let t = plan.tiles[index]
                         let rows = plan.rowRange(t.row), columns = plan.columnRange(t.column)
                         let r0 = rows.lowerBound * entry, c0 = columns.lowerBound * entry
@@ -85,7 +90,8 @@ struct TileOperator {
     /// tr Θ from the diagonal tiles (symmetric kernels). Collective.
     func trace() throws -> Double {
         var sum = 0.0
-        for (index, tile) in tiles where plan.tiles[index].row == plan.tiles[index].column {
+        for index in indices where plan.tiles[index].row == plan.tiles[index].column {
+            let tile = tiles[index]!
             let size = plan.rowRange(plan.tiles[index].row).count * entry
             for i in 0..<size { sum += tile[i * size + i] }
         }
