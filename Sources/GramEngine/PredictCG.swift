@@ -44,7 +44,6 @@ extension PredictJob {
         let agreement = Agreement(world: world)
         let n = loaded.train.count, k = loaded.spec.outputCount
         let m = loaded.test?.count
-        let kind = options.kernel
         let ranks = Double(world.size), dn = Double(n), dm = Double(m ?? 0)
         let rank = Swift.min(options.preconditionerRank, n / 10)
         // Every rank: its share of both kernels' tiles, the CG vectors (about 8 blocks of k
@@ -53,26 +52,11 @@ extension PredictJob {
         try engine.checkMemory(Double(MemoryPlan.baseline) + 8 * (dn * dn / (2 * ranks) + dm * dn / ranks)
                                + 8 * (8 * Double(k) * (dn + dm) + (rank > 0 ? 2 * 8 * block * dn + Double(rank) * dn : 0)),
                                what: "each rank's share of Θ(X, X) and Θ(X*, X), the CG vectors and the preconditioner's eigenvectors")
-        func computer(_ plan: TilePlan, rows: DataSet, columns: DataSet?) -> TileComputer {
-            if let network = loaded.network {
-                return TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method, forms: options.engine.layerForms,
-                                    rowData: rows.values, columnData: columns?.values, cacheBytes: options.engine.cacheMegabytes << 20)
-            }
-            return TileComputer(infinite: loaded.infinite!, kind: kind, outputCount: k, plan: plan, outputKernel: .mean,
-                                rowData: rows.values, columnData: columns?.values)
-        }
         let kernelStart = Clock.now
-        let trainPlan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: true, ranks: world.size)
-        let train = try engine.distributed("train", computer: computer(trainPlan, rows: loaded.train, columns: nil), plan: trainPlan,
-                                           manifest: engine.manifest(rows: loaded.train, columns: nil, spec: loaded.spec,
-                                                                     network: loaded.network, kind: kind, plan: trainPlan))
-        var test: TileOperator? = nil
-        if let testSet = loaded.test {
-            let plan = TilePlan(rows: testSet.count, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: false, ranks: world.size)
-            test = try engine.distributed("test", computer: computer(plan, rows: testSet, columns: loaded.train), plan: plan,
-                                          manifest: engine.manifest(rows: testSet, columns: loaded.train, spec: loaded.spec,
-                                                                    network: loaded.network, kind: kind, plan: plan))
-        }
+        let jobs = kernelJobs(options, loaded: loaded, engine: engine, world: world)
+        let train = try engine.distributed(jobs[0].name, computer: jobs[0].computer(), plan: jobs[0].plan, manifest: jobs[0].manifest)
+        let test: TileOperator? = jobs.count > 1
+            ? try engine.distributed(jobs[1].name, computer: jobs[1].computer(), plan: jobs[1].plan, manifest: jobs[1].manifest) : nil
         let kernelSeconds = Clock.seconds(since: kernelStart)
 
         // Every rank: f₀ (the same computation everywhere), the right-hand sides, the solve.

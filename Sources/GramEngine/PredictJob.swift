@@ -184,28 +184,11 @@ public enum PredictJob {
             return
         }
         try engine.checkMemory(eigenBytes, what: "Θ(X, X) with its eigenvectors, Θ(X*, X) and the predictions")
-        let kind = options.kernel
-        func computer(_ plan: TilePlan, rows: DataSet, columns: DataSet?) -> TileComputer {
-            if let network = loaded.network {
-                return TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method, forms: options.engine.layerForms,
-                                    rowData: rows.values, columnData: columns?.values, cacheBytes: options.engine.cacheMegabytes << 20)
-            }
-            return TileComputer(infinite: loaded.infinite!, kind: kind, outputCount: k, plan: plan, outputKernel: .mean,
-                                rowData: rows.values, columnData: columns?.values)
-        }
         let kernelStart = Clock.now
-        let trainPlan = TilePlan(rows: n, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: true, ranks: world.size)
-        let trainKernel = try engine.gathered("train", computer: computer(trainPlan, rows: loaded.train, columns: nil), plan: trainPlan,
-                                              manifest: engine.manifest(rows: loaded.train, columns: nil, spec: loaded.spec,
-                                                                        network: loaded.network, kind: kind, plan: trainPlan))
-        var testKernel: [Double]? = nil
-        if let test = loaded.test {
-            // Θ(X*, X): rows are the test points.
-            let plan = TilePlan(rows: test.count, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n), symmetric: false, ranks: world.size)
-            testKernel = try engine.gathered("test", computer: computer(plan, rows: test, columns: loaded.train), plan: plan,
-                                             manifest: engine.manifest(rows: test, columns: loaded.train, spec: loaded.spec,
-                                                                       network: loaded.network, kind: kind, plan: plan))
-        }
+        let jobs = kernelJobs(options, loaded: loaded, engine: engine, world: world)
+        let trainKernel = try engine.gathered(jobs[0].name, computer: jobs[0].computer(), plan: jobs[0].plan, manifest: jobs[0].manifest)
+        let testKernel: [Double]? = jobs.count > 1
+            ? try engine.gathered(jobs[1].name, computer: jobs[1].computer(), plan: jobs[1].plan, manifest: jobs[1].manifest) : nil
         let kernelSeconds = Clock.seconds(since: kernelStart)
 
         try agreement.stage(quietly: true) { () throws(NTKError) in
@@ -302,6 +285,37 @@ public enum PredictJob {
             engine.finish()
             if !options.quiet { print(report + "  wrote " + summary.files.joined(separator: ", ") + " to \(output.path)") }
         }
+    }
+
+    /// One kernel a prediction needs: its checkpoint name, tile plan, computer (made when
+    /// the kernel is computed) and manifest.
+    struct KernelJob {
+        let name: String
+        let plan: TilePlan
+        let computer: () -> TileComputer
+        let manifest: Checkpoint.Manifest
+    }
+
+    /// Θ(X, X) ("train"), and Θ(X*, X) ("test", rows the test points) with a test set: the
+    /// same for the eigen and the CG paths.
+    static func kernelJobs(_ options: PredictOptions, loaded: Loaded, engine: TileEngine, world: Communicator) -> [KernelJob] {
+        let n = loaded.train.count, k = loaded.spec.outputCount, kind = options.kernel
+        func job(_ name: String, rows: DataSet, columns: DataSet?) -> KernelJob {
+            let plan = TilePlan(rows: rows.count, columns: n, tileSize: options.engine.tileSize(rows: n, columns: n),
+                                symmetric: columns == nil, ranks: world.size)
+            return KernelJob(name: name, plan: plan, computer: {
+                if let network = loaded.network {
+                    return TileComputer(network: network, plan: plan, outputKernel: .mean, method: options.engine.method,
+                                        forms: options.engine.layerForms, rowData: rows.values, columnData: columns?.values,
+                                        cacheBytes: options.engine.cacheMegabytes << 20)
+                }
+                return TileComputer(infinite: loaded.infinite!, kind: kind, outputCount: k, plan: plan, outputKernel: .mean,
+                                    rowData: rows.values, columnData: columns?.values)
+            }, manifest: engine.manifest(rows: rows, columns: columns, spec: loaded.spec, network: loaded.network, kind: kind, plan: plan))
+        }
+        var jobs = [job("train", rows: loaded.train, columns: nil)]
+        if let test = loaded.test { jobs.append(job("test", rows: test, columns: loaded.train)) }
+        return jobs
     }
 
     /// K(x, x) of each input: the test points' prior variances under the NNGP.

@@ -43,21 +43,10 @@ public enum KrylovFunction {
                              apply: ([Double], Int) throws -> [Double]) throws -> Result {
         precondition(b.count == count * n && count >= 1 && !functions.isEmpty)
         let kDeflated = deflation?.values.count ?? 0
-        // X ← X − (X V) Vᵀ for `rows` rows; returns X V when asked.
+        // X ← X − (X V) Vᵀ for `rows` rows; returns X V (before the projection).
         func project(_ x: inout [Double], rows: Int) -> [Double] {
-            guard let deflation, kDeflated > 0 else { return [] }
-            var c = [Double](repeating: 0, count: rows * kDeflated)
-            x.withUnsafeMutableBufferPointer { xp in
-                deflation.vectors.withUnsafeBufferPointer { vp in
-                    c.withUnsafeMutableBufferPointer { cp in
-                        GEMM.multiply(m: rows, n: kDeflated, k: n, a: xp.baseAddress!, lda: n, b: vp.baseAddress!, ldb: kDeflated,
-                                      c: cp.baseAddress!, ldc: kDeflated)
-                        GEMM.multiplyTransposed(m: rows, n: n, k: kDeflated, alpha: -1, a: cp.baseAddress!, lda: kDeflated,
-                                                b: vp.baseAddress!, ldb: kDeflated, beta: 1, c: xp.baseAddress!, ldc: n)
-                    }
-                }
-            }
-            return c
+            guard let deflation else { return [] }
+            return LanczosSteps.project(&x, rows: rows, n: n, vectors: deflation.vectors, k: kDeflated)
         }
         var start = b
         let coefficients = project(&start, rows: count)   // Vᵀ b per row
@@ -85,15 +74,7 @@ public enum KrylovFunction {
         func small(_ r: Int) throws -> [[Double]] {
             let size = alpha[r].count
             guard size > 0 else { return functions.map { _ in [] } }
-            var t = [Double](repeating: 0, count: size * size)
-            for j in 0..<size {
-                t[j * size + j] = alpha[r][j]
-                if j + 1 < size {
-                    t[j * size + j + 1] = beta[r][j]
-                    t[(j + 1) * size + j] = beta[r][j]
-                }
-            }
-            let eigen = try SymmetricEigen.compute(matrix: t, n: size, vectors: true)
+            let eigen = try LanczosSteps.tridiagonal(alpha: alpha[r], beta: beta[r])
             let s = eigen.vectors!
             return functions.map { g in
                 var u = [Double](repeating: 0, count: size)
@@ -122,19 +103,7 @@ public enum KrylovFunction {
                 for e in 0..<n { a += v[row + e] * wr[e] }
                 alpha[r].append(a)
                 let size = alpha[r].count
-                var c = [Double](repeating: 0, count: size)
-                for _ in 0..<2 {
-                    basis[r].withUnsafeBufferPointer { q in
-                        wr.withUnsafeMutableBufferPointer { wp in
-                            c.withUnsafeMutableBufferPointer { cp in
-                                GEMM.multiplyTransposed(m: 1, n: size, k: n, a: wp.baseAddress!, lda: n, b: q.baseAddress!, ldb: n,
-                                                        c: cp.baseAddress!, ldc: size)
-                                GEMM.multiply(m: 1, n: n, k: size, alpha: -1, a: cp.baseAddress!, lda: size, b: q.baseAddress!, ldb: n,
-                                              beta: 1, c: wp.baseAddress!, ldc: n)
-                            }
-                        }
-                    }
-                }
+                LanczosSteps.reorthogonalize(&wr, against: basis[r], count: size, n: n)
                 var bnorm = 0.0
                 for e in 0..<n { bnorm += wr[e] * wr[e] }
                 bnorm = bnorm.squareRoot()

@@ -115,20 +115,9 @@ public enum StochasticLanczos {
         precondition(n >= 1 && probes >= 1 && steps >= 1)
         let m = min(steps, n)
         let kDeflated = deflation?.values.count ?? 0
-        // X ← X − (X V) Vᵀ for `count` rows.
         func project(_ x: inout [Double], count: Int) {
-            guard let deflation, kDeflated > 0 else { return }
-            var c = [Double](repeating: 0, count: count * kDeflated)
-            x.withUnsafeMutableBufferPointer { xp in
-                deflation.vectors.withUnsafeBufferPointer { vp in
-                    c.withUnsafeMutableBufferPointer { cp in
-                        GEMM.multiply(m: count, n: kDeflated, k: n, a: xp.baseAddress!, lda: n, b: vp.baseAddress!, ldb: kDeflated,
-                                      c: cp.baseAddress!, ldc: kDeflated)
-                        GEMM.multiplyTransposed(m: count, n: n, k: kDeflated, alpha: -1, a: cp.baseAddress!, lda: kDeflated,
-                                                b: vp.baseAddress!, ldb: kDeflated, beta: 1, c: xp.baseAddress!, ldc: n)
-                    }
-                }
-            }
+            guard let deflation else { return }
+            _ = LanczosSteps.project(&x, rows: count, n: n, vectors: deflation.vectors, k: kDeflated)
         }
         var v = Self.probes(n: n, count: probes, seed: seed)
         project(&v, count: probes)
@@ -163,20 +152,7 @@ public enum StochasticLanczos {
                 let a = dot(vp, wp)
                 alpha[p].append(a)
                 // Full reorthogonalization against this probe's basis, twice.
-                var c = [Double](repeating: 0, count: step + 1)
-                for _ in 0..<2 {
-                    basis[p].withUnsafeBufferPointer { q in
-                        wp.withUnsafeMutableBufferPointer { w in
-                            c.withUnsafeMutableBufferPointer { c in
-                                // c = Q w, then w ← w − Qᵀ c (Q: the step + 1 vectors as rows).
-                                GEMM.multiplyTransposed(m: 1, n: step + 1, k: n, a: w.baseAddress!, lda: n, b: q.baseAddress!, ldb: n,
-                                                        c: c.baseAddress!, ldc: step + 1)
-                                GEMM.multiply(m: 1, n: n, k: step + 1, alpha: -1, a: c.baseAddress!, lda: step + 1, b: q.baseAddress!, ldb: n,
-                                              beta: 1, c: w.baseAddress!, ldc: n)
-                            }
-                        }
-                    }
-                }
+                LanczosSteps.reorthogonalize(&wp, against: basis[p], count: step + 1, n: n)
                 let b = dot(wp, wp).squareRoot()
                 let largest = alpha[p].reduce(0) { Swift.max($0, abs($1)) }
                 if step == m - 1 || !(b > 1e-12 * Swift.max(largest, Double.leastNormalMagnitude)) {
@@ -195,15 +171,7 @@ public enum StochasticLanczos {
         var rules: [Rule] = []
         for p in 0..<probes {
             let size = alpha[p].count
-            var t = [Double](repeating: 0, count: size * size)
-            for j in 0..<size {
-                t[j * size + j] = alpha[p][j]
-                if j + 1 < size {
-                    t[j * size + j + 1] = beta[p][j]
-                    t[(j + 1) * size + j] = beta[p][j]
-                }
-            }
-            let eigen = try SymmetricEigen.compute(matrix: t, n: size, vectors: true)
+            let eigen = try LanczosSteps.tridiagonal(alpha: alpha[p], beta: beta[p])
             let u = eigen.vectors!
             // Column j of U belongs to θ_j; its first entry is row 0.
             let weights = (0..<size).map { u[$0] * u[$0] }
