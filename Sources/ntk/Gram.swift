@@ -24,7 +24,8 @@ struct Gram: ParsableCommand {
         discussion: """
             Writes into --out: kernel.npy (float64), eigenvalues.npy (ascending), eigenvectors.npy \
             (with --eigen vectors; column j belongs to eigenvalue j), outputs.npy (f(X), shape (N, k)), \
-            outputs2.npy (with --data2) and summary.json. Run under mpirun for several ranks.
+            outputs2.npy (with --data2), spectrum_density.csv and its plot (with --eigen density) and \
+            summary.json. Run under mpirun for several ranks.
             """)
 
     @Option(help: "The data set: a 2-D .npy file (N, d), float64 or float32.")

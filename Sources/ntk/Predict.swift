@@ -10,7 +10,8 @@ struct Predict: ParsableCommand {
         abstract: "Predict training dynamics and test predictions of the linearized network (or the infinite-width limit).",
         discussion: """
             Computes Θ(X, X), Θ(X*, X) and f₀ with the distributed engine, eigendecomposes Θ(X, X) = V diag(λ) Vᵀ \
-            on rank 0 and predicts, with c = N·k, e_i(t) = exp(−η λ_i t / c) (or (1 − η λ_i / c)^s after s steps): \
+            on rank 0 (--solver eigen; with --solver cg no rank gathers the kernels: conjugate gradients at t = inf, \
+            Lanczos approximations at finite times, summary.json 'cg' records the solve) and predicts, with c = N·k, e_i(t) = exp(−η λ_i t / c) (or (1 − η λ_i / c)^s after s steps): \
             f_t(X) = Y + V diag(e(t)) Vᵀ (f₀(X) − Y) and f_t(X*) = f₀(X*) + Θ(X*, X) V diag((1 − e_i)/λ_i) Vᵀ (Y − f₀(X)). At t = inf: \
             f(X*) = f₀(X*) + Θ(X*, X) Θ⁻¹ (Y − f₀(X)), which is plain kernel regression Θ(X*, X) Θ⁻¹ Y only with \
             f₀ = 0 (--f0-zero, or an infinite-width kernel). \
