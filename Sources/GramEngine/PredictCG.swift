@@ -180,12 +180,7 @@ extension PredictJob {
             }
             try output.stage("metrics.json", try JSONOutput.encode(["times": metrics]))
             let report = SpectralReport.cgText(cg, shift: solved.shift, metrics: metrics, n: n, k: k)
-            try output.stage("report.txt", Data(report.utf8))
-            summary.files = output.stagedNames + ["summary.json"]
-            try output.stage("summary.json", try JSONOutput.encode(summary))
-            try output.commitStaged()
-            engine.finish()
-            if !options.quiet { print(report + "  wrote " + summary.files.joined(separator: ", ") + " to \(output.path)") }
+            try commit(&summary, report: report, output: output, engine: engine, quiet: options.quiet)
         }
     }
 }
@@ -205,13 +200,7 @@ extension SpectralReport {
                      "  \(cg.iterations) Lanczos steps, the top \(cg.preconditionerRank) eigenpairs exact; estimated relative error \(g(worst)) (tolerance \(g(cg.tolerance)))",
                      "  lambda_max \(g(cg.lambdaMax)); diagonal shift \(g(shift))"]
         }
-        lines.append("  time         train loss     train MSE      test MSE       train acc  test acc")
-        for m in metrics {
-            func a(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "-" }
-            func pad(_ s: String, _ width: Int) -> String { s.padding(toLength: max(width, s.count), withPad: " ", startingAt: 0) }
-            lines.append("  " + pad(m.time.description, 12) + " " + pad(g(m.trainLoss), 14) + " " + pad(g(m.trainMSE), 14) + " "
-                         + pad(g(m.testMSE), 14) + " " + pad(a(m.trainAccuracy), 10) + " " + a(m.testAccuracy))
-        }
+        lines += metricsTable(metrics)
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -278,13 +278,20 @@ public enum PredictJob {
             let report = SpectralReport.text(diagnostics: diagnostics, maxStableLearningRate: dynamics.maxStableLearningRate,
                                              learningRate: options.learningRate, normalization: dynamics.normalization,
                                              metrics: metrics)
-            try output.stage("report.txt", Data(report.utf8))
-            summary.files = output.stagedNames + ["summary.json"]
-            try output.stage("summary.json", try JSONOutput.encode(summary))
-            try output.commitStaged()
-            engine.finish()
-            if !options.quiet { print(report + "  wrote " + summary.files.joined(separator: ", ") + " to \(output.path)") }
+            try commit(&summary, report: report, output: output, engine: engine, quiet: options.quiet)
         }
+    }
+
+    /// Rank 0: stages report.txt and summary.json (listing every file), commits the
+    /// results, removes the checkpoints and prints the report.
+    static func commit(_ summary: inout PredictSummary, report: String, output: OutputDirectory, engine: TileEngine,
+                       quiet: Bool) throws(NTKError) {
+        try output.stage("report.txt", Data(report.utf8))
+        summary.files = output.stagedNames + ["summary.json"]
+        try output.stage("summary.json", try JSONOutput.encode(summary))
+        try output.commitStaged()
+        engine.finish()
+        if !quiet { print(report + "  wrote " + summary.files.joined(separator: ", ") + " to \(output.path)") }
     }
 
     /// One kernel a prediction needs: its checkpoint name, tile plan, computer (made when
@@ -371,16 +378,20 @@ public enum SpectralReport {
                 lines.append("  mode time constants c/(eta lambda_i): fastest \(g(c / (learningRate * d.lambdaMax))), slowest \(slowest.isFinite ? g(slowest) : "inf")")
             }
         }
-        if !metrics.isEmpty {
-            lines.append("  time         train loss     train MSE      test MSE       train acc  test acc")
-            for m in metrics {
-                func a(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "-" }
-                func pad(_ s: String, _ width: Int) -> String { s.padding(toLength: max(width, s.count), withPad: " ", startingAt: 0) }
-                lines.append("  " + pad(m.time.description, 12) + " " + pad(g(m.trainLoss), 14) + " " + pad(g(m.trainMSE), 14) + " "
-                             + pad(g(m.testMSE), 14) + " " + pad(a(m.trainAccuracy), 10) + " " + a(m.testAccuracy))
-            }
-        }
+        lines += metricsTable(metrics)
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// One line per training time: loss, MSE and accuracies (none without metrics).
+    static func metricsTable(_ metrics: [PredictionMetrics]) -> [String] {
+        guard !metrics.isEmpty else { return [] }
+        func g(_ v: Double?) -> String { v.map { String(format: "%.6g", $0) } ?? "n/a" }
+        func a(_ v: Double?) -> String { v.map { String(format: "%.4f", $0) } ?? "-" }
+        func pad(_ s: String, _ width: Int) -> String { s.padding(toLength: max(width, s.count), withPad: " ", startingAt: 0) }
+        return ["  time         train loss     train MSE      test MSE       train acc  test acc"] + metrics.map { m in
+            "  " + pad(m.time.description, 12) + " " + pad(g(m.trainLoss), 14) + " " + pad(g(m.trainMSE), 14) + " "
+                + pad(g(m.testMSE), 14) + " " + pad(a(m.trainAccuracy), 10) + " " + a(m.testAccuracy)
+        }
     }
 
     /// Eigenvalues against rank (log-log).
