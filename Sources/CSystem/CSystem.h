@@ -8,6 +8,21 @@
 int sync_file_range(int fd, __off64_t offset, __off64_t nbytes, unsigned int flags);
 #endif
 
+#include <fcntl.h>
+
+/// Opens `path` for reading with O_DIRECT (transfers between the device and the caller's
+/// buffer, no page cache: offsets, lengths and buffers must be aligned to the device's
+/// logical block). glibc names the flag O_DIRECT only under _GNU_SOURCE; __O_DIRECT is
+/// always there. Returns -1 with errno set where the file system refuses it (tmpfs).
+static inline int ntk_open_read_direct(const char *path) {
+#if defined(__linux__) && defined(__O_DIRECT)
+    return open(path, O_RDONLY | O_CLOEXEC | __O_DIRECT);
+#else
+    (void)path;
+    return -1;
+#endif
+}
+
 /// Starts writing the dirty pages of [offset, offset + length) of a file to disk and
 /// returns at once (Linux sync_file_range with SYNC_FILE_RANGE_WRITE); a no-op elsewhere.
 static inline int ntk_start_writeback(int fd, long long offset, long long length) {

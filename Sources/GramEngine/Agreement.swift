@@ -93,6 +93,11 @@ public enum Report {
             lines.append("  trace \(e(d.trace)), effective rank \(e(d.effectiveRank)), participation ratio \(e(d.participationRatio)), lambda_max >= \(String(format: "%.6g", d.lambdaMaxRitz))"
                          + (d.decayExponent.map { String(format: ", decay exponent %.4g (top %d)", $0, d.decayFitModes ?? 0) } ?? ""))
         }
+        if let o = s.outOfCore {
+            lines.append(String(format: "  out of core: %d passes over kernel.npy, %.1f GB read in %.1f s (%.2f GB/s while reading, %.2f GB/s with the products; %@)",
+                                o.passes, o.bytesRead / 1e9, o.passSeconds, o.readBandwidth / 1e9, o.streamBandwidth / 1e9,
+                                o.directIO ? "O_DIRECT" : "through the page cache"))
+        }
         lines.append("  wrote \(s.files.joined(separator: ", ")) to \(directory)")
         print(lines.joined(separator: "\n"))
     }

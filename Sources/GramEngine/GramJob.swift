@@ -39,6 +39,9 @@ public struct GramOptions: Sendable {
     /// The spectral density by stochastic Lanczos quadrature on the distributed kernel
     /// (`--eigen density`; `eigen` is then .none: no rank gathers the kernel).
     public var density: SpectralDensityOptions?
+    /// Where the distributed kernel of --eigen-top (block Lanczos) and --eigen density lives
+    /// while the solver runs: the ranks' memory, or kernel.npy on disk (out of core).
+    public var kernelStorage: KernelStorage = .auto
     public var force = false
     /// No report on stdout.
     public var quiet = false
@@ -124,6 +127,35 @@ public struct GramSummary: Codable, Sendable {
     public var ensemble: EnsembleSummary?
     /// With `--eigen density`: the estimates of stochastic Lanczos quadrature.
     public var density: DensitySummary?
+    /// Where the distributed solvers found the kernel: "memory" (the ranks' tiles) or
+    /// "disk" (kernel.npy, streamed); nil when no distributed solver ran.
+    public var kernelStorage: String?
+    /// Out of core: what streaming the kernel from disk cost.
+    public var outOfCore: OutOfCore?
+
+    public struct OutOfCore: Codable, Sendable {
+        /// Whether the reads bypassed the page cache (O_DIRECT).
+        public var directIO: Bool
+        /// Panels of the file (all ranks) and passes over it (products with Θ, plus a trace).
+        public var panels: Int
+        public var passes: Int
+        /// Bytes read from disk by all ranks.
+        public var bytesRead: Double
+        /// The slowest rank's seconds in reads (its reading thread), in passes, and waiting
+        /// for a panel (reads the products did not hide).
+        public var readSeconds: Double
+        public var passSeconds: Double
+        public var waitSeconds: Double
+        /// bytes_read / read_seconds: the rate the disk delivered to all ranks while they read.
+        public var readBandwidth: Double
+        /// bytes_read / pass_seconds: the rate of the whole passes, reading and products.
+        public var streamBandwidth: Double
+        enum CodingKeys: String, CodingKey {
+            case directIO = "direct_io", panels, passes, bytesRead = "bytes_read", readSeconds = "read_seconds"
+            case passSeconds = "pass_seconds", waitSeconds = "wait_seconds", readBandwidth = "read_bytes_per_second"
+            case streamBandwidth = "stream_bytes_per_second"
+        }
+    }
 
     public struct Krylov: Codable, Sendable {
         public var cycles: Int
@@ -162,6 +194,7 @@ public struct GramSummary: Codable, Sendable {
         case outputKernel = "output_kernel", inputWidth = "input_width", outputs = "outputs_k"
         case kernelShape = "kernel_shape", tileSize = "tile_size", blasCore = "blas_core", tilesReused = "tiles_reused"
         case blasCoreChoice = "blas_core_choice", blasThreadsEigen = "blas_threads_eigen", krylov = "krylov", ensemble, density
+        case kernelStorage = "kernel_storage", outOfCore = "out_of_core"
         case eigenSolver = "eigen_solver", tileKernels = "tile_kernels"
         case diagnostics, maxStableLearningRate = "max_stable_learning_rate", memoryEstimate = "memory_estimate", layers, work
     }
@@ -212,11 +245,11 @@ public enum GramJob {
         let localRanksForPlan = (try? world.nodeLocal().size) ?? 1
         let perSampleBytes = inputs.perSampleBytes(options.engine.method, forms: options.engine.layerForms, outputKernel: options.outputKernel)
         let cacheBytes = options.engine.cacheBytes(perSampleBytes: perSampleBytes, samples: n + (m ?? 0), localRanks: localRanksForPlan)
-        func memoryPlan(_ solver: EigenSolver) -> MemoryPlan {
+        func memoryPlan(_ solver: EigenSolver, outOfCore: Bool = false) -> MemoryPlan {
             MemoryPlan.estimate(n: n, m: m, inputWidth: inputs.inputWidth, outputs: k, outputKernel: options.outputKernel,
                                 eigen: m == nil ? options.eigen : .none, solver: solver, top: options.eigenTop,
                                 density: m == nil ? options.density.map { ($0.probes, $0.steps, $0.deflationCount(order: n * entry)) } : nil,
-                                ranks: world.size, tileSize: tileSize,
+                                outOfCore: outOfCore, ranks: world.size, tileSize: tileSize,
                                 perSampleBytes: perSampleBytes, cacheBytes: cacheBytes,
                                 inputBytes: inputs.bytes)
         }
@@ -259,8 +292,33 @@ public enum GramJob {
             }
         }
 
+        // Out of core: a distributed solver (block Lanczos, the density) whose tiles would not
+        // fit rank 0's node leaves the kernel in kernel.npy, each rank streaming its panels
+        // for every product (`KernelFileOperator`). Rank 0 decides: only it reads the
+        // available memory.
+        let usesOperator = m == nil && (options.density != nil || (options.eigen != .none && solver == .krylov))
+        try agreement.stage { () throws(NTKError) in
+            if options.kernelStorage != .auto && !usesOperator {
+                throw NTKError(.usage, "--kernel-storage \(options.kernelStorage.rawValue) applies to the distributed solvers of a symmetric kernel: --eigen-top K with the krylov solver, or --eigen density")
+            }
+        }
+        var outOfCore = options.kernelStorage == .disk
+        if options.kernelStorage == .auto && usesOperator {
+            var choice: [Int32] = [0]
+            if world.isRoot, let available = options.engine.memoryBudget ?? MemoryPlan.availableBytes(),
+               memoryPlan(solver).nodeBytes(localRanks: localRanksForPlan) > available,
+               memoryPlan(solver, outOfCore: true).nodeBytes(localRanks: localRanksForPlan) <= available {
+                choice[0] = 1
+                Report.warning("the kernel's tiles do not fit the memory of rank 0's node (\(MemoryPlan.format(memoryPlan(solver).nodeBytes(localRanks: localRanksForPlan))) needed, \(MemoryPlan.format(available)) available): out of core, each rank streams its panels of kernel.npy from disk for every product")
+            }
+            try agreement.stage { () throws(NTKError) in
+                do { try world.broadcast(&choice, root: 0) } catch { throw NTKError(.software, "MPI: \(error)") }
+            }
+            outOfCore = choice[0] == 1
+        }
+
         // Memory: refuse before any work what cannot fit on rank 0's node.
-        let memory = memoryPlan(solver)
+        let memory = memoryPlan(solver, outOfCore: outOfCore)
         try agreement.stage { () throws(NTKError) in
             guard world.isRoot, let available = options.engine.memoryBudget ?? MemoryPlan.availableBytes() else { return }
             let needed = memory.nodeBytes(localRanks: localRanksForPlan)
@@ -273,6 +331,7 @@ public enum GramJob {
                 } else if options.eigen == .values && m == nil {
                     hints.append("--eigen none (saves a copy of the kernel)")
                 }
+                if usesOperator && !outOfCore { hints.append("--kernel-storage disk (the kernel stays in kernel.npy, each rank streaming its panels)") }
                 if options.engine.method == .explicit { hints.append("--method structured (explicit gradients take k·P doubles per sample)") }
                 if localRanksForPlan > 1 { hints.append("fewer ranks on rank 0's node (each holds its share of the tiles and its inputs)") }
                 if options.outputKernel == .full { hints.append("--output-kernel mean (the full kernel is k² times larger)") }
@@ -365,8 +424,8 @@ public enum GramJob {
             result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
                                        checkpoint: checkpoint, reuse: reuse, progress: options.engine.progress, world: world,
                                        assemble: !stream, sink: sink,
-                                       keepTiles: !stream || (m == nil && options.eigen != .none && (solver.isBlockCyclic || solver == .krylov))
-                                                  || (m == nil && options.density != nil))
+                                       keepTiles: !stream || (!outOfCore && ((m == nil && options.eigen != .none && (solver.isBlockCyclic || solver == .krylov))
+                                                                  || (m == nil && options.density != nil))))
         } catch let failure as AgreedFailure {
             // Every rank stops here together: release the shared memory collectively.
             try? computer.release()
@@ -388,6 +447,20 @@ public enum GramJob {
             result.writeDuringTilesSeconds = try world.allreduce(writeSeconds, .max)
         }
 
+        // The distributed solvers' kernel: the ranks' tiles, or out of core kernel.npy.
+        var fileOperator: KernelFileOperator? = nil
+        if outOfCore {
+            let path = options.output + "/" + ParallelKernelFile.temporaryName("kernel.npy", token: runToken)
+            let dataOffset = NPYFormat.header(shape: entry == 1 ? [n, n] : [n, n, k, k], dtype: .float64).count
+            fileOperator = try agreement.stage { () throws(NTKError) -> KernelFileOperator in
+                try KernelFileOperator(path: path, dataOffset: dataOffset, samples: n, entry: entry, world: world,
+                                       panelBytes: KernelFileOperator.panelLimit)
+            }
+        }
+        func kernelOperator(_ tiles: [Int: [Double]]) -> any KernelOperator {
+            fileOperator ?? TileOperator(plan: plan, entry: entry, tiles: tiles, world: world)
+        }
+
         // ScaLAPACK: every rank hands in its tiles; nobody holds the whole kernel.
         var distributedValues: [Double]? = nil
         var krylovReport: (cycles: Int, products: Int, blockSize: Int, residual: Double)? = nil
@@ -400,7 +473,7 @@ public enum GramJob {
             result.tiles = [:]
             let solved = try agreement.stage(quietly: true) { () throws(NTKError) -> BlockKrylov.Result in
                 do {
-                    return try TileOperator(plan: plan, entry: entry, tiles: tiles, world: world).largest(options.eigenTop!)
+                    return try kernelOperator(tiles).largest(options.eigenTop!)
                 } catch let error as NTKError {
                     throw error
                 } catch {
@@ -417,7 +490,7 @@ public enum GramJob {
         var densityReport: (density: SpectralDensity, seconds: Double)? = nil
         if let density = options.density, m == nil {
             let start = Clock.now
-            let op = TileOperator(plan: plan, entry: entry, tiles: result.tiles, world: world)
+            let op = kernelOperator(result.tiles)
             result.tiles = [:]
             let solved = try agreement.stage(quietly: true) { () throws(NTKError) -> (StochasticLanczos.Result, BlockKrylov.Result?) in
                 do {
@@ -487,6 +560,9 @@ public enum GramJob {
             }
             distributedSeconds = Clock.seconds(since: start)
         }
+        let outOfCoreReport = try fileOperator?.report()
+        fileOperator = nil
+
         // Move the matrix out, so that mirroring it below does not copy it.
         var kernel = result.kernel
         result.kernel = []
@@ -501,7 +577,7 @@ public enum GramJob {
             try finish(options: options, loaded: loaded, plan: plan, memory: memory, solver: solver, streamedKernel: streamed?.path,
                        checkpoint: checkpoint.map { ($0, checkpointLock) },
                        distributedEigen: distributedValues.map { ($0, distributedVectors, vectorsStaged, distributedSeconds ?? 0, krylovReport) },
-                       density: densityReport,
+                       density: densityReport, storage: usesOperator ? (outOfCore ? .disk : .memory) : nil, outOfCore: outOfCoreReport,
                        outputs: (precomputedOutputs, precomputedOutputs2),
                        kernel: &kernel, rows: rowCount, columns: columnCount,
                        output: output, ranks: world.size, localRanks: localRanks, tilesReused: result.reused,
@@ -697,6 +773,7 @@ public enum GramJob {
                        distributedEigen: (values: [Double], vectors: [Double]?, vectorsStaged: Bool, seconds: Double,
                                           krylov: (cycles: Int, products: Int, blockSize: Int, residual: Double)?)?,
                        density: (density: SpectralDensity, seconds: Double)? = nil,
+                       storage: KernelStorage? = nil, outOfCore: GramSummary.OutOfCore? = nil,
                        outputs precomputed: ([Double]?, [Double]?),
                        kernel: inout [Double], rows: Int, columns: Int,
                        output: OutputDirectory, ranks: Int, localRanks: Int, tilesReused: Int, seconds: [String: Double],
@@ -809,6 +886,8 @@ public enum GramJob {
                 summary.density?.decayFitModes = fit.decayFitModes
             }
         }
+        summary.kernelStorage = storage?.rawValue
+        summary.outOfCore = outOfCore
         if density != nil && distributedEigen != nil { summary.eigenSolver = EigenSolver.krylov.rawValue }
         if plan.symmetric && options.eigen != .none {
             if solver == .elpa, case .elpa(let stage) = EigenSolver.elpaLibrary(vectors: options.eigen == .vectors) {

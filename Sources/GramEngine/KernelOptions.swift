@@ -105,3 +105,14 @@ extension EigenSolver {
         .elpa(stage: vectors ? 1 : 2)
     }
 }
+
+/// Where a distributed solver's kernel lives (`--kernel-storage`).
+public enum KernelStorage: String, Sendable, CaseIterable {
+    /// Memory when the memory plan fits rank 0's node, else disk.
+    case auto
+    /// Each rank keeps the tiles it computed.
+    case memory
+    /// Out of core: the kernel stays in its .npy file and each rank streams its panels
+    /// for every product (`KernelFileOperator`).
+    case disk
+}

@@ -23,6 +23,10 @@ import Foundation
 ///   symmetric copy 8R² of the residual check; for the full kernel a permuted copy 8RC.
 /// - with `--eigen-solver scalapack` or `elpa`, every rank instead holds its share of the
 ///   block-cyclic matrix, eigenvectors and workspace, about 8·4R²/K.
+/// - out of core (`--kernel-storage disk`, block Lanczos or the density), no rank keeps its
+///   tiles: instead each holds two panels of kernel.npy and a staging buffer
+///   (`KernelFileOperator.bufferBytes`: two panels of up to 64 MiB and the readers' staging
+///   buffers, at most 160 MiB) while the solver runs.
 /// The output files are streamed from these arrays without further copies. Every rank
 /// also carries a fixed `baseline` (the Swift runtime, Open MPI and OpenBLAS buffers,
 /// measured at about 45 MiB here).
@@ -39,7 +43,7 @@ public struct MemoryPlan: Sendable, Equatable {
     /// wrapped ones; the result saturates at `Int.max`.
     public static func estimate(n: Int, m: Int?, inputWidth d: Int, outputs k: Int, outputKernel: OutputKernel,
                                 eigen: EigenOutput, solver: EigenSolver = .lapack, top: Int? = nil,
-                                density: (probes: Int, steps: Int, top: Int?)? = nil, ranks: Int, tileSize: Int, perSampleBytes: Double,
+                                density: (probes: Int, steps: Int, top: Int?)? = nil, outOfCore: Bool = false, ranks: Int, tileSize: Int, perSampleBytes: Double,
                                 cacheBytes: Int, inputBytes: Double? = nil) -> MemoryPlan {
         let entry = Double(outputKernel == .full ? k : 1)
         let rows = Double(n) * entry
@@ -55,7 +59,11 @@ public struct MemoryPlan: Sendable, Equatable {
         // Streamed: the ranks write their tiles into kernel.npy as they finish.
         let distributed = symmetric && eigen != .none && (solver.isBlockCyclic || solver == .krylov)
         let streamed = !symmetric || eigen == .none || distributed
-        let held = streamed && !distributed ? 3 * tileBytes : share
+        // The tiles a rank holds: its share when a distributed solver keeps them in memory,
+        // else those in flight (and, out of core, the panels the solver streams).
+        let panels = KernelFileOperator.bufferBytes(samples: n, columns: m ?? n, symmetric: symmetric, entry: Int(entry), ranks: Int(ranks))
+        let held = outOfCore ? 3 * tileBytes + Double(panels)
+            : streamed && !distributed ? 3 * tileBytes : share
         let mapped = streamed ? Swift.min(kernelBytes, Double(ParallelKernelFile.Writer.windowLimit) + 4 * tileBytes) : 0
         var common = Double(baseline) + inputs + held + cache + mapped
         if let density, symmetric {
@@ -63,7 +71,7 @@ public struct MemoryPlan: Sendable, Equatable {
             // probe's basis of `steps` vectors of length R, the block and its product; the
             // block Lanczos basis of the deflated top eigenpairs too.
             let probes = Double(density.probes)
-            common += share - held + 8 * probes * (Double(density.steps) + 4) * rows
+            common += (outOfCore ? 0 : share - held) + 8 * probes * (Double(density.steps) + 4) * rows
             if let top = density.top, top > 0 { common += 2 * 8 * 8 * Double(Swift.max(top + 8, 16)) * rows }
             return MemoryPlan(rank0Bytes: clamp(common), otherRankBytes: clamp(common))
         }

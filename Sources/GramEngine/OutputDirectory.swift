@@ -182,6 +182,13 @@ public final class OutputDirectory {
         staged.append((temporary, "\(path)/\(name)"))
     }
 
+    /// Removes the staged file that would become `name`, and forgets it.
+    public func drop(_ name: String) {
+        let final = "\(path)/\(name)"
+        for (temporary, target) in staged where target == final { unlink(temporary) }
+        staged.removeAll { $0.final == final }
+    }
+
     /// Removes staged files that were not committed.
     public func discard() {
         for (temporary, _) in staged { unlink(temporary) }

@@ -21,7 +21,9 @@ extension PredictJob {
                 if options.kernel == .nngp {
                     throw NTKError(.usage, "--solver cg gives the mean only; --kernel nngp (mean and variance) needs --solver eigen")
                 }
-                if options.keepKernels { throw NTKError(.usage, "--keep-kernels needs --solver eigen (CG never gathers the kernels)") }
+                if options.keepKernels && options.kernelStorage != .disk {
+                    throw NTKError(.usage, "--keep-kernels needs --solver eigen, or --solver cg with --kernel-storage disk (CG never gathers the kernels; out of core they are files)")
+                }
             }
             return true
         case .auto:
@@ -49,14 +51,57 @@ extension PredictJob {
         // Every rank: its share of both kernels' tiles, the CG vectors (about 8 blocks of k
         // rows), the preconditioner's block Lanczos basis and its eigenvectors.
         let block = Double(Swift.max(rank + 8, 16))
-        try engine.checkMemory(Double(MemoryPlan.baseline) + 8 * (dn * dn / (2 * ranks) + dm * dn / ranks)
-                               + 8 * (8 * Double(k) * (dn + dm) + (rank > 0 ? 2 * 8 * block * dn + Double(rank) * dn : 0)),
-                               what: "each rank's share of Θ(X, X) and Θ(X*, X), the CG vectors and the preconditioner's eigenvectors")
+        let vectors = 8 * (8 * Double(k) * (dn + dm) + (rank > 0 ? 2 * 8 * block * dn + Double(rank) * dn : 0))
+        // In memory every rank keeps its share of both kernels' tiles; out of core two panels
+        // of each kernel's file and the pages of the file it writes.
+        let inMemory = Double(MemoryPlan.baseline) + 8 * (dn * dn / (2 * ranks) + dm * dn / ranks) + vectors
+        let panels = KernelFileOperator.bufferBytes(samples: n, columns: n, symmetric: true, entry: 1, ranks: world.size)
+            + (m.map { KernelFileOperator.bufferBytes(samples: $0, columns: n, symmetric: false, entry: 1, ranks: world.size) } ?? 0)
+        let outOfCoreBytes = Double(MemoryPlan.baseline) + Double(panels) + Double(ParallelKernelFile.Writer.windowLimit) + vectors
+        var outOfCore = options.kernelStorage == .disk
+        if options.kernelStorage == .auto {
+            let localRanks = (try? world.nodeLocal().size) ?? 1
+            var choice: [Int32] = [0]
+            if world.isRoot, let available = options.engine.availableBytes {
+                // As `TileEngine.checkMemory` counts a node's ranks.
+                let node = { (bytes: Double) in bytes + Double(localRanks - 1) * Double(MemoryPlan.baseline) }
+                if node(inMemory) > Double(available) && node(outOfCoreBytes) <= Double(available) {
+                    choice[0] = 1
+                    Report.warning("the kernels' tiles do not fit the memory of rank 0's node (\(MemoryPlan.format(node(inMemory))) needed, \(MemoryPlan.format(Double(available))) available): out of core, each rank streams its panels of the kernel files from disk for every product")
+                }
+            }
+            try agreement.stage { () throws(NTKError) in
+                do { try world.broadcast(&choice, root: 0) } catch { throw NTKError(.software, "MPI: \(error)") }
+            }
+            outOfCore = choice[0] == 1
+        }
+        if outOfCore {
+            try engine.checkMemory(outOfCoreBytes, what: "out of core: two panels of each kernel file, the CG vectors and the preconditioner's eigenvectors")
+        } else {
+            try engine.checkMemory(inMemory, what: "each rank's share of Θ(X, X) and Θ(X*, X), the CG vectors and the preconditioner's eigenvectors; --kernel-storage disk needs less")
+        }
         let kernelStart = Clock.now
         let jobs = kernelJobs(options, loaded: loaded, engine: engine, world: world)
-        let train = try engine.distributed(jobs[0].name, computer: jobs[0].computer(), plan: jobs[0].plan, manifest: jobs[0].manifest)
-        let test: TileOperator? = jobs.count > 1
-            ? try engine.distributed(jobs[1].name, computer: jobs[1].computer(), plan: jobs[1].plan, manifest: jobs[1].manifest) : nil
+        let train: any KernelOperator, test: (any KernelOperator)?
+        var files: [String: KernelFileOperator] = [:]
+        if outOfCore {
+            let trainFile = try engine.streamed(jobs[0].name, computer: jobs[0].computer(), plan: jobs[0].plan, manifest: jobs[0].manifest,
+                                                file: "train_kernel.npy", directory: output)
+            train = trainFile
+            files["train"] = trainFile
+            if jobs.count > 1 {
+                let testFile = try engine.streamed(jobs[1].name, computer: jobs[1].computer(), plan: jobs[1].plan, manifest: jobs[1].manifest,
+                                                   file: "test_kernel.npy", directory: output)
+                test = testFile
+                files["test"] = testFile
+            } else {
+                test = nil
+            }
+        } else {
+            train = try engine.distributed(jobs[0].name, computer: jobs[0].computer(), plan: jobs[0].plan, manifest: jobs[0].manifest)
+            test = jobs.count > 1
+                ? try engine.distributed(jobs[1].name, computer: jobs[1].computer(), plan: jobs[1].plan, manifest: jobs[1].manifest) : nil
+        }
         let kernelSeconds = Clock.seconds(since: kernelStart)
 
         // Every rank: f₀ (the same computation everywhere), the right-hand sides, the solve.
@@ -72,8 +117,9 @@ extension PredictJob {
         typealias Solved = (trainDelta: [[Double]], coefficients: [[Double]], record: CGSummary, shift: Double, lambdaMax: Double?)
         let solved = try agreement.stage(quietly: true) { () throws(NTKError) -> Solved in
             do {
-                let shift = options.regularizer.shift(trace: try train.trace(), n: n)
+                // The top first: out of core its products also read the diagonal (the trace).
                 let top = rank > 0 ? try train.largest(rank) : nil
+                let shift = options.regularizer.shift(trace: try train.trace(), n: n)
                 // B = Y − f₀ as k rows of length N.
                 var b = [Double](repeating: 0, count: k * n)
                 for i in 0..<n { for c in 0..<k { b[c * n + i] = y[i * k + c] - f0[i * k + c] } }
@@ -136,6 +182,9 @@ extension PredictJob {
             }
         }
         let solveSeconds = Clock.seconds(since: solveStart)
+        var streaming: [String: GramSummary.OutOfCore] = [:]
+        for name in files.keys.sorted() { streaming[name] = try files[name]!.report() }
+        files = [:]
 
         try agreement.stage(quietly: true) { () throws(NTKError) in
             guard world.isRoot, let output else { return }
@@ -173,6 +222,12 @@ extension PredictJob {
                                          seconds: ["kernels": kernelSeconds, "dynamics": solveSeconds, "total": Clock.seconds(since: start)])
             summary.solver = "cg"
             summary.cg = cg
+            summary.kernelStorage = outOfCore ? KernelStorage.disk.rawValue : KernelStorage.memory.rawValue
+            if outOfCore {
+                summary.outOfCore = streaming
+                // The kernel files are results only when asked for.
+                if !options.keepKernels { for name in ["train_kernel.npy", "test_kernel.npy"] { output.drop(name) } }
+            }
             let t = predictions.count
             try output.stage("train_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, n, k], doubles: predictions.flatMap { $0.train.elements })))
             if let m {

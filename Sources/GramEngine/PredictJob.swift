@@ -43,6 +43,10 @@ public struct PredictOptions: Sendable {
     public var cgMaxIterations = 5000
     /// CG: the top eigenpairs of the spectral preconditioner (0: none).
     public var preconditionerRank = 32
+    /// CG: where the kernels live while they are solved with: the ranks' memory, or .npy
+    /// files on disk streamed for every product (auto: disk only when memory cannot hold
+    /// the tiles). Out of core, --keep-kernels commits those files as the results.
+    public var kernelStorage: KernelStorage = .auto
 
     public init(train: String, targets: String, model: ModelSource, parameters: ParameterSource, output: String) {
         self.train = train
@@ -111,6 +115,10 @@ public struct PredictSummary: Codable, Sendable {
     public var solver = "eigen"
     /// The CG solve (--solver cg).
     public var cg: CGSummary?
+    /// CG path: where the kernels lived ("memory": the ranks' tiles; "disk": streamed from
+    /// .npy files), and out of core what streaming each ("train", "test") cost.
+    public var kernelStorage: String?
+    public var outOfCore: [String: GramSummary.OutOfCore]?
     /// c / (η λ_i) per mode, in decreasing-eigenvalue order (null in the JSON for λ_i ≤ 0, where it is +∞).
     public var timeConstants: [Double]
     public var ranks: Int
@@ -121,6 +129,7 @@ public struct PredictSummary: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case kernel, n, m, outputs, normalization, times, diagnostics, ranks, seconds, tool, files, solver, cg
+        case kernelStorage = "kernel_storage", outOfCore = "out_of_core"
         case initialOutputs = "initial_outputs"
         case learningRate = "learning_rate", maxStableLearningRate = "max_stable_learning_rate"
         case diagonalShift = "diagonal_shift", timeConstants = "time_constants"

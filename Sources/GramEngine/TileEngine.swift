@@ -1,6 +1,7 @@
 import Foundation
 import MPI
 import Network
+import NumPyIO
 
 /// How every command computes its kernels: one value, set once from the command line and
 /// passed down unchanged.
@@ -125,8 +126,44 @@ final class TileEngine {
         return TileOperator(plan: plan, entry: entry, tiles: tiles, world: world)
     }
 
+    /// Kernel `name` out of core: every rank writes its tiles into `<output>/<file>` as it
+    /// computes them (keeping none), and the returned operator streams the file back for
+    /// every product (`KernelFileOperator`). Rank 0 stages the file in `directory`, so a
+    /// failed run removes it; the caller commits it as a result or `drop`s it. Collective,
+    /// with checkpoints and stop requests as `gathered`.
+    func streamed(_ name: String, computer: TileComputer, plan: TilePlan, manifest: Checkpoint.Manifest, file: String,
+                  directory: OutputDirectory?) throws -> KernelFileOperator {
+        let agreement = Agreement(world: world)
+        let token = try world.allreduce(Int64(world.isRoot ? Int(getpid()) : 0), .sum)
+        let shape = [plan.rows, plan.columns]
+        let temporary = ParallelKernelFile.temporaryName(file, token: token)
+        let created = try agreement.stage { () throws(NTKError) -> (path: String, dataOffset: Int, size: Int)? in
+            guard world.isRoot, let directory else { return nil }
+            let created = try ParallelKernelFile.create(directory: directory.path, shape: shape, name: temporary)
+            directory.adopt(temporary: created.path, as: file)
+            return created
+        }
+        let path = output + "/" + temporary
+        let dataOffset = NPYFormat.header(shape: shape, dtype: .float64).count
+        let writer = try agreement.stage { () throws(NTKError) -> ParallelKernelFile.Writer in
+            try ParallelKernelFile.Writer(path: path, dataOffset: dataOffset, plan: plan, entry: 1, fullLayout: false)
+        }
+        _ = try compute(name, computer: computer, plan: plan, entry: 1, manifest: manifest, assemble: false,
+                        sink: { (index: Int, values: [Double]) throws(NTKError) in try writer.accept(index: index, values: values) },
+                        keepTiles: false)
+        writer.finish()
+        try agreement.stage { () throws(NTKError) in
+            guard let created else { return }
+            try ParallelKernelFile.finish(path: created.path, size: created.size)
+        }
+        return try agreement.stage { () throws(NTKError) -> KernelFileOperator in
+            try KernelFileOperator(path: path, dataOffset: dataOffset, samples: plan.rows, columnSamples: plan.symmetric ? nil : plan.columns,
+                                   entry: 1, world: world, panelBytes: KernelFileOperator.panelLimit)
+        }
+    }
+
     private func compute(_ name: String, computer: TileComputer, plan: TilePlan, entry: Int, manifest: Checkpoint.Manifest,
-                         assemble: Bool) throws -> GramJob.DistributedKernel {
+                         assemble: Bool, sink: GramJob.TileSink? = nil, keepTiles: Bool = true) throws -> GramJob.DistributedKernel {
         let agreement = Agreement(world: world)
         let directory = options.checkpointDirectory(output: output) + "/" + name
         let (reusable, lock): (Bool, DirectoryLock?) = try agreement.stage { () throws(NTKError) -> (Bool, DirectoryLock?) in
@@ -149,7 +186,7 @@ final class TileEngine {
         do {
             result = try GramJob.computeKernel(computer: computer, plan: plan, entry: entry, rows: rows * entry, columns: columns * entry,
                                                checkpoint: checkpoint, reuse: reuse, progress: options.progress, world: world,
-                                               assemble: assemble, keepTiles: true)
+                                               assemble: assemble, sink: sink, keepTiles: keepTiles)
         } catch let failure as AgreedFailure {
             try? computer.release()
             throw failure

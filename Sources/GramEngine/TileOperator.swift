@@ -10,7 +10,7 @@ import TileKernels
 /// A tile (I, J) of the upper triangle contributes Y_I += T X_J and, off the diagonal,
 /// Y_J += Tᵀ X_I. Diagonal tiles were computed on their upper triangle (and possibly some
 /// entries below); they are mirrored here once, so the operator is exactly symmetric.
-struct TileOperator {
+struct TileOperator: KernelOperator {
     let plan: TilePlan
     /// Doubles per sample pair and axis: k for the full kernel, else 1.
     let entry: Int
@@ -96,12 +96,5 @@ struct TileOperator {
             for i in 0..<size { sum += tile[i * size + i] }
         }
         return try world.allreduce(sum, .sum)
-    }
-
-    /// The `k` largest eigenpairs by block Lanczos (every rank gets the same result).
-    /// Collective.
-    func largest(_ k: Int) throws -> BlockKrylov.Result {
-        if k > order { throw NTKError(.usage, "--eigen-top \(k) exceeds the kernel's order \(order)") }
-        return try BlockKrylov.largest(k, n: order) { x, count in try apply(x, count: count) }
     }
 }

@@ -59,6 +59,9 @@ struct Gram: ParsableCommand {
     @Option(name: .customLong("eigen-top"), help: "Only the K largest eigenpairs.")
     var eigenTop: Int?
 
+    @Option(name: .customLong("kernel-storage"), help: "Where the kernel lives while block Lanczos (--eigen-top K, krylov solver) or --eigen density runs: memory (each rank keeps its tiles), disk (out of core: it stays in kernel.npy and each rank streams its panels from disk for every product, with read-ahead), or auto (disk only when the tiles would not fit rank 0's node).")
+    var kernelStorage: KernelStorage = .auto
+
     @OptionGroup var engineFlags: EngineFlags
 
     func validate() throws {
@@ -114,6 +117,7 @@ struct Gram: ParsableCommand {
             density.topK = eigenTop
             options.density = density
         }
+        options.kernelStorage = kernelStorage
         options.force = outputOptions.force
         options.quiet = outputOptions.quiet
         options.engine = engineFlags.options(progress: outputOptions.progress)

@@ -10,6 +10,7 @@ extension EigenOutput: ExpressibleByArgument {}
 extension PredictSolver: ExpressibleByArgument {}
 extension KernelKind: ExpressibleByArgument {}
 extension EigenSolver: ExpressibleByArgument {}
+extension KernelStorage: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
 
 /// An activation name on the command line.

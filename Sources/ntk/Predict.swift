@@ -77,6 +77,9 @@ struct Predict: ParsableCommand {
     @Option(name: .customLong("cg-preconditioner-rank"), help: "--solver cg: the top eigenpairs (block Lanczos) of the spectral preconditioner; 0 for none (at most N/10 are used).")
     var cgPreconditionerRank: Int = 32
 
+    @Option(name: .customLong("kernel-storage"), help: "--solver cg: where the kernels live while they are solved with: memory (each rank keeps its tiles), disk (out of core: each kernel is written to train_kernel.npy / test_kernel.npy as it is computed and every product streams each rank's panels back from disk; with --keep-kernels the files are kept), or auto (disk only when the tiles would not fit rank 0's node).")
+    var kernelStorage: KernelStorage = .auto
+
     @OptionGroup var engineFlags: EngineFlags
 
 
@@ -116,7 +119,12 @@ struct Predict: ParsableCommand {
         try Limits.check(cgPreconditionerRank, "--cg-preconditioner-rank", 0...4096)
         if solver == .cg {
             if kernel == .nngp { throw ValidationError("--solver cg gives the mean only; --kernel nngp (mean and variance) needs --solver eigen") }
-            if keepKernels { throw ValidationError("--keep-kernels needs --solver eigen (CG never gathers the kernels)") }
+            if keepKernels && kernelStorage != .disk {
+                throw ValidationError("--keep-kernels needs --solver eigen, or --solver cg with --kernel-storage disk (CG never gathers the kernels; out of core they are files)")
+            }
+        }
+        if kernelStorage != .auto && solver == .eigen {
+            throw ValidationError("--kernel-storage \(kernelStorage.rawValue) applies to --solver cg (the eigen path gathers the kernels on rank 0)")
         }
     }
 
@@ -138,6 +146,7 @@ struct Predict: ParsableCommand {
         options.cgTolerance = cgTolerance
         options.cgMaxIterations = cgMaxIterations
         options.preconditionerRank = cgPreconditionerRank
+        options.kernelStorage = kernelStorage
         Interruption.install()
         try runUnderMPI { world in PredictJob.run(options, world: world) }
     }

@@ -19,7 +19,7 @@ import NumPyIO
     /// distributed product; a wrong scale or probe is off by O(1)). The estimates must
     /// cover the exact spectrum's values within 4 of their standard errors (seeded probes;
     /// a correct run is outside 4σ with probability < 1e-4). Ranks and tiles change only the
-    /// order of sums: 1e-8 relative.
+    /// order of sums: 1e-8 relative; so does streaming the kernel from disk (out of core).
     @Test("--eigen density at 1 and 3 ranks: Hutchinson's trace exactly, the diagnostics within 4 standard errors of LAPACK's, smaller errors with the top deflated, the same at any rank count and tile")
     func agreesWithTheSpectrum() throws {
         let dir = Launcher.temporaryDirectory("density")
@@ -33,6 +33,11 @@ import NumPyIO
         let lapack = try Launcher.run(common + ["--out", dir + "/l"], ranks: 1, timeout: 120)
         let twoRanks = try Launcher.run(common + ["--eigen", "density", "--density-probes", "24", "--density-steps", "30",
                                                   "--tile", "23", "--out", dir + "/d2"], ranks: 2, timeout: 120)
+        // Out of core: the kernel streamed from kernel.npy in panels of at most 4000 bytes.
+        let disk = try Launcher.run(common + ["--eigen", "density", "--density-probes", "24", "--density-steps", "30", "--eigen-top", "6",
+                                              "--kernel-storage", "disk", "--tile", "16", "--out", dir + "/dd"], ranks: 3, timeout: 120,
+                                    environment: ["NTK_PANEL_BYTES": "4000"])
+        try #require(disk.status == 0, "\(disk.stderr)")
         try #require(twoRanks.status == 0, "\(twoRanks.stderr)")
         try #require(one.status == 0 && three.status == 0 && lapack.status == 0, "\(one.stderr)\(three.stderr)\(lapack.stderr)")
         let d1 = try Self.summary(dir + "/d1")["density"] as! [String: Any]
@@ -74,6 +79,17 @@ import NumPyIO
         let top = try Launcher.readNPY(dir + "/d1/eigenvalues.npy").doubles()
         #expect(top.count == 6 && zip(top, exact.suffix(6)).allSatisfy { abs($0 - $1) <= 1e-10 * exact.last! })
         #expect(d1["decay_fit_modes"] as? Int == 6 && d1["decay_exponent"] is Double)
+        // Out of core at 3 ranks: the same top 6 and estimates as in memory at 1 rank (the
+        // same probes and deflation; only the order of sums differs).
+        let diskSummary = try Self.summary(dir + "/dd")
+        let dd = diskSummary["density"] as! [String: Any]
+        #expect(diskSummary["kernel_storage"] as? String == "disk" && (diskSummary["out_of_core"] as? [String: Any])?["passes"] as? Int ?? 0 > 30)
+        for key in ["trace", "frobenius_squared", "participation_ratio", "effective_rank"] {
+            let a = Self.estimate(dd, key), b = Self.estimate(d1, key)
+            #expect(abs(a.value - b.value) <= 1e-8 * abs(b.value) && abs(a.error - b.error) <= 1e-6 * b.error, "\(key) from disk: \(a) vs \(b)")
+        }
+        let diskTop = try Launcher.readNPY(dir + "/dd/eigenvalues.npy").doubles()
+        #expect(diskTop.count == 6 && zip(diskTop, top).allSatisfy { abs($0 - $1) <= 1e-10 * exact.last! }, "\(diskTop) vs \(top)")
         #expect(d3["decay_exponent"] == nil)
 
         // The table: 200 log-spaced rows; the count at or below λ reaches N at the top.

@@ -7,18 +7,35 @@ import NumPyIO
     /// Eigenvalues within 1e-10 of LAPACK's relative to λ_max (the solver stops at residuals
     /// of 1e-11 λ_max, which bound each eigenvalue's error); eigenvectors with ‖Θv − λv‖
     /// within 1e-9 λ_max.
-    @Test("--eigen-top K by block Lanczos equals LAPACK's top K at 1-4 ranks, odd tiles, mean and full kernels, with eigenvectors",
-          arguments: [("mean", 1, 7), ("mean", 2, 16), ("mean", 3, 9), ("full", 4, 5)])
-    func agreesWithLAPACK(mode: String, ranks: Int, tile: Int) throws {
+    /// Out of core (`--kernel-storage disk`) the same, with panels of at most 4000 bytes
+    /// (NTK_PANEL_BYTES), so that every rank streams several, the last ones a row or two.
+    @Test("--eigen-top K by block Lanczos equals LAPACK's top K at 1-4 ranks, odd tiles, mean and full kernels, with eigenvectors, the tiles in memory or the kernel streamed from disk",
+          arguments: [("mean", 1, 7, "memory"), ("mean", 2, 16, "memory"), ("mean", 3, 9, "memory"), ("full", 4, 5, "memory"),
+                      ("mean", 2, 9, "disk"), ("full", 3, 5, "disk")])
+    func agreesWithLAPACK(mode: String, ranks: Int, tile: Int, storage: String) throws {
         let dir = Launcher.temporaryDirectory("krylov")
         try Launcher.writeNPY(dir + "/x.npy", shape: [90, 6], values: Launcher.values(540, seed: 21))
         let common = ["gram", "--data", dir + "/x.npy", "--depth", "2", "--width", "24", "--out-dim", "2", "--output-kernel", mode,
                       "--eigen", "vectors", "--eigen-top", "8", "--tile", String(tile)]
-        let krylov = try Launcher.run(common + ["--out", dir + "/k"], ranks: ranks, timeout: 120)
+        let krylov = try Launcher.run(common + ["--kernel-storage", storage, "--out", dir + "/k"], ranks: ranks, timeout: 120,
+                                      environment: ["NTK_PANEL_BYTES": "4000"])
         let lapack = try Launcher.run(common + ["--eigen-solver", "lapack", "--out", dir + "/l"], ranks: 1, timeout: 120)
         try #require(krylov.status == 0 && lapack.status == 0, "\(krylov.stderr)\(lapack.stderr)")
         let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/k/summary.json"))) as! [String: Any]
         #expect(summary["krylov"] != nil, "auto chose block Lanczos for 8 of \(mode == "full" ? 180 : 90)")
+        #expect(summary["kernel_storage"] as? String == storage)
+        if storage == "disk" {
+            let streamed = try #require(summary["out_of_core"] as? [String: Any])
+            let krylov = summary["krylov"] as! [String: Any]
+            // Each block product is one pass over every rank's panels, and a pass reads the
+            // upper triangle at least (N·k)²/2 doubles of the kernel.
+            let order = Double(mode == "full" ? 180 : 90)
+            #expect(streamed["passes"] as? Int == krylov["block_products"] as? Int)
+            #expect((streamed["panels"] as! Int) >= 3 * ranks, "\(streamed)")
+            #expect((streamed["bytes_read"] as! Double) >= Double(krylov["block_products"] as! Int) * 8 * order * order / 2)
+        } else {
+            #expect(summary["out_of_core"] == nil)
+        }
         let ours = try Launcher.readNPY(dir + "/k/eigenvalues.npy").doubles()
         let reference = try Launcher.readNPY(dir + "/l/eigenvalues.npy").doubles()
         let scale = reference.last!

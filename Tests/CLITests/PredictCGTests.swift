@@ -21,8 +21,11 @@ import NumPyIO
     /// the test predictions' error is Θ(X*, X)(α − α*), amplified by at most the conditioning
     /// left after the preconditioner (a few hundred here). A wrong product, shift or
     /// transposition is off by O(1).
-    @Test("--solver cg equals the eigen path's t = inf to 1e-8 at 1-3 ranks and odd tiles: empirical with --diag-reg, --f0-zero, analytic",
-          arguments: [(1, 64, "empirical"), (2, 37, "empirical-reg"), (3, 29, "f0-zero"), (2, 41, "analytic")])
+    /// Out of core ("disk": --kernel-storage disk, panels of at most 20000 bytes) the same,
+    /// and the kernel files it keeps equal the eigen path's --keep-kernels to 1e-13 (the
+    /// same tile products, at another tile size).
+    @Test("--solver cg equals the eigen path's t = inf to 1e-8 at 1-3 ranks and odd tiles: empirical with --diag-reg, --f0-zero, analytic, the kernels streamed from disk",
+          arguments: [(1, 64, "empirical"), (2, 37, "empirical-reg"), (3, 29, "f0-zero"), (2, 41, "analytic"), (3, 29, "disk")])
     func agreesWithEigen(ranks: Int, tile: Int, variant: String) throws {
         let dir = Launcher.temporaryDirectory("predict-cg")
         try Self.data(dir, n: 300, m: 45)
@@ -32,9 +35,12 @@ import NumPyIO
         case "empirical-reg": common += ["--diag-reg", "1e-3"]
         case "f0-zero": common += ["--f0-zero"]
         case "analytic": common += ["--kernel", "analytic"]
+        case "disk": common += ["--diag-reg", "1e-3", "--keep-kernels"]
         default: break
         }
-        let cg = try Launcher.run(common + ["--solver", "cg", "--tile", String(tile), "--out", dir + "/cg"], ranks: ranks, timeout: 120)
+        let cg = try Launcher.run(common + ["--solver", "cg", "--tile", String(tile), "--out", dir + "/cg"]
+                                  + (variant == "disk" ? ["--kernel-storage", "disk"] : []), ranks: ranks, timeout: 120,
+                                  environment: ["NTK_PANEL_BYTES": "20000"])
         let eigen = try Launcher.run(common + ["--solver", "eigen", "--out", dir + "/eigen"], ranks: 1, timeout: 120)
         try #require(cg.status == 0 && eigen.status == 0, "\(cg.stderr)\(eigen.stderr)")
         for name in ["train_predictions.npy", "test_predictions.npy"] {
@@ -54,6 +60,19 @@ import NumPyIO
         let testMSE = ours["test_mse"] as! Double, referenceMSE = theirs["test_mse"] as! Double
         #expect(abs(testMSE - referenceMSE) <= 1e-7 * referenceMSE)
         #expect(!FileManager.default.fileExists(atPath: dir + "/cg/checkpoint"))
+        #expect(summary["kernel_storage"] as? String == (variant == "disk" ? "disk" : "memory"))
+        if variant == "disk" {
+            let streamed = try #require(summary["out_of_core"] as? [String: [String: Any]])
+            // The train kernel: every block Lanczos and CG product is a pass; the test kernel: one.
+            #expect((streamed["train"]?["passes"] as? Int ?? 0) >= 10 && streamed["test"]?["passes"] as? Int == 1, "\(streamed)")
+            for name in ["train_kernel.npy", "test_kernel.npy"] {
+                let ours = try Launcher.readNPY(dir + "/cg/" + name), reference = try Launcher.readNPY(dir + "/eigen/" + name)
+                #expect(ours.shape == reference.shape && Self.maxRelative(ours.doubles(), reference.doubles()) <= 1e-13, "\(name)")
+            }
+            #expect((summary["files"] as! [String]).contains("train_kernel.npy"))
+        } else {
+            #expect(summary["out_of_core"] == nil)
+        }
     }
 
     @Test("auto takes cg when the eigen path does not fit --memory-budget-mb and eigen when it does; what cg cannot do is refused with 64")
