@@ -383,6 +383,22 @@ public enum GramJob {
         // Without an eigendecomposition rank 0 needs no kernel: every rank writes its own
         // tiles into kernel.npy as it finishes them, and no rank ever holds N x N.
         let stream = m != nil || options.eigen == .none || solver.isBlockCyclic || solver == .krylov
+        // A symmetric kernel file larger than half the memory (or out of core): the tile loop
+        // writes the upper tiles only and `fillLowerTriangle` completes the rows afterwards
+        // (mirrored tiles in a file past the page cache are read back page by page).
+        var completeLater: [Int32] = [0]
+        if stream && m == nil && world.isRoot {
+            let fileBytes = 8 * Double(n * entry) * Double(n * entry)
+            let available = options.engine.memoryBudget ?? MemoryPlan.availableBytes()
+            if outOfCore || available.map({ fileBytes > Double($0) / 2 }) ?? false
+                || ProcessInfo.processInfo.environment["NTK_TEST_FILL_LOWER"] != nil {
+                completeLater[0] = 1
+            }
+        }
+        try agreement.stage { () throws(NTKError) in
+            do { try world.broadcast(&completeLater, root: 0) } catch { throw NTKError(.software, "MPI: \(error)") }
+        }
+        let fillLower = completeLater[0] == 1
         var writer: ParallelKernelFile.Writer? = nil
         var created: (path: String, dataOffset: Int, size: Int)? = nil
         if stream {
@@ -399,7 +415,7 @@ public enum GramJob {
             let path = options.output + "/" + ParallelKernelFile.temporaryName("kernel.npy", token: runToken)
             writer = try agreement.stage { () throws(NTKError) -> ParallelKernelFile.Writer in
                 try ParallelKernelFile.Writer(path: path, dataOffset: dataOffset, plan: plan, entry: entry,
-                                              fullLayout: options.outputKernel == .full)
+                                              fullLayout: options.outputKernel == .full, mirror: !fillLower)
             }
         }
         var sink: TileSink? = nil
@@ -433,6 +449,7 @@ public enum GramJob {
         }
         try computer.release()
         var streamed: (path: String, size: Int)? = nil
+        var lowerTriangleSeconds: Double? = nil
         if stream {
             // Every rank has written its tiles; rank 0 syncs the file and checks its size.
             let syncStart = Clock.now
@@ -441,6 +458,19 @@ public enum GramJob {
             try agreement.stage { () throws(NTKError) in
                 guard let created else { return }
                 try ParallelKernelFile.finish(path: created.path, size: created.size)
+            }
+            if fillLower {
+                let fillStart = Clock.now
+                let path = options.output + "/" + ParallelKernelFile.temporaryName("kernel.npy", token: runToken)
+                let dataOffset = NPYFormat.header(shape: entry == 1 ? [n, n] : [n, n, k, k], dtype: .float64).count
+                try agreement.stage { () throws(NTKError) in
+                    try ParallelKernelFile.fillLowerTriangle(path: path, dataOffset: dataOffset, samples: n, entry: entry, world: world)
+                }
+                try agreement.stage { () throws(NTKError) in
+                    guard let created else { return }
+                    try ParallelKernelFile.finish(path: created.path, size: created.size)
+                }
+                lowerTriangleSeconds = Clock.seconds(since: fillStart)
             }
             if let created { streamed = (created.path, created.size) }
             result.gatherSeconds = Clock.seconds(since: syncStart)
@@ -584,7 +614,8 @@ public enum GramJob {
                        seconds: ["load": loadSeconds, "gradients": result.gradientSeconds, "tile_products": result.productSeconds,
                                  "tiles": result.tileSeconds, "gather": result.gatherSeconds,
                                  "per_sample_shared": preloadSeconds]
-                                 .merging(stream ? ["write_tiles": result.writeDuringTilesSeconds] : [:]) { a, _ in a },
+                                 .merging(stream ? ["write_tiles": result.writeDuringTilesSeconds] : [:]) { a, _ in a }
+                                 .merging(lowerTriangleSeconds.map { ["lower_triangle": $0] } ?? [:]) { a, _ in a },
                        totalStart: totalStart)
         }
     }

@@ -61,6 +61,10 @@ enum ParallelKernelFile {
         let plan: TilePlan
         let entry: Int
         let fullLayout: Bool
+        /// Whether a symmetric kernel's off-diagonal tiles are also written at their mirrored
+        /// place; without, only the upper tiles (diagonal tiles in full) are written and
+        /// `fillLowerTriangle` completes the file afterwards.
+        let mirror: Bool
         let size: Int
         private var mapping: UnsafeMutableRawPointer?
         private var isOpen = true
@@ -73,7 +77,7 @@ enum ParallelKernelFile {
         /// so the resident file pages of a rank stay below about min(file size, windowLimit).
         static let windowLimit = 256 << 20
 
-        init(path: String, dataOffset: Int, plan: TilePlan, entry: Int, fullLayout: Bool) throws(NTKError) {
+        init(path: String, dataOffset: Int, plan: TilePlan, entry: Int, fullLayout: Bool, mirror: Bool = true) throws(NTKError) {
             let fd = open(path, O_RDWR | O_CLOEXEC)
             guard fd >= 0 else { throw NTKError(.ioError, "cannot open \(path) to write tiles: \(String(cString: strerror(errno)))") }
             self.path = path
@@ -82,6 +86,7 @@ enum ParallelKernelFile {
             self.plan = plan
             self.entry = entry
             self.fullLayout = fullLayout
+            self.mirror = mirror
             size = dataOffset + 8 * plan.rows * plan.columns * entry * entry
             // Test hooks: the positional writes of a file system without fallocate, and a
             // small mapping window (to exercise the dropping of mapped pages).
@@ -140,18 +145,18 @@ enum ParallelKernelFile {
                 }
                 let data = (mapping + dataOffset).assumingMemoryBound(to: Double.self)
                 values.withUnsafeBufferPointer {
-                    copy(tile: $0.baseAddress!, index: index, plan: plan, entry: entry, fullLayout: fullLayout, into: data)
+                    copy(tile: $0.baseAddress!, index: index, plan: plan, entry: entry, fullLayout: fullLayout, mirror: mirror, into: data)
                 }
             } else {
                 try writeTilesPositionally(fd: fd, path: path, dataOffset: dataOffset, plan: plan, entry: entry,
-                                           fullLayout: fullLayout, values: [index: values])
+                                           fullLayout: fullLayout, mirror: mirror, values: [index: values])
             }
         }
     }
 
     /// One tile (and its mirror image) into the mapped data of the file (C order: (N, M) or
     /// (N, M, k, k)).
-    static func copy(tile: UnsafePointer<Double>, index: Int, plan: TilePlan, entry k: Int, fullLayout: Bool,
+    static func copy(tile: UnsafePointer<Double>, index: Int, plan: TilePlan, entry k: Int, fullLayout: Bool, mirror: Bool = true,
                      into data: UnsafeMutablePointer<Double>) {
         let t = plan.tiles[index]
         let rows = plan.rowRange(t.row), columns = plan.columnRange(t.column)
@@ -175,7 +180,7 @@ enum ParallelKernelFile {
             for (r, i) in rows.enumerated() {
                 (data + offset(i, columns.lowerBound, 0, 0)).update(from: tile + r * width, count: width)
             }
-            guard plan.symmetric else { return }
+            guard plan.symmetric && mirror else { return }
             // The mirror image: Θ[j, i] = Θ[i, j], in 16 x 16 blocks for the caches.
             let block = 16
             for r0 in stride(from: 0, to: rows.count, by: block) {
@@ -196,7 +201,7 @@ enum ParallelKernelFile {
                     let value = diagonal && (j < i || (j == i && b < a))
                         ? tile[(s * k + b) * width + r * k + a] : tile[(r * k + a) * width + s * k + b]
                     data[offset(i, j, a, b)] = value
-                    if plan.symmetric && !diagonal { data[offset(j, i, b, a)] = value }
+                    if plan.symmetric && mirror && !diagonal { data[offset(j, i, b, a)] = value }
                 } }
             }
         }
@@ -204,7 +209,7 @@ enum ParallelKernelFile {
 
     /// The tiles by pwrite, row segment by row segment.
     static func writeTilesPositionally(fd: Int32, path: String, dataOffset: Int, plan: TilePlan, entry k: Int, fullLayout: Bool,
-                                       values: [Int: [Double]]) throws(NTKError) {
+                                       mirror: Bool = true, values: [Int: [Double]]) throws(NTKError) {
         let columnsTotal = plan.columns
         // Offset of (sample i, sample j, a, b) in the file's C order: (N, M) or (N, M, k, k).
         func offset(_ i: Int, _ j: Int, _ a: Int, _ b: Int) -> Int {
@@ -236,7 +241,7 @@ enum ParallelKernelFile {
                 try put(offset(i, columns.lowerBound, 0, 0), buffer[...])
             }
             // The mirror image of an off-diagonal tile of a symmetric kernel: Θ[j, i, b, a] = Θ[i, j, a, b].
-            if plan.symmetric && t.row != t.column {
+            if plan.symmetric && mirror && t.row != t.column {
                 for (s, j) in columns.enumerated() {
                     buffer.removeAll(keepingCapacity: true)
                     for r in 0..<rows.count {

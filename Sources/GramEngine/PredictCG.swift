@@ -86,12 +86,12 @@ extension PredictJob {
         var files: [String: KernelFileOperator] = [:]
         if outOfCore {
             let trainFile = try engine.streamed(jobs[0].name, computer: jobs[0].computer(), plan: jobs[0].plan, manifest: jobs[0].manifest,
-                                                file: "train_kernel.npy", directory: output)
+                                                file: "train_kernel.npy", directory: output, complete: options.keepKernels)
             train = trainFile
             files["train"] = trainFile
             if jobs.count > 1 {
                 let testFile = try engine.streamed(jobs[1].name, computer: jobs[1].computer(), plan: jobs[1].plan, manifest: jobs[1].manifest,
-                                                   file: "test_kernel.npy", directory: output)
+                                                   file: "test_kernel.npy", directory: output, complete: options.keepKernels)
                 test = testFile
                 files["test"] = testFile
             } else {

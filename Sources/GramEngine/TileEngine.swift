@@ -131,8 +131,11 @@ final class TileEngine {
     /// every product (`KernelFileOperator`). Rank 0 stages the file in `directory`, so a
     /// failed run removes it; the caller commits it as a result or `drop`s it. Collective,
     /// with checkpoints and stop requests as `gathered`.
+    /// A symmetric kernel's file holds its upper tiles only (the operator needs no more)
+    /// unless `complete`, when its lower triangle is filled in afterwards
+    /// (`ParallelKernelFile.fillLowerTriangle`).
     func streamed(_ name: String, computer: TileComputer, plan: TilePlan, manifest: Checkpoint.Manifest, file: String,
-                  directory: OutputDirectory?) throws -> KernelFileOperator {
+                  directory: OutputDirectory?, complete: Bool) throws -> KernelFileOperator {
         let agreement = Agreement(world: world)
         let token = try world.allreduce(Int64(world.isRoot ? Int(getpid()) : 0), .sum)
         let shape = [plan.rows, plan.columns]
@@ -146,7 +149,7 @@ final class TileEngine {
         let path = output + "/" + temporary
         let dataOffset = NPYFormat.header(shape: shape, dtype: .float64).count
         let writer = try agreement.stage { () throws(NTKError) -> ParallelKernelFile.Writer in
-            try ParallelKernelFile.Writer(path: path, dataOffset: dataOffset, plan: plan, entry: 1, fullLayout: false)
+            try ParallelKernelFile.Writer(path: path, dataOffset: dataOffset, plan: plan, entry: 1, fullLayout: false, mirror: !plan.symmetric)
         }
         _ = try compute(name, computer: computer, plan: plan, entry: 1, manifest: manifest, assemble: false,
                         sink: { (index: Int, values: [Double]) throws(NTKError) in try writer.accept(index: index, values: values) },
@@ -155,6 +158,15 @@ final class TileEngine {
         try agreement.stage { () throws(NTKError) in
             guard let created else { return }
             try ParallelKernelFile.finish(path: created.path, size: created.size)
+        }
+        if plan.symmetric && complete {
+            try agreement.stage { () throws(NTKError) in
+                try ParallelKernelFile.fillLowerTriangle(path: path, dataOffset: dataOffset, samples: plan.rows, entry: 1, world: world)
+            }
+            try agreement.stage { () throws(NTKError) in
+                guard let created else { return }
+                try ParallelKernelFile.finish(path: created.path, size: created.size)
+            }
         }
         return try agreement.stage { () throws(NTKError) -> KernelFileOperator in
             try KernelFileOperator(path: path, dataOffset: dataOffset, samples: plan.rows, columnSamples: plan.symmetric ? nil : plan.columns,

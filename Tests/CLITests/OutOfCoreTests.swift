@@ -55,6 +55,12 @@ import NumPyIO
         // The same eigenvalues either way (the order of sums differs: 1e-12 relative).
         let a = try Launcher.readNPY(dir + "/c/eigenvalues.npy").doubles(), b = try Launcher.readNPY(dir + "/d/eigenvalues.npy").doubles()
         #expect(a.count == 2 && zip(a, b).allSatisfy { abs($0 - $1) <= 1e-12 * b.last! }, "\(a) vs \(b)")
+        // Out of core the tile loop writes the upper tiles only and the rows are completed
+        // afterwards (`fillLowerTriangle`); in memory every tile is also written mirrored.
+        // The same file, byte for byte.
+        #expect(FileManager.default.contentsEqual(atPath: dir + "/c/kernel.npy", andPath: dir + "/d/kernel.npy"))
+        #expect(kept["seconds"].flatMap { ($0 as? [String: Any])?["lower_triangle"] } == nil
+                && (summary["seconds"] as? [String: Any])?["lower_triangle"] is Double)
     }
 
     @Test("--kernel-storage outside the distributed solvers (LAPACK, --eigen none, --data2) is a usage error (64) before any work")
