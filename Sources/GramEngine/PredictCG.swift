@@ -233,9 +233,39 @@ extension PredictJob {
             if let m {
                 try output.stage("test_predictions.npy", NPYFormat.encode(NPYArray(shape: [t, m, k], doubles: predictions.flatMap { $0.test!.elements })))
             }
-            try output.stage("metrics.json", try JSONOutput.encode(["times": metrics]))
+            try output.stage("metrics.json", try JSONOutput.encode(CGMetricsFile(times: metrics, solverErrors: cg.solverErrors(times: times))))
             let report = SpectralReport.cgText(cg, shift: solved.shift, metrics: metrics, n: n, k: k)
             try commit(&summary, report: report, output: output, engine: engine, quiet: options.quiet)
+        }
+    }
+}
+
+/// metrics.json of a CG run: the metrics per time, and the solver's error per time and
+/// output beside them.
+struct CGMetricsFile: Encodable {
+    var times: [PredictionMetrics]
+    var solverErrors: [CGSummary.SolverError]
+    enum CodingKeys: String, CodingKey { case times, solverErrors = "solver_errors" }
+}
+
+extension CGSummary {
+    /// The error of the solve behind each time's predictions, per output. t = ∞ (CG): the
+    /// relative residual ‖b − (Θ + δI)α‖/‖b‖, b = Y − f₀, which bounds the train
+    /// predictions' error relative to ‖b‖ (it is that error). Finite times (Lanczos): the
+    /// approximation's last relative change, an a posteriori estimate (docs/maths.md §10).
+    struct SolverError: Encodable {
+        var time: String
+        var kind: String
+        var relative: [Double]
+    }
+
+    func solverErrors(times: [TrainingTime]) -> [SolverError] {
+        if method == "cg" {
+            return times.map { SolverError(time: $0.description, kind: "relative residual (bounds the train predictions' error relative to ||Y - f0||)",
+                                           relative: relativeResiduals) }
+        }
+        return zip(times, estimatedErrors ?? []).map {
+            SolverError(time: $0.0.description, kind: "estimated relative error (last relative change of the Lanczos approximation)", relative: $0.1)
         }
     }
 }

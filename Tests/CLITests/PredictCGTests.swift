@@ -53,6 +53,9 @@ import NumPyIO
         #expect(summary["solver"] as? String == "cg")
         let record = try #require(summary["cg"] as? [String: Any])
         #expect((record["relative_residuals"] as! [Double]).allSatisfy { $0 <= 1e-10 })
+        let solverErrors = try #require((try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cg/metrics.json"))) as! [String: Any])["solver_errors"] as? [[String: Any]])
+        #expect(solverErrors.count == 1 && solverErrors[0]["relative"] as? [Double] == record["relative_residuals"] as? [Double]
+                && (solverErrors[0]["kind"] as! String).hasPrefix("relative residual"))
         #expect(record["preconditioner_rank"] as? Int == 30)
         let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/cg/metrics.json"))) as! [String: Any]
         let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/eigen/metrics.json"))) as! [String: Any]
@@ -131,6 +134,11 @@ import NumPyIO
             let record = try #require(summary["cg"] as? [String: Any])
             #expect(record["method"] as? String == "krylov")
             #expect((record["estimated_errors"] as! [[Double]]).joined().allSatisfy { $0 <= 1e-10 })
+            // metrics.json carries them beside the metrics: one entry per time, one value per output.
+            let metrics = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/metrics.json"))) as! [String: Any]
+            let errors = try #require(metrics["solver_errors"] as? [[String: Any]])
+            #expect(errors.count == 4 && errors.allSatisfy { ($0["relative"] as! [Double]).count == 2 && ($0["kind"] as! String).hasPrefix("estimated") })
+            #expect(errors.map { $0["relative"] as! [Double] } == record["estimated_errors"] as! [[Double]])
         }
     }
 }

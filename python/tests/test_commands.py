@@ -136,15 +136,20 @@ def test_predict_nngp_is_the_neural_tangents_ensemble(case):
 def test_predict_by_conjugate_gradients_and_the_spectral_density(digits):
     """solver='cg' gives the eigen path's t = inf to 1e-8 (CG stops at a relative residual
     of 1e-10; the test kernel amplifies it by at most the preconditioned conditioning);
-    eigen='density' estimates the trace within 4 of its standard errors of the exact one."""
+    eigen='density' (out of core) estimates the trace within 4 of its standard errors of the
+    exact one."""
     labels = np.load(LABELS)
     x, y, xt = digits[:200], labels[:200], digits[200:240]
     with ntk.predict(x, y, xt, model=MODEL, seed=0, solver="cg", progress=False) as cg, \
             ntk.predict(x, y, xt, model=MODEL, seed=0, solver="eigen", progress=False) as eigen, \
-            ntk.gram(x, model=MODEL, seed=0, eigen="density", density_probes=24, progress=False) as density:
+            ntk.gram(x, model=MODEL, seed=0, eigen="density", density_probes=24, kernel_storage="disk",
+                     progress=False) as density:
         assert cg.summary["solver"] == "cg" and eigen.summary["solver"] == "eigen"
         assert relative_error(cg.test_predictions, eigen.test_predictions) <= 1e-8
         assert max(cg.summary["cg"]["relative_residuals"]) <= 1e-10
+        # Out of core: the products streamed kernel.npy, which is complete all the same.
+        assert density.summary["kernel_storage"] == "disk" and density.summary["out_of_core"]["passes"] > 80
+        assert np.array_equal(np.asarray(density.kernel), np.asarray(density.kernel).T)
         trace = np.trace(np.asarray(density.kernel))
         estimate = density.summary["density"]["trace"]
         assert abs(estimate["value"] - trace) <= 4 * estimate["standard_error"]

@@ -268,6 +268,7 @@ def gram(x: ArrayOrPath, x2: Optional[ArrayOrPath] = None, *, model: Model = Non
          kernel: str = "empirical", output_kernel: str = "mean",
          eigen: str = "values", eigen_solver: Optional[str] = None, eigen_top: Optional[int] = None,
          density_probes: Optional[int] = None, density_steps: Optional[int] = None,
+         kernel_storage: Optional[str] = None,
          depth: Optional[int] = None, width: Optional[int] = None, activation: Optional[str] = None,
          w_std: Optional[float] = None, b_std: Union[float, str, None] = None, out_dim: Optional[int] = None,
          parameterization: Optional[str] = None,
@@ -295,6 +296,10 @@ def gram(x: ArrayOrPath, x2: Optional[ArrayOrPath] = None, *, model: Model = Non
             ``.spectrum_density``, ``.summary['density']``; ``density_probes``,
             ``density_steps``); ``eigen_solver``: ``'auto'``, ``'lapack'``, ``'krylov'``,
             ``'scalapack'`` or ``'elpa'``; ``eigen_top``: only the K largest eigenpairs.
+        kernel_storage: for block Lanczos (``eigen_top``) and ``eigen='density'``: ``'memory'``
+            (each rank keeps its tiles), ``'disk'`` (out of core: the kernel stays in
+            kernel.npy and every product streams it back) or ``'auto'`` (the default: disk
+            only when the tiles do not fit); ``.summary['out_of_core']`` records the reads.
         tile, method, precision, cache_mb, checkpoint, memory_budget_mb: the engine's
             flags (``ntk gram --help``); ``checkpointing=False`` is ``--no-checkpoint``.
         resume: continue an interrupted run of the same arguments from its saved tiles.
@@ -333,6 +338,7 @@ def gram(x: ArrayOrPath, x2: Optional[ArrayOrPath] = None, *, model: Model = Non
         invocation.flag("--eigen", eigen)
         invocation.flag("--eigen-solver", eigen_solver)
         invocation.flag("--eigen-top", eigen_top)
+        invocation.flag("--kernel-storage", kernel_storage)
         invocation.flag("--density-probes", density_probes)
         invocation.flag("--density-steps", density_steps)
         _engine(invocation, tile=tile, method=method, precision=precision, cache_mb=cache_mb,
@@ -351,7 +357,7 @@ def predict(x_train: ArrayOrPath, y_train: ArrayOrPath, x_test: Optional[ArrayOr
             diag_reg: Optional[float] = None, diag_reg_absolute: bool = False, kernel: str = "empirical",
             f0_zero: bool = False, keep_kernels: bool = False, solver: Optional[str] = None,
             cg_tolerance: Optional[float] = None, cg_max_iterations: Optional[int] = None,
-            cg_preconditioner_rank: Optional[int] = None,
+            cg_preconditioner_rank: Optional[int] = None, kernel_storage: Optional[str] = None,
             model: Model = None, params: Params = None, seed: Optional[int] = None,
             depth: Optional[int] = None, width: Optional[int] = None, activation: Optional[str] = None,
             w_std: Optional[float] = None, b_std: Union[float, str, None] = None, out_dim: Optional[int] = None,
@@ -382,7 +388,8 @@ def predict(x_train: ArrayOrPath, y_train: ArrayOrPath, x_test: Optional[ArrayOr
         solver: ``'auto'`` (the tool's default), ``'eigen'`` or ``'cg'`` (t = inf by
             preconditioned conjugate gradients on the distributed kernels, which no rank
             gathers; ``cg_tolerance``, ``cg_max_iterations``, ``cg_preconditioner_rank``;
-            ``.summary['cg']`` records the solve).
+            ``.summary['cg']`` records the solve); with it ``kernel_storage='disk'`` keeps
+            the kernels on disk (out of core; ``keep_kernels`` then keeps those files).
         Everything else: as :func:`gram`.
 
     Returns:
@@ -413,6 +420,7 @@ def predict(x_train: ArrayOrPath, y_train: ArrayOrPath, x_test: Optional[ArrayOr
         invocation.flag("--cg-tolerance", cg_tolerance)
         invocation.flag("--cg-max-iterations", cg_max_iterations)
         invocation.flag("--cg-preconditioner-rank", cg_preconditioner_rank)
+        invocation.flag("--kernel-storage", kernel_storage)
         _engine(invocation, tile=tile, method=method, precision=precision, cache_mb=cache_mb,
                 checkpoint=checkpoint, checkpointing=checkpointing, memory_budget_mb=memory_budget_mb)
     except BaseException:
