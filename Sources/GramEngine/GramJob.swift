@@ -399,22 +399,23 @@ public enum GramJob {
             do { try world.broadcast(&completeLater, root: 0) } catch { throw NTKError(.software, "MPI: \(error)") }
         }
         let fillLower = completeLater[0] == 1
+        // kernel.npy under its temporary name, and where its data start (the header depends
+        // only on the shape): every rank knows both.
+        let kernelShape: [Int] = entry == 1 ? [n, m ?? n] : [n, m ?? n, k, k]
+        let kernelPath = options.output + "/" + ParallelKernelFile.temporaryName("kernel.npy", token: runToken)
+        let kernelDataOffset = NPYFormat.header(shape: kernelShape, dtype: .float64).count
         var writer: ParallelKernelFile.Writer? = nil
         var created: (path: String, dataOffset: Int, size: Int)? = nil
         if stream {
-            let shape: [Int] = entry == 1 ? [n, m ?? n] : [n, m ?? n, k, k]
             created = try agreement.stage { () throws(NTKError) -> (path: String, dataOffset: Int, size: Int)? in
                 guard world.isRoot, let output else { return nil }
-                let created = try ParallelKernelFile.create(directory: output.path, shape: shape, name: ParallelKernelFile.temporaryName("kernel.npy", token: runToken))
+                let created = try ParallelKernelFile.create(directory: output.path, shape: kernelShape, name: ParallelKernelFile.temporaryName("kernel.npy", token: runToken))
                 // Staged at once: renamed at commit, removed if the run fails.
                 output.adopt(temporary: created.path, as: "kernel.npy")
                 return created
             }
-            // Every rank needs the data offset; it depends only on the shape.
-            let dataOffset = NPYFormat.header(shape: shape, dtype: .float64).count
-            let path = options.output + "/" + ParallelKernelFile.temporaryName("kernel.npy", token: runToken)
             writer = try agreement.stage { () throws(NTKError) -> ParallelKernelFile.Writer in
-                try ParallelKernelFile.Writer(path: path, dataOffset: dataOffset, plan: plan, entry: entry,
+                try ParallelKernelFile.Writer(path: kernelPath, dataOffset: kernelDataOffset, plan: plan, entry: entry,
                                               fullLayout: options.outputKernel == .full, mirror: !fillLower)
             }
         }
@@ -459,12 +460,11 @@ public enum GramJob {
                 guard let created else { return }
                 try ParallelKernelFile.finish(path: created.path, size: created.size)
             }
+            result.gatherSeconds = Clock.seconds(since: syncStart)
             if fillLower {
                 let fillStart = Clock.now
-                let path = options.output + "/" + ParallelKernelFile.temporaryName("kernel.npy", token: runToken)
-                let dataOffset = NPYFormat.header(shape: entry == 1 ? [n, n] : [n, n, k, k], dtype: .float64).count
                 try agreement.stage { () throws(NTKError) in
-                    try ParallelKernelFile.fillLowerTriangle(path: path, dataOffset: dataOffset, samples: n, entry: entry, world: world)
+                    try ParallelKernelFile.fillLowerTriangle(path: kernelPath, dataOffset: kernelDataOffset, samples: n, entry: entry, world: world)
                 }
                 try agreement.stage { () throws(NTKError) in
                     guard let created else { return }
@@ -473,17 +473,14 @@ public enum GramJob {
                 lowerTriangleSeconds = Clock.seconds(since: fillStart)
             }
             if let created { streamed = (created.path, created.size) }
-            result.gatherSeconds = Clock.seconds(since: syncStart)
             result.writeDuringTilesSeconds = try world.allreduce(writeSeconds, .max)
         }
 
         // The distributed solvers' kernel: the ranks' tiles, or out of core kernel.npy.
         var fileOperator: KernelFileOperator? = nil
         if outOfCore {
-            let path = options.output + "/" + ParallelKernelFile.temporaryName("kernel.npy", token: runToken)
-            let dataOffset = NPYFormat.header(shape: entry == 1 ? [n, n] : [n, n, k, k], dtype: .float64).count
             fileOperator = try agreement.stage { () throws(NTKError) -> KernelFileOperator in
-                try KernelFileOperator(path: path, dataOffset: dataOffset, samples: n, entry: entry, world: world,
+                try KernelFileOperator(path: kernelPath, dataOffset: kernelDataOffset, samples: n, entry: entry, world: world,
                                        panelBytes: KernelFileOperator.panelLimit)
             }
         }

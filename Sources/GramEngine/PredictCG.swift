@@ -14,7 +14,8 @@ extension PredictJob {
     /// `eigenBytes` does not fit rank 0's node. Refuses (64) what it cannot do. Collective.
     static func useConjugateGradients(_ options: PredictOptions, eigenBytes: Double, world: Communicator) throws -> Bool {
         let possible = options.kernel != .nngp && !options.keepKernels
-        switch options.solver {
+        // Kernels asked to be on disk are only ever used by CG.
+        switch options.solver == .auto && options.kernelStorage == .disk ? .cg : options.solver {
         case .eigen: return false
         case .cg:
             try Agreement(world: world).stage { () throws(NTKError) in

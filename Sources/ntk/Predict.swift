@@ -77,7 +77,7 @@ struct Predict: ParsableCommand {
     @Option(name: .customLong("cg-preconditioner-rank"), help: "--solver cg: the top eigenpairs (block Lanczos) of the spectral preconditioner; 0 for none (at most N/10 are used).")
     var cgPreconditionerRank: Int = 32
 
-    @Option(name: .customLong("kernel-storage"), help: "--solver cg: where the kernels live while they are solved with: memory (each rank keeps its tiles), disk (out of core: each kernel is written to train_kernel.npy / test_kernel.npy as it is computed and every product streams each rank's panels back from disk; with --keep-kernels the files are kept), or auto (disk only when the tiles would not fit rank 0's node).")
+    @Option(name: .customLong("kernel-storage"), help: "--solver cg: where the kernels live while they are solved with: memory (each rank keeps its tiles), disk (out of core: each kernel is written to train_kernel.npy / test_kernel.npy as it is computed and every product streams each rank's panels back from disk; with --keep-kernels the files are kept), or auto (disk only when the tiles would not fit rank 0's node). disk with --solver auto means cg.")
     var kernelStorage: KernelStorage = .auto
 
     @OptionGroup var engineFlags: EngineFlags

@@ -100,6 +100,11 @@ import NumPyIO
         let off = Self.maxRelative(try Launcher.readNPY(dir + "/tight/test_predictions.npy").doubles(),
                                    try Launcher.readNPY(dir + "/roomy/test_predictions.npy").doubles())
         #expect(off <= 1e-8, "\(off)")
+        // Kernels asked to be on disk are CG's: auto takes it.
+        let disk = try Launcher.run(common + ["--kernel-storage", "disk", "--out", dir + "/disk"], ranks: 1, timeout: 120)
+        #expect(disk.status == 0, "\(disk.stderr)")
+        #expect(try solver(dir + "/disk") == "cg")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/disk/train_kernel.npy"), "kept only with --keep-kernels")
         for (extra, word) in [(["--kernel", "nngp"], "nngp"),
                               (["--keep-kernels"], "keep-kernels"), (["--cg-tolerance", "0"], "cg-tolerance")] {
             let result = try Launcher.run(common + ["--solver", "cg", "--out", dir + "/bad"] + extra, ranks: 1, timeout: 30)
