@@ -124,18 +124,7 @@ final class KernelFileOperator: KernelOperator, @unchecked Sendable {
                               entry: entry, panelBytes: panelBytes)
         self.panels = Self.share(all, symmetric: columnSamples == nil, columns: columnSamples ?? samples,
                                  rank: world.rank, ranks: world.size)
-        var descriptor = ntk_open_read_direct(path)
-        if descriptor >= 0 {
-            // Some file systems accept O_DIRECT at open and refuse the reads: try one.
-            var probe: UnsafeMutableRawPointer? = nil
-            if posix_memalign(&probe, Self.alignment, Self.alignment) == 0, let probe {
-                if pread(descriptor, probe, Self.alignment, 0) < 0 { close(descriptor); descriptor = -1 }
-                free(probe)
-            }
-        }
-        let direct = descriptor >= 0
-        if descriptor < 0 { descriptor = open(path, O_RDONLY | O_CLOEXEC) }
-        guard descriptor >= 0 else { throw NTKError(.ioError, "cannot open \(path) to read the kernel: \(String(cString: strerror(errno)))") }
+        let (descriptor, direct) = try Self.openForReading(path)
         self.fd = descriptor
         self.direct = direct
         let width = columnSamples ?? samples
@@ -189,13 +178,18 @@ final class KernelFileOperator: KernelOperator, @unchecked Sendable {
     /// Rank `rank`'s contiguous run of panels: the one whose share of the total area (the
     /// entries it reads) holds each panel's midpoint.
     static func share(_ panels: [Range<Int>], symmetric: Bool, columns: Int, rank: Int, ranks: Int) -> [Range<Int>] {
-        let areas = panels.map { Double($0.count) * Double(columns - (symmetric ? $0.lowerBound : 0)) }
+        share(panels, areas: panels.map { Double($0.count) * Double(columns - (symmetric ? $0.lowerBound : 0)) }, rank: rank, ranks: ranks)
+    }
+
+    /// Rank `rank`'s contiguous run of `items` of work `areas`: the one whose share of the
+    /// total holds each item's midpoint.
+    static func share<T>(_ items: [T], areas: [Double], rank: Int, ranks: Int) -> [T] {
         let total = areas.reduce(0, +)
         var before = 0.0
-        var mine: [Range<Int>] = []
-        for (panel, area) in zip(panels, areas) {
+        var mine: [T] = []
+        for (item, area) in zip(items, areas) {
             let owner = total > 0 ? Swift.min(ranks - 1, Int(Double(ranks) * (before + area / 2) / total)) : 0
-            if owner == rank { mine.append(panel) }
+            if owner == rank { mine.append(item) }
             before += area
         }
         return mine
@@ -450,9 +444,31 @@ final class KernelFileOperator: KernelOperator, @unchecked Sendable {
         return bytes
     }
 
-    /// Reads [offset, offset + length) into `buffer`, stopping early only at the end of the
-    /// file and never before `minimum` bytes.
     private func readFully(offset: Int, length: Int, minimum: Int, into buffer: UnsafeMutableRawPointer) throws(NTKError) -> Int {
+        try Self.readFully(fd, path: path, offset: offset, length: length, minimum: minimum, into: buffer)
+    }
+
+    /// Opens `path` for reading with O_DIRECT where the file system allows it (probed with
+    /// one read: some accept the flag at open and refuse the reads), else buffered.
+    static func openForReading(_ path: String) throws(NTKError) -> (fd: Int32, direct: Bool) {
+        var descriptor = ntk_open_read_direct(path)
+        if descriptor >= 0 {
+            var probe: UnsafeMutableRawPointer? = nil
+            if posix_memalign(&probe, alignment, alignment) == 0, let probe {
+                if pread(descriptor, probe, alignment, 0) < 0 { close(descriptor); descriptor = -1 }
+                free(probe)
+            }
+        }
+        let direct = descriptor >= 0
+        if descriptor < 0 { descriptor = open(path, O_RDONLY | O_CLOEXEC) }
+        guard descriptor >= 0 else { throw NTKError(.ioError, "cannot open \(path) to read the kernel: \(String(cString: strerror(errno)))") }
+        return (descriptor, direct)
+    }
+
+    /// Reads [offset, offset + length) of `fd` into `buffer`, stopping early only at the end
+    /// of the file and never before `minimum` bytes.
+    static func readFully(_ fd: Int32, path: String, offset: Int, length: Int, minimum: Int,
+                          into buffer: UnsafeMutableRawPointer) throws(NTKError) -> Int {
         var done = 0
         while done < length {
             let got = pread(fd, buffer + done, length - done, off_t(offset + done))

@@ -29,22 +29,12 @@ extension ParallelKernelFile {
         var a = 0
         while a < n { stripes.append(a..<Swift.min(n, a + height)); a += height }
         // Contiguous runs of equal work (the block read, b · S) per rank.
-        let areas = stripes.map { Double($0.count) * Double($0.upperBound) }
-        let total = areas.reduce(0, +)
-        var before = 0.0
-        var mine: [Range<Int>] = []
-        for (stripe, area) in zip(stripes, areas) {
-            let owner = total > 0 ? Swift.min(world.size - 1, Int(Double(world.size) * (before + area / 2) / total)) : 0
-            if owner == world.rank { mine.append(stripe) }
-            before += area
-        }
+        let mine = KernelFileOperator.share(stripes, areas: stripes.map { Double($0.count) * Double($0.upperBound) },
+                                            rank: world.rank, ranks: world.size)
         guard !mine.isEmpty else { return }
 
-        var readFD = ntk_open_read_direct(path)
-        let alignment = readFD >= 0 ? 4096 : 8
-        if readFD < 0 { readFD = open(path, O_RDONLY | O_CLOEXEC) }
-        guard readFD >= 0 else { throw NTKError(.ioError, "cannot open \(path) to complete its lower triangle: \(String(cString: strerror(errno)))") }
-        let input = readFD
+        let (input, direct) = try KernelFileOperator.openForReading(path)
+        let alignment = direct ? KernelFileOperator.alignment : 8
         defer { close(input) }
         let writeFD = open(path, O_WRONLY | O_CLOEXEC)
         guard writeFD >= 0 else { throw NTKError(.ioError, "cannot open \(path) to complete its lower triangle: \(String(cString: strerror(errno)))") }
@@ -85,15 +75,11 @@ extension ParallelKernelFile {
                     let offset = dataOffset + 8 * k2 * (j * n + a), length = 8 * width
                     let start = offset / alignment * alignment
                     let end = (offset + length + alignment - 1) / alignment * alignment
-                    var done = 0
-                    while done < end - start {
-                        let got = pread(input, buffer + done, end - start - done, off_t(start + done))
-                        if got < 0 && errno == EINTR { continue }
-                        if got <= 0 { break }
-                        done += got
-                    }
-                    guard done >= offset + length - start else {
-                        failures.errors[t] = NTKError(.ioError, "reading \(path) at byte \(offset) failed: \(String(cString: strerror(errno)))")
+                    do {
+                        _ = try KernelFileOperator.readFully(input, path: path, offset: start, length: end - start,
+                                                             minimum: offset + length - start, into: buffer)
+                    } catch {
+                        failures.errors[t] = error
                         return
                     }
                     (block + j * width).update(from: (buffer + (offset - start)).assumingMemoryBound(to: Double.self), count: width)
