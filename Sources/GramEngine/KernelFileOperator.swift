@@ -52,6 +52,7 @@ final class KernelFileOperator: KernelOperator, @unchecked Sendable {
     }
     private(set) var statistics = Statistics()
     private var cachedTrace: Double?
+    private var cachedSquares: Double?
 
     private let fd: Int32
     /// Two panel buffers (read-ahead) and the readers' staging buffers.
@@ -203,7 +204,8 @@ final class KernelFileOperator: KernelOperator, @unchecked Sendable {
         precondition(x.count == count * input)
         var y = [Double](repeating: 0, count: count * n)
         var scratch = [Double](repeating: 0, count: Swift.max(1, count * input))
-        var diagonal = 0.0
+        var diagonal = 0.0, squares = 0.0
+        let summing = cachedSquares == nil
         try x.withUnsafeBufferPointer { xp in
             try y.withUnsafeMutableBufferPointer { yp in
                 try scratch.withUnsafeMutableBufferPointer { sp in
@@ -221,6 +223,16 @@ final class KernelFileOperator: KernelOperator, @unchecked Sendable {
                         if symmetric {
                             for i in 0..<height { diagonal += panel[i * width + i] }
                         }
+                        if summing {
+                            // The diagonal block (in full) once, what lies right of it twice.
+                            for i in 0..<height {
+                                let row = panel + i * width, block = symmetric ? height : width
+                                var inner = 0.0, outer = 0.0
+                                for j in 0..<block { inner += row[j] * row[j] }
+                                for j in block..<width { outer += row[j] * row[j] }
+                                squares += inner + 2 * outer
+                            }
+                        }
                         guard count > 0 else { return }
                         // Y[:, rows] += X[:, c0..] Pᵀ: (count × width) times (width × height).
                         InnerProducts.multiplyTransposed(m: count, n: height, k: width, a: xb + c0, lda: input,
@@ -237,6 +249,7 @@ final class KernelFileOperator: KernelOperator, @unchecked Sendable {
             }
         }
         if symmetric && cachedTrace == nil { cachedTrace = diagonal }
+        if summing { cachedSquares = squares }
         if count > 0 { try world.allreduce(&y, .sum) }
         return y
     }
@@ -247,6 +260,12 @@ final class KernelFileOperator: KernelOperator, @unchecked Sendable {
         precondition(symmetric)
         if cachedTrace == nil { _ = try apply([], count: 0) }
         return try world.allreduce(cachedTrace!, .sum)
+    }
+
+    /// ‖Θ‖_F (one pass over the file, unless a product has read it already). Collective.
+    func frobeniusNorm() throws -> Double {
+        if cachedSquares == nil { _ = try apply([], count: 0) }
+        return try world.allreduce(cachedSquares!, .sum).squareRoot()
     }
 
     /// What streaming cost on all ranks, for summary.json. Collective.

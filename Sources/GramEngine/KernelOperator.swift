@@ -13,6 +13,8 @@ protocol KernelOperator {
     func apply(_ x: [Double], count: Int) throws -> [Double]
     /// tr Θ. Collective.
     func trace() throws -> Double
+    /// ‖Θ‖_F (an upper bound on ‖Θ‖₂; also for a rectangular Θ(X*, X)). Collective.
+    func frobeniusNorm() throws -> Double
 }
 
 extension KernelOperator {

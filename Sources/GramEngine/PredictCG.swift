@@ -143,23 +143,54 @@ extension PredictJob {
                 let rateScale = options.learningRate / Double(n * k)
                 var functions: [@Sendable (Double) -> Double] = []
                 for time in times {
+                    // The coefficients' function (1 − E(λ))/λ, continued to λ = 0 (a·t or
+                    // r·s; 0 at t = ∞, the pseudo-inverse) so that it is ∫ E, as the
+                    // bounds assume.
+                    let atZero: Double
+                    switch time {
+                    case .flow(let t): atZero = t == .infinity ? 0 : rateScale * t
+                    case .steps(let s): atZero = rateScale * Double(s)
+                    }
                     functions.append { lambda in
                         let x = Swift.max(lambda + shift, 0)
-                        return x > 0 ? -GradientDescentMSE.trainFactor(at: time, rate: rateScale * x) / x : 0
+                        return x > 0 ? -GradientDescentMSE.trainFactor(at: time, rate: rateScale * x) / x : atZero
                     }
                     functions.append { lambda in -GradientDescentMSE.trainFactor(at: time, rate: rateScale * Swift.max(lambda + shift, 0)) }
                 }
                 let result = try KrylovFunction.apply(functions: functions, n: n, rhs: b, count: k,
-                                                      deflation: top.map { ($0.vectors, $0.values) },
+                                                      deflation: top.map { ($0.vectors, $0.values) }, residuals: top?.residuals,
                                                       tolerance: options.cgTolerance, maxSteps: options.cgMaxIterations) { x, count in
                     try train.apply(x, count: count)
                 }
+                // The proven a posteriori bounds (docs/maths.md §10), relative to ‖b‖ per output.
+                let dynamics = times.map { time -> KrylovFunction.Dynamics in
+                    switch time {
+                    case .flow(let t): return .flow(t == .infinity ? .infinity : rateScale * t)
+                    case .steps(let s): return .steps(s, rate: rateScale)
+                    }
+                }
+                let deflated = top.map { KrylovFunction.Deflated(values: $0.values, vectors: $0.vectors, residuals: $0.residuals, n: n) }
+                // tr(Θ + δI) ≥ λ_max (Θ + δI ⪰ 0).
+                let trace = try train.trace() + Double(n) * shift
+                var bounds = [[KrylovFunction.Bound]](repeating: [], count: times.count)
+                for r in 0..<k {
+                    let perTime = try KrylovFunction.bounds(result.projections[r], deflated: deflated, shift: shift, trace: trace,
+                                                            lower: Swift.max(shift, 0), dynamics: dynamics)
+                    for (index, bound) in perTime.enumerated() { bounds[index].append(bound) }
+                }
+                var norms = [Double](repeating: 0, count: k)
+                for c in 0..<k { norms[c] = (0..<n).reduce(0) { $0 + b[c * n + $1] * b[c * n + $1] }.squareRoot() }
                 var record = CGSummary(method: "krylov", iterations: result.steps, relativeResiduals: [],
                                        tolerance: options.cgTolerance, preconditionerRank: rank, blockProducts: result.products,
                                        lambdaMax: top?.values.last)
                 record.estimatedErrors = stride(from: 0, to: functions.count, by: 2).map { j in
                     zip(result.estimatedErrors[j], result.estimatedErrors[j + 1]).map { Swift.max($0, $1) }
                 }
+                func relative(_ value: Double?, _ c: Int) -> Double? {
+                    value.map { norms[c] > 0 ? $0 / norms[c] : ($0 == 0 ? 0 : .infinity) }.flatMap { $0.isFinite ? $0 : nil }
+                }
+                record.errorBounds = bounds.map { perOutput in perOutput.enumerated().map { relative($0.element.train, $0.offset) } }
+                record.coefficientBounds = bounds.map { perOutput in perOutput.enumerated().map { relative($0.element.coefficients, $0.offset) } }
                 return (stride(from: 1, to: functions.count, by: 2).map { result.values[$0] },
                         stride(from: 0, to: functions.count, by: 2).map { result.values[$0] }, record, shift, top?.values.last)
             } catch let error as NTKError {
@@ -173,15 +204,18 @@ extension PredictJob {
             }
         }
         // f_t(X*) = f₀* + Θ(X*, X) x_t for every time: one product with all of them.
-        let testFits: [[Double]]? = try agreement.stage(quietly: true) { () throws(NTKError) -> [[Double]]? in
+        // And ‖Θ(X*, X)‖_F ≥ ‖Θ(X*, X)‖₂, which carries the coefficients' bounds to the test
+        // predictions (out of core, summed during that product's pass).
+        let tested: (fits: [[Double]], frobenius: Double)? = try agreement.stage(quietly: true) { () throws(NTKError) -> ([[Double]], Double)? in
             guard let test, let m else { return nil }
             do {
                 let all = try test.apply(solved.coefficients.flatMap { $0 }, count: k * times.count)
-                return (0..<times.count).map { Array(all[($0 * k * m)..<(($0 + 1) * k * m)]) }
+                return ((0..<times.count).map { Array(all[($0 * k * m)..<(($0 + 1) * k * m)]) }, try test.frobeniusNorm())
             } catch {
                 throw NTKError(.software, "MPI: \(error)")
             }
         }
+        let testFits = tested?.fits
         let solveSeconds = Clock.seconds(since: solveStart)
         var streaming: [String: GramSummary.OutOfCore] = [:]
         for name in files.keys.sorted() { streaming[name] = try files[name]!.report() }
@@ -214,7 +248,10 @@ extension PredictJob {
                 }
                 predictions.append(prediction)
             }
-            let cg = solved.record
+            var cg = solved.record
+            if let tested, let coefficients = cg.coefficientBounds {
+                cg.testErrorBounds = coefficients.map { $0.map { bound in bound.map { tested.frobenius * $0 } } }
+            }
             var summary = PredictSummary(kernel: options.kernel.rawValue, initialOutputs: network == nil ? "zero" : "network",
                                          n: n, m: m, outputs: k, learningRate: options.learningRate, normalization: c,
                                          maxStableLearningRate: solved.lambdaMax.map { GradientDescentMSE.maxStableLearningRate(lambdaMax: $0 + solved.shift, normalization: c) } ?? .nan,
@@ -250,23 +287,35 @@ struct CGMetricsFile: Encodable {
 }
 
 extension CGSummary {
-    /// The error of the solve behind each time's predictions, per output. t = ∞ (CG): the
-    /// relative residual ‖b − (Θ + δI)α‖/‖b‖, b = Y − f₀, which bounds the train
-    /// predictions' error relative to ‖b‖ (it is that error). Finite times (Lanczos): the
-    /// approximation's last relative change, an a posteriori estimate (docs/maths.md §10).
+    /// The error of the solve behind each time's predictions, per output, relative to
+    /// ‖b‖ = ‖Y − f₀‖. t = ∞: the relative residual ‖b − (Θ + δI)α‖/‖b‖, which is the train
+    /// predictions' error. Finite times (Lanczos): the proven a posteriori bounds on the train
+    /// and test predictions' errors, and the approximation's last relative change (the
+    /// stopping rule's estimate); docs/maths.md §10.
     struct SolverError: Encodable {
         var time: String
         var kind: String
-        var relative: [Double]
+        var relative: [Double?]
+        var testRelative: [Double?]?
+        var estimated: [Double]?
+        enum CodingKeys: String, CodingKey { case time, kind, relative, testRelative = "test_relative", estimated }
     }
+
+    static let residualKind = "relative residual (the train predictions' error relative to ||Y - f0||)"
 
     func solverErrors(times: [TrainingTime]) -> [SolverError] {
         if method == "cg" {
-            return times.map { SolverError(time: $0.description, kind: "relative residual (bounds the train predictions' error relative to ||Y - f0||)",
-                                           relative: relativeResiduals) }
+            return times.map { SolverError(time: $0.description, kind: Self.residualKind, relative: relativeResiduals) }
         }
-        return zip(times, estimatedErrors ?? []).map {
-            SolverError(time: $0.0.description, kind: "estimated relative error (last relative change of the Lanczos approximation)", relative: $0.1)
+        return times.enumerated().map { index, time in
+            let estimated = estimatedErrors.map { $0[index] }
+            let bound = errorBounds?[index] ?? []
+            if case .flow(let t) = time, t == .infinity {
+                return SolverError(time: time.description, kind: Self.residualKind, relative: bound, estimated: estimated)
+            }
+            return SolverError(time: time.description,
+                               kind: "proven bound on the predictions' error relative to ||Y - f0|| (a posteriori; test through ||Theta(X*, X)||_F)",
+                               relative: bound, testRelative: testErrorBounds?[index], estimated: estimated)
         }
     }
 }
@@ -282,8 +331,14 @@ extension SpectralReport {
                      "  preconditioner: the top \(cg.preconditionerRank) eigenpairs; lambda_max \(g(cg.lambdaMax)); diagonal shift \(g(shift))"]
         } else {
             let worst = cg.estimatedErrors?.flatMap { $0 }.max()
+            // The largest bound; a missing one (no bound holds) shows as n/a.
+            func largest(_ bounds: [[Double?]]?) -> String {
+                guard let all = bounds?.flatMap({ $0 }), !all.isEmpty else { return "n/a" }
+                return all.contains { $0 == nil } ? "n/a" : g(all.compactMap { $0 }.max())
+            }
             lines = ["Gradient-descent dynamics by the Krylov approximation of exp(-eta t Theta / c) (N = \(n), k = \(k); the kernel never gathered)",
                      "  \(cg.iterations) Lanczos steps, the top \(cg.preconditionerRank) eigenpairs exact; estimated relative error \(g(worst)) (tolerance \(g(cg.tolerance)))",
+                     "  proven error bounds relative to ||Y - f0||: train \(largest(cg.errorBounds)), test \(largest(cg.testErrorBounds)) (metrics.json solver_errors)",
                      "  lambda_max \(g(cg.lambdaMax)); diagonal shift \(g(shift))"]
         }
         lines += metricsTable(metrics)

@@ -88,8 +88,17 @@ public struct CGSummary: Codable, Sendable {
     /// Krylov: per time and output, the last relative change of the approximation (an a
     /// posteriori estimate of its error; 0 where the Krylov space closed, exact).
     public var estimatedErrors: [[Double]]?
+    /// Krylov: per time and output, the proven a posteriori bound on the train predictions'
+    /// error relative to ‖Y − f₀‖ (at t = ∞ the relative residual; null where no bound
+    /// holds: steps past the stable rate or more than 10⁶ of them); docs/maths.md §10.
+    public var errorBounds: [[Double?]]?
+    /// The same for the test predictions, through ‖Θ(X*, X)‖_F (finite times only).
+    public var testErrorBounds: [[Double?]]?
+    /// The coefficients' bounds relative to ‖Y − f₀‖ (not written; the test bounds' factor).
+    var coefficientBounds: [[Double?]]? = nil
     enum CodingKeys: String, CodingKey {
         case method, iterations, tolerance, estimatedErrors = "estimated_errors"
+        case errorBounds = "error_bounds", testErrorBounds = "test_error_bounds"
         case relativeResiduals = "relative_residuals", preconditionerRank = "preconditioner_rank"
         case blockProducts = "block_products", lambdaMax = "lambda_max"
     }

@@ -87,6 +87,19 @@ struct TileOperator: KernelOperator {
         return y
     }
 
+    /// ‖Θ‖_F from every rank's tiles (those off the diagonal of a symmetric kernel count
+    /// twice). Collective.
+    func frobeniusNorm() throws -> Double {
+        var sum = 0.0
+        for index in indices {
+            let t = plan.tiles[index]
+            var squares = 0.0
+            for value in tiles[index]! { squares += value * value }
+            sum += (plan.symmetric && t.row != t.column ? 2 : 1) * squares
+        }
+        return try world.allreduce(sum, .sum).squareRoot()
+    }
+
     /// tr Θ from the diagonal tiles (symmetric kernels). Collective.
     func trace() throws -> Double {
         var sum = 0.0

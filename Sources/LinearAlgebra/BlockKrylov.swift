@@ -24,6 +24,8 @@ public enum BlockKrylov {
         public var vectors: [Double]
         /// max ‖Θxᵢ − θᵢxᵢ‖ over the K pairs: a bound on each eigenvalue's error.
         public var maxResidual: Double
+        /// The residuals Θxⱼ − θⱼxⱼ as rows, row-major (K, n): row j belongs to `values[j]`.
+        public var residuals: [Double]
         /// Restart cycles and products with Θ (blocks of b vectors).
         public var cycles: Int
         public var products: Int
@@ -82,9 +84,14 @@ public enum BlockKrylov {
             GEMM.multiply(m: b, n: n, k: count, a: yt, lda: count, b: q, ldb: n, c: &ritz, ldc: n)
             GEMM.multiply(m: b, n: n, k: count, a: yt, lda: count, b: aq, ldb: n, c: &aritz, ldc: n)
             var residuals = [Double](repeating: 0, count: k)
+            var residualRows = [Double](repeating: 0, count: k * n)
             for r in 0..<k {
                 var s = 0.0
-                for p in 0..<n { let e = aritz[r * n + p] - theta[r] * ritz[r * n + p]; s += e * e }
+                for p in 0..<n {
+                    let e = aritz[r * n + p] - theta[r] * ritz[r * n + p]
+                    residualRows[(k - 1 - r) * n + p] = e
+                    s += e * e
+                }
                 residuals[r] = s.squareRoot()
             }
             let scale = max(abs(theta[0]), Double.leastNormalMagnitude)
@@ -97,7 +104,7 @@ public enum BlockKrylov {
                     for p in 0..<n { vectors[p * k + j] = ritz[r * n + p] }
                 }
                 return Result(values: (0..<k).map { theta[k - 1 - $0] }, vectors: vectors, maxResidual: worst,
-                              cycles: cycle, products: products, blockSize: b)
+                              residuals: residualRows, cycles: cycle, products: products, blockSize: b)
             }
             x = ritz
             ax = aritz

@@ -25,6 +25,25 @@ public enum KrylovFunction {
         /// Lanczos steps (the most of any right-hand side) and products with the block.
         public var steps: Int
         public var products: Int
+        /// Per right-hand side, what the a posteriori error bounds of `KrylovFunction.bounds`
+        /// need (docs/maths.md §10).
+        public var projections: [Projection]
+    }
+
+    /// One right-hand side's Lanczos run, for the error bounds: T_m, the next off-diagonal
+    /// h = β_m (0 when the space closed), ‖Pb‖, the defect of the computed Lanczos relation
+    /// ‖PAPQ − QT − h q_{m+1}e_mᵀ‖_F (from the reorthogonalization's coefficients: rounding,
+    /// for exact recurrences 0), Vᵀb, and with the deflated pairs' residuals R (rows rᵢ =
+    /// Avᵢ − λᵢvᵢ) the coupling rᵢ·q_l (m × K, row-major: row l for q_l) through which A
+    /// leaves range(P).
+    public struct Projection: Sendable {
+        public var alpha: [Double]
+        public var beta: [Double]
+        public var h: Double
+        public var norm: Double
+        public var defect: Double
+        public var coefficients: [Double]
+        public var coupling: [Double]
     }
 
     public enum Failure: Error, CustomStringConvertible {
@@ -38,11 +57,20 @@ public enum KrylovFunction {
     }
 
     public static func apply(functions: [@Sendable (Double) -> Double], n: Int, rhs b: [Double], count: Int,
-                             deflation: (vectors: [Double], values: [Double])? = nil,
+                             deflation: (vectors: [Double], values: [Double])? = nil, residuals: [Double]? = nil,
                              tolerance: Double = 1e-10, maxSteps: Int = 2000, check: Int = 10,
                              apply: ([Double], Int) throws -> [Double]) throws -> Result {
         precondition(b.count == count * n && count >= 1 && !functions.isEmpty)
         let kDeflated = deflation?.values.count ?? 0
+        precondition(residuals == nil || residuals!.count == kDeflated * n)
+        // rᵢ · q for the deflated pairs' residuals, K values per basis vector.
+        func couple(_ q: ArraySlice<Double>) -> [Double] {
+            guard let residuals, kDeflated > 0 else { return [] }
+            var out = [Double](repeating: 0, count: kDeflated)
+            let row = Array(q)
+            GEMM.multiplyTransposed(m: 1, n: kDeflated, k: n, a: row, lda: n, b: residuals, ldb: n, c: &out, ldc: kDeflated)
+            return out
+        }
         // X ← X − (X V) Vᵀ for `rows` rows; returns X V (before the projection).
         func project(_ x: inout [Double], rows: Int) -> [Double] {
             guard let deflation else { return [] }
@@ -61,7 +89,13 @@ public enum KrylovFunction {
             for e in 0..<n { v[r * n + e] *= inverse }
         }
         var basis = [[Double]](repeating: [], count: count)
-        for r in 0..<count { basis[r] += v[(r * n)..<((r + 1) * n)] }
+        var coupling = [[Double]](repeating: [], count: count)
+        var defects = [Double](repeating: 0, count: count)
+        var h = [Double](repeating: 0, count: count)
+        for r in 0..<count where norms[r] > 0 {
+            basis[r] += v[(r * n)..<((r + 1) * n)]
+            coupling[r] = couple(v[(r * n)..<((r + 1) * n)])
+        }
         var alpha = [[Double]](repeating: [], count: count), beta = [[Double]](repeating: [], count: count)
         var active = norms.map { $0 > 0 }
         var closed = norms.map { !($0 > 0) }
@@ -103,21 +137,29 @@ public enum KrylovFunction {
                 for e in 0..<n { a += v[row + e] * wr[e] }
                 alpha[r].append(a)
                 let size = alpha[r].count
-                LanczosSteps.reorthogonalize(&wr, against: basis[r], count: size, n: n)
+                // The column's defect fⱼ = w − αqⱼ − βⱼ₋₁qⱼ₋₁ − βⱼqⱼ₊₁ = Q(c − αeⱼ − βⱼ₋₁eⱼ₋₁).
+                var removed = LanczosSteps.reorthogonalize(&wr, against: basis[r], count: size, n: n)
+                removed[size - 1] -= a
+                if size >= 2 { removed[size - 2] -= beta[r][size - 2] }
+                defects[r] += removed.reduce(0) { $0 + $1 * $1 }
                 var bnorm = 0.0
                 for e in 0..<n { bnorm += wr[e] * wr[e] }
                 bnorm = bnorm.squareRoot()
                 let largest = alpha[r].reduce(0) { Swift.max($0, abs($1)) }
                 if !(bnorm > 1e-12 * Swift.max(largest, Double.leastNormalMagnitude)) || size >= n - kDeflated {
-                    // The Krylov space closed: g(T) e₁ is exact.
+                    // The Krylov space closed: g(T) e₁ is exact (what is left over, wr, is
+                    // the relation's defect).
+                    defects[r] += bnorm * bnorm
                     active[r] = false
                     closed[r] = true
                     for j in functions.indices { errors[j][r] = 0 }
                     continue
                 }
                 beta[r].append(bnorm)
+                h[r] = bnorm
                 for e in 0..<n { next[row + e] = wr[e] / bnorm }
                 basis[r] += next[row..<(row + n)]
+                coupling[r] += couple(next[row..<(row + n)])
             }
             v = next
             if steps % check == 0 {
@@ -166,6 +208,15 @@ public enum KrylovFunction {
                 }
             }
         }
-        return Result(values: values, estimatedErrors: errors, steps: steps, products: products)
+        // The last basis vector q_{m+1} enters the bounds only through h; its coupling goes.
+        let projections = (0..<count).map { r -> Projection in
+            let size = alpha[r].count
+            let m = residuals == nil ? 0 : kDeflated * size
+            return Projection(alpha: alpha[r], beta: Array(beta[r].prefix(Swift.max(0, size - 1))), h: closed[r] ? 0 : h[r],
+                              norm: norms[r], defect: defects[r].squareRoot(),
+                              coefficients: kDeflated > 0 ? Array(coefficients[(r * kDeflated)..<((r + 1) * kDeflated)]) : [],
+                              coupling: Array(coupling[r].prefix(m)))
+        }
+        return Result(values: values, estimatedErrors: errors, steps: steps, products: products, projections: projections)
     }
 }

@@ -20,9 +20,12 @@ enum LanczosSteps {
     }
 
     /// w ← w − Qᵀ(Q w), twice (classical Gram–Schmidt, reorthogonalized), Q the `count`
-    /// vectors of `basis` as rows.
-    static func reorthogonalize(_ w: inout [Double], against basis: [Double], count: Int, n: Int) {
+    /// vectors of `basis` as rows. Returns the coefficients removed, both passes summed
+    /// (w_before − w_after = Qᵀ c).
+    @discardableResult
+    static func reorthogonalize(_ w: inout [Double], against basis: [Double], count: Int, n: Int) -> [Double] {
         var c = [Double](repeating: 0, count: count)
+        var total = [Double](repeating: 0, count: count)
         for _ in 0..<2 {
             basis.withUnsafeBufferPointer { q in
                 w.withUnsafeMutableBufferPointer { wp in
@@ -34,7 +37,9 @@ enum LanczosSteps {
                     }
                 }
             }
+            for i in 0..<count { total[i] += c[i] }
         }
+        return total
     }
 
     /// The eigendecomposition of the tridiagonal T with diagonal `alpha` and off-diagonal

@@ -68,7 +68,7 @@ struct Predict: ParsableCommand {
     @Option(help: "How the dynamics are solved: eigen (Θ gathered on rank 0 and eigendecomposed: every time, the spectral diagnostics), cg (on the distributed kernels, which no rank gathers: t = inf by preconditioned conjugate gradients, finite --times and --steps by Lanczos approximations of the dynamics with the top eigenpairs exact; no spectral diagnostics), or auto (cg when the empirical or analytic kernel is asked and the eigen path does not fit rank 0's node; else eigen).")
     var solver: PredictSolver = .auto
 
-    @Option(name: .customLong("cg-tolerance"), help: "--solver cg: the relative residual ‖Y − f₀ − (Θ + δI)α‖/‖Y − f₀‖ to reach for every output (t = inf), or the estimated relative error of the Krylov approximations (finite times).")
+    @Option(name: .customLong("cg-tolerance"), help: "--solver cg: the relative residual ‖Y − f₀ − (Θ + δI)α‖/‖Y − f₀‖ to reach for every output (t = inf), or the estimated relative error of the Krylov approximations (finite times; metrics.json also gives proven bounds).")
     var cgTolerance: Double = 1e-10
 
     @Option(name: .customLong("cg-max-iterations"), help: "--solver cg: the most CG or Lanczos steps before giving up (status 65).")

@@ -135,18 +135,27 @@ def test_predict_nngp_is_the_neural_tangents_ensemble(case):
 
 def test_predict_by_conjugate_gradients_and_the_spectral_density(digits):
     """solver='cg' gives the eigen path's t = inf to 1e-8 (CG stops at a relative residual
-    of 1e-10; the test kernel amplifies it by at most the preconditioned conditioning);
-    eigen='density' (out of core) estimates the trace within 4 of its standard errors of the
-    exact one."""
+    of 1e-10; the test kernel amplifies it by at most the preconditioned conditioning), and
+    at t = 50 the eigen path's predictions within the proven bounds of ``solver_errors``
+    (plus 1e-10 of ||Y - f0|| for the eigen path's rounding); eigen='density' (out of core)
+    estimates the trace within 4 of its standard errors of the exact one."""
     labels = np.load(LABELS)
     x, y, xt = digits[:200], labels[:200], digits[200:240]
-    with ntk.predict(x, y, xt, model=MODEL, seed=0, solver="cg", progress=False) as cg, \
-            ntk.predict(x, y, xt, model=MODEL, seed=0, solver="eigen", progress=False) as eigen, \
+    with ntk.predict(x, y, xt, model=MODEL, seed=0, solver="cg", times=[0, 50, "inf"], progress=False) as cg, \
+            ntk.predict(x, y, xt, model=MODEL, seed=0, solver="eigen", times=[0, 50, "inf"], progress=False) as eigen, \
             ntk.gram(x, model=MODEL, seed=0, eigen="density", density_probes=24, kernel_storage="disk",
                      progress=False) as density:
         assert cg.summary["solver"] == "cg" and eigen.summary["solver"] == "eigen"
         assert relative_error(cg.test_predictions, eigen.test_predictions) <= 1e-8
-        assert max(cg.summary["cg"]["relative_residuals"]) <= 1e-10
+        # t = 0 is f0 and t = inf fits the targets: per output, ||Y - f0|| scales the bounds.
+        scale = np.linalg.norm(eigen.train_predictions[2] - eigen.train_predictions[0], axis=0)
+        errors = {entry["time"]: entry for entry in cg.solver_errors}
+        assert set(errors) == {"t=0.0", "t=50.0", "t=inf"} and max(errors["t=inf"]["relative"]) <= 1e-10
+        bound = errors["t=50.0"]
+        for ours, reference, key in ((cg.train_predictions[1], eigen.train_predictions[1], "relative"),
+                                     (cg.test_predictions[1], eigen.test_predictions[1], "test_relative")):
+            error = np.linalg.norm(ours - reference, axis=0)
+            assert np.all(error <= (np.asarray(bound[key]) + 1e-10) * scale), (error / scale, bound[key])
         # Out of core: the products streamed kernel.npy, which is complete all the same.
         assert density.summary["kernel_storage"] == "disk" and density.summary["out_of_core"]["passes"] > 80
         assert np.array_equal(np.asarray(density.kernel), np.asarray(density.kernel).T)

@@ -33,7 +33,10 @@ python3 - <<'PY'
 import json
 g = json.load(open('gram/summary.json')); p = json.load(open('predict/summary.json'))
 print('gram seconds', g['seconds']); print('predict seconds', p['seconds'])
-print('solve', {k: v for k, v in p['cg'].items() if k != 'estimated_errors'})
+print('solve', {k: v for k, v in p['cg'].items() if k not in ('estimated_errors', 'error_bounds', 'test_error_bounds')})
 print('largest estimated error', max(max(r) for r in p['cg']['estimated_errors']))
+# The proven bounds per time (relative to ||Y - f0||; at t = inf the relative residual).
+for entry in json.load(open('predict/metrics.json'))['solver_errors']:
+    print('bound', entry['time'], 'train', max(entry['relative']), 'test', max(entry.get('test_relative') or [float('nan')]))
 print('predict / gram', p['seconds']['total'] / g['seconds']['total'])
 PY

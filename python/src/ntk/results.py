@@ -176,6 +176,14 @@ class PredictResult(Result):
         return self.json("metrics.json") or {}
 
     @property
+    def solver_errors(self) -> List[Dict[str, Any]]:
+        """With ``solver='cg'``: per time, the solve's errors per output relative to
+        ||Y - f0||: ``relative`` (the train predictions' proven bound; at t = inf the relative
+        residual), ``test_relative`` (the test predictions' bound, finite times) and
+        ``estimated`` (the stopping rule's estimate). Empty for the eigen solver."""
+        return self.metrics.get("solver_errors", [])
+
+    @property
     def report(self) -> str:
         """``report.txt``, the readable report."""
         path = self.path("report.txt")
