@@ -31,6 +31,13 @@ static inline void ntk_dgemm_nn(int32_t m, int32_t n, int32_t k, double alpha,
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+/// C = alpha * A^T * B + beta * C, all row-major (A: k x m, B: k x n, C: m x n).
+static inline void ntk_dgemm_tn(int32_t m, int32_t n, int32_t k, double alpha,
+                                const double *a, int32_t lda, const double *b, int32_t ldb,
+                                double beta, double *c, int32_t ldc) {
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 static inline const char *ntk_openblas_corename(void) { return openblas_get_corename(); }
 static inline void ntk_openblas_set_num_threads(int32_t n) { openblas_set_num_threads(n); }
 static inline int32_t ntk_openblas_get_num_threads(void) { return openblas_get_num_threads(); }

@@ -9,6 +9,22 @@ int sync_file_range(int fd, __off64_t offset, __off64_t nbytes, unsigned int fla
 #endif
 
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+/// Keeps freed blocks of up to `mmap_threshold` bytes in the heap (rather than mapping
+/// each such allocation afresh, zeroed page by page, and unmapping it when freed), and
+/// returns heap memory to the system only past `trim_threshold` free bytes at its top.
+/// glibc's mallopt; elsewhere nothing.
+static inline void ntk_keep_heap(int mmap_threshold, int trim_threshold) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, mmap_threshold);
+    mallopt(M_TRIM_THRESHOLD, trim_threshold);
+#else
+    (void)mmap_threshold; (void)trim_threshold;
+#endif
+}
 
 /// Opens `path` for reading with O_DIRECT (transfers between the device and the caller's
 /// buffer, no page cache: offsets, lengths and buffers must be aligned to the device's

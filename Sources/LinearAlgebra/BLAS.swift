@@ -75,6 +75,16 @@ public enum GEMM {
         ntk_dgemm_nt(Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// C (m x n) = alpha * A (k x m)ᵀ * B (k x n) + beta * C; row-major.
+    public static func multiplyTransposedA(m: Int, n: Int, k: Int, alpha: Double = 1,
+                                           a: UnsafePointer<Double>, lda: Int,
+                                           b: UnsafePointer<Double>, ldb: Int,
+                                           beta: Double = 0,
+                                           c: UnsafeMutablePointer<Double>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        ntk_dgemm_tn(Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
     /// C (m x n) = alpha * A (m x k) * B (k x n) + beta * C; row-major.
     public static func multiply(m: Int, n: Int, k: Int, alpha: Double = 1,
                                 a: UnsafePointer<Double>, lda: Int,

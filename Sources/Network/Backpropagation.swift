@@ -313,10 +313,15 @@ extension Network {
         /// What the other operations keep for the backward pass (an activation its input h),
         /// in forward order; popped in reverse.
         var saved: [[Double]] = []
+        /// Dense products through BLAS instead of the tile kernels: for whole batches (a
+        /// training step's B rows), where BLAS's blocking wins; the per-sample factors of the
+        /// tile engine keep the tile kernels, whose speed does not depend on the BLAS kernel.
+        var blas = false
 
-        init(network: Network, count: Int) {
+        init(network: Network, count: Int, blas: Bool = false) {
             self.network = network
             self.count = count
+            self.blas = blas
         }
 
         /// f(X), row-major (B, k); with `keep`, the patches and what the operations keep.
@@ -427,7 +432,7 @@ struct ParameterizedOperation: SampleOperation {
         let network = walk.network
         let h = z.withUnsafeBufferPointer { zp in
             [Double](unsafeUninitializedCapacity: rows * g.fanOut) { buffer, initialized in
-                network.affine(layer, z: zp, rows: rows, into: buffer)
+                network.affine(layer, z: zp, rows: rows, into: buffer, blas: walk.blas)
                 initialized = rows * g.fanOut
             }
         }
@@ -451,9 +456,15 @@ struct ParameterizedOperation: SampleOperation {
         let next = Network.Walk.Signal(count: rows * g.inputPositions * g.channelsIn, at: pass.upstream)
         let patches = g.windows == nil ? next : Network.Walk.Signal(count: rows * g.positions * g.fanIn, at: nil)
         walk.network.parameters[l].weights.withUnsafeBufferPointer { w in
-            InnerProducts.multiplyTransposed(m: rows * g.positions, n: g.fanIn, k: g.fanOut,
-                                             a: delta.buffer.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
-                                             c: patches.buffer.baseAddress!, ldc: g.fanIn)
+            if walk.blas {
+                GEMM.multiplyTransposed(m: rows * g.positions, n: g.fanIn, k: g.fanOut,
+                                        a: delta.buffer.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
+                                        c: patches.buffer.baseAddress!, ldc: g.fanIn)
+            } else {
+                InnerProducts.multiplyTransposed(m: rows * g.positions, n: g.fanIn, k: g.fanOut,
+                                                 a: delta.buffer.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
+                                                 c: patches.buffer.baseAddress!, ldc: g.fanIn)
+            }
         }
         let s = g.weightScale
         for e in patches.buffer.indices { patches.buffer[e] *= s }
@@ -469,11 +480,16 @@ struct ParameterizedOperation: SampleOperation {
 extension Network {
     /// h = s Z W + t b for layer l on `rows` patches Z (rows, K), into `h` (rows, C_out),
     /// by the tile kernels (whose speed does not depend on the BLAS kernel in use).
-    func affine(_ l: Int, z: UnsafeBufferPointer<Double>, rows b: Int, into h: UnsafeMutableBufferPointer<Double>) {
+    func affine(_ l: Int, z: UnsafeBufferPointer<Double>, rows b: Int, into h: UnsafeMutableBufferPointer<Double>, blas: Bool = false) {
         let g = geometry[l]
         parameters[l].weights.withUnsafeBufferPointer { w in
-            InnerProducts.multiply(m: b, n: g.fanOut, k: g.fanIn, a: z.baseAddress!, lda: g.fanIn,
-                                   b: w.baseAddress!, ldb: g.fanOut, c: h.baseAddress!, ldc: g.fanOut)
+            if blas {
+                GEMM.multiply(m: b, n: g.fanOut, k: g.fanIn, a: z.baseAddress!, lda: g.fanIn,
+                              b: w.baseAddress!, ldb: g.fanOut, c: h.baseAddress!, ldc: g.fanOut)
+            } else {
+                InnerProducts.multiply(m: b, n: g.fanOut, k: g.fanIn, a: z.baseAddress!, lda: g.fanIn,
+                                       b: w.baseAddress!, ldb: g.fanOut, c: h.baseAddress!, ldc: g.fanOut)
+            }
         }
         let s = g.weightScale
         if let bias = parameters[l].bias {
@@ -532,48 +548,47 @@ extension Network {
     /// (1/(2c))‖f(X) − Y‖².
     public func weightedGradient(_ x: [Double], count b: Int, weights w: [Double]) -> [Double] {
         precondition(w.count == b * outputCount, "weights must be (B, k)")
-        precondition(x.count == b * inputWidth, "input batch must be (B, d)")
-        var walk = Walk(network: self, count: b)
-        _ = walk.forward(x, keep: true)
-        let inputs = walk.patches
-        var perLayer = [[Double]](repeating: [], count: geometry.count)
-        walk.backward(w, rowsPerSample: 1) { l, delta in
-            let g = geometry[l]
-            // ∂/∂W = s Zᵀ δ (K, C_out) over the B·P patches; ∂/∂b = t Σ δ over them.
-            let rows = b * g.positions
-            var gw = [Double](repeating: 0, count: g.fanIn * g.fanOut)
-            let zt = Self.transpose(inputs[l], rows: rows, columns: g.fanIn)
-            zt.withUnsafeBufferPointer { zp in
-                gw.withUnsafeMutableBufferPointer { out in
-                    GEMM.multiply(m: g.fanIn, n: g.fanOut, k: rows, alpha: g.weightScale, a: zp.baseAddress!, lda: rows,
-                                  b: delta.baseAddress!, ldb: g.fanOut, c: out.baseAddress!, ldc: g.fanOut)
-                }
-            }
-            if g.hasBias {
-                var gb = [Double](repeating: 0, count: g.fanOut)
-                for row in 0..<rows { for j in 0..<g.fanOut { gb[j] += delta[row * g.fanOut + j] } }
-                gw += gb.map { $0 * g.biasScale }
-            }
-            perLayer[l] = gw
-        }
-        return perLayer.flatMap { $0 }
+        return outputsAndWeightedGradient(x, count: b) { _ in w }.gradient
     }
 
-    /// Aᵀ of a row-major (rows, columns) matrix, in 16 x 16 blocks for the caches.
-    static func transpose(_ a: [Double], rows: Int, columns: Int) -> [Double] {
-        [Double](unsafeUninitializedCapacity: a.count) { t, initialized in
-            a.withUnsafeBufferPointer { source in
-                let from = source.baseAddress!, to = t.baseAddress!
-                let block = 16
-                for i0 in stride(from: 0, to: rows, by: block) {
-                    for j0 in stride(from: 0, to: columns, by: block) {
-                        for j in j0..<min(j0 + block, columns) {
-                            for i in i0..<min(i0 + block, rows) { to[j * rows + i] = from[i * columns + j] }
-                        }
-                    }
+    /// f(X) and the weighted gradient for the weights `weights(f(X))` (B, k), from one
+    /// forward pass: a step of gradient descent on the MSE loss needs both. The gradient
+    /// has `extra` zeros after the P parameters' entries (room for what a caller reduces
+    /// along with it).
+    public func outputsAndWeightedGradient(_ x: [Double], count b: Int, extra: Int = 0,
+                                           weights: ([Double]) -> [Double]) -> (outputs: [Double], gradient: [Double]) {
+        precondition(x.count == b * inputWidth, "input batch must be (B, d)")
+        var walk = Walk(network: self, count: b, blas: true)
+        let outputs = walk.forward(x, keep: true)
+        let w = weights(outputs)
+        precondition(w.count == b * outputCount, "weights must be (B, k)")
+        let inputs = walk.patches
+        // Each layer's block of the flat gradient (flatParameters order).
+        var offsets: [Int] = []
+        var total = 0
+        for g in geometry {
+            offsets.append(total)
+            total += g.fanIn * g.fanOut + (g.hasBias ? g.fanOut : 0)
+        }
+        var gradient = [Double](repeating: 0, count: total + extra)
+        gradient.withUnsafeMutableBufferPointer { out in
+            walk.backward(w, rowsPerSample: 1) { l, delta in
+                let g = geometry[l]
+                // ∂/∂W = s Zᵀ δ (K, C_out) over the B·P patches; ∂/∂b = t Σ δ over them.
+                let rows = b * g.positions
+                let block = out.baseAddress! + offsets[l]
+                inputs[l].withUnsafeBufferPointer { zp in
+                    GEMM.multiplyTransposedA(m: g.fanIn, n: g.fanOut, k: rows, alpha: g.weightScale, a: zp.baseAddress!, lda: g.fanIn,
+                                             b: delta.baseAddress!, ldb: g.fanOut, c: block, ldc: g.fanOut)
+                }
+                if g.hasBias {
+                    let bias = block + g.fanIn * g.fanOut
+                    for row in 0..<rows { for j in 0..<g.fanOut { bias[j] += delta[row * g.fanOut + j] } }
+                    for j in 0..<g.fanOut { bias[j] *= g.biasScale }
                 }
             }
-            initialized = a.count
         }
+        return (outputs, gradient)
     }
 }
+

@@ -216,6 +216,32 @@ public struct Network: Sendable {
         return copy
     }
 
+    /// θ ← θ − rate · step in place, `step` in `flatParameters` order (a gradient-descent
+    /// update without copying the parameters out and back).
+    public mutating func descend(_ step: UnsafeBufferPointer<Double>, rate: Double) {
+        precondition(step.count >= parameterCount)
+        var offset = 0
+        for l in 0..<geometry.count {
+            let g = geometry[l]
+            let weights = g.fanIn * g.fanOut
+            parameters[l].weights.withUnsafeMutableBufferPointer { w in
+                for i in 0..<weights { w[i] -= rate * step[offset + i] }
+            }
+            offset += weights
+            if g.hasBias {
+                parameters[l].bias!.withUnsafeMutableBufferPointer { b in
+                    for i in 0..<g.fanOut { b[i] -= rate * step[offset + i] }
+                }
+                offset += g.fanOut
+            }
+        }
+    }
+
+    /// Whether every parameter is finite.
+    public var parametersAreFinite: Bool {
+        parameters.allSatisfy { $0.weights.allSatisfy(\.isFinite) && ($0.bias?.allSatisfy(\.isFinite) ?? true) }
+    }
+
     static func format(_ shape: [Int]) -> String {
         shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
     }

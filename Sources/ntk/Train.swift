@@ -13,7 +13,9 @@ struct Train: ParsableCommand {
             ‖f_t − f_t^lin‖_F / ‖Y − f_0‖_F, and how far the empirical NTK moved, ‖Θ_T − Θ_0‖_F / ‖Θ_0‖_F. Over \
             widths this shows where the lazy (linear) regime holds. Writes train_outputs.npy, \
             ntk_train_predictions.npy, test_outputs.npy, ntk_test_predictions.npy (T, ·, k), trained_params.npz and \
-            training.json.
+            training.json. The training state (step, parameters, outputs recorded so far) is saved to \
+            DIR/checkpoint/training every 60 s and when a stop request (SIGUSR1, SIGTERM, SIGINT) ends the run with \
+            status 75; --resume continues from it (at the same rank count, bitwise the uninterrupted result).
             """)
 
     @Option(help: "Training inputs X (N, d), .npy.")

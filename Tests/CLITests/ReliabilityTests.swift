@@ -22,12 +22,13 @@ import NumPyIO
     }
 
     /// Starts `ntk arguments` under mpirun in the background with slowed tiles.
-    static func startSlow(_ arguments: [String], ranks: Int, delayMs: Int = 150) throws -> Process {
+    static func startSlow(_ arguments: [String], ranks: Int, delayMs: Int = 150, environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         var env = ProcessInfo.processInfo.environment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         env["NTK_TILE_DELAY_MS"] = String(delayMs)
+        env.merge(environment) { $1 }
         env["TMPDIR"] = Launcher.sessionDirectory()
         process.environment = env
         // Through perl, to start mpirun with default signal dispositions and an empty mask:

@@ -34,4 +34,42 @@ import NumPyIO
         _ = wideOne
         #expect(FileManager.default.fileExists(atPath: dir + "/wide/trained_params.npz"))
     }
+
+    /// Stop and resume of a training: the state saved after every step here
+    /// (NTK_TRAIN_CHECKPOINT_SECONDS=0), each step slowed by 40 ms so that SIGUSR1 comes
+    /// mid-run. Training at a fixed rank count is deterministic, so the resumed run's files
+    /// must equal the uninterrupted run's byte for byte.
+    @Test("ntk train: SIGUSR1 saves the training state and exits 75; --resume refuses another learning rate (65) and continues to files bitwise equal to an uninterrupted run")
+    func stopAndResume() throws {
+        let dir = Launcher.temporaryDirectory("train-resume")
+        try Launcher.writeNPY(dir + "/x.npy", shape: [16, 3], values: Launcher.values(48, seed: 31))
+        try Launcher.writeNPY(dir + "/y.npy", shape: [16], values: Launcher.values(16, seed: 32))
+        func arguments(_ out: String, rate: String = "2") -> [String] {
+            ["train", "--train", dir + "/x.npy", "--targets", dir + "/y.npy", "--depth", "2", "--width", "64", "--activation", "tanh",
+             "--learning-rate", rate, "--steps", "0,5,60,120", "--seed", "3", "--tile", "8", "--out", out]
+        }
+        let reference = try Launcher.run(arguments(dir + "/reference"), ranks: 2, timeout: 120)
+        try #require(reference.status == 0, "\(reference.stderr)")
+        let out = dir + "/run", state = out + "/checkpoint/training/state.npz"
+        let job = try ReliabilityTests.startSlow(arguments(out), ranks: 2, delayMs: 0,
+                                                 environment: ["NTK_STEP_DELAY_MS": "40", "NTK_TRAIN_CHECKPOINT_SECONDS": "0"])
+        let start = Date()
+        while !FileManager.default.fileExists(atPath: state) && Date().timeIntervalSince(start) < 30 { usleep(20_000) }
+        usleep(300_000)
+        kill(job.processIdentifier, SIGUSR1)
+        #expect(ReliabilityTests.wait(job, seconds: 30) == 75)
+        #expect(!FileManager.default.fileExists(atPath: out + "/training.json"))
+        #expect(FileManager.default.fileExists(atPath: state))
+        let other = try Launcher.run(arguments(out, rate: "3") + ["--resume"], ranks: 2, timeout: 60)
+        #expect(other.status == 65 && other.stderr.contains("--learning-rate"), "\(other.status) \(other.stderr)")
+        let resumed = try Launcher.run(arguments(out) + ["--resume"], ranks: 2, timeout: 120)
+        try #require(resumed.status == 0, "\(resumed.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/training.json"))) as! [String: Any]
+        let from = try #require(summary["resumed_from_step"] as? Int)
+        #expect(from > 0 && from < 120, "\(from)")
+        for name in ["train_outputs.npy", "ntk_train_predictions.npy", "trained_params.npz"] {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/" + name)) == Data(contentsOf: URL(fileURLWithPath: dir + "/reference/" + name)), "\(name)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out + "/checkpoint"), "the checkpoint is removed after success")
+    }
 }
