@@ -11,15 +11,18 @@ private let requestedSignal = Atomic<Int32>(0)
 /// signal; the engine stops at the next tile boundary, with every finished tile already
 /// on disk, and exits 75.
 public enum Interruption {
+    /// The stop requests handled, in the order a report names the first received.
+    public static let signals: [Int32] = [SIGUSR1, SIGTERM, SIGINT]
+
     /// Installs the handlers. Call once per process, before the work starts.
     /// The signals are also unblocked: a launcher may hand down a blocked mask (threads
     /// of some runtimes block them), and a blocked stop request would go unseen.
     public static func install() {
         var unblock = sigset_t()
         sigemptyset(&unblock)
-        for signal in [SIGUSR1, SIGTERM, SIGINT] { sigaddset(&unblock, signal) }
+        for signal in signals { sigaddset(&unblock, signal) }
         pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
-        for signal in [SIGUSR1, SIGTERM, SIGINT] {
+        for signal in signals {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { received in requestedSignal.store(received, ordering: .relaxed) }
             sigemptyset(&action.sa_mask)

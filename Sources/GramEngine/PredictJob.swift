@@ -88,9 +88,10 @@ public struct CGSummary: Codable, Sendable {
     /// Krylov: per time and output, the last relative change of the approximation (an a
     /// posteriori estimate of its error; 0 where the Krylov space closed, exact).
     public var estimatedErrors: [[Double]]?
-    /// Krylov: per time and output, the proven a posteriori bound on the train predictions'
-    /// error relative to ‖Y − f₀‖ (at t = ∞ the relative residual; null where no bound
-    /// holds: steps past the stable rate or more than 10⁶ of them); docs/maths.md §10.
+    /// Krylov: per time and output, the a posteriori bound on the train predictions' error
+    /// relative to ‖Y − f₀‖ (at t = ∞ the coefficients' relative residual; null where no
+    /// bound holds: steps whose rate times the spectrum's certified upper end exceeds 2);
+    /// docs/maths.md §10.
     public var errorBounds: [[Double?]]?
     /// The same for the test predictions, through ‖Θ(X*, X)‖_F (finite times only).
     public var testErrorBounds: [[Double?]]?

@@ -183,6 +183,8 @@ public enum TrainJob {
         let steps = StepProgress(enabled: world.isRoot && (options.engine.progress ?? true), explicit: options.engine.progress == true,
                                  total: last, first: resumed)
         let delay = ProcessInfo.processInfo.environment["NTK_STEP_DELAY_MS"].flatMap { UInt32($0) } ?? 0
+        let stopCodes = Interruption.signals
+        let extra = 2 + stopCodes.count
         for step in resumed...last {
             if delay > 0 { usleep(delay * 1000) }
             // f(X) and the loss's gradient (weights (f − Y)/c) from one forward pass; after the
@@ -190,12 +192,12 @@ public enum TrainJob {
             let f: [Double]
             var gradient: [Double]
             if step < last && sliceCount > 0 {
-                (f, gradient) = network.outputsAndWeightedGradient(sliceX, count: sliceCount, extra: 3) { f in
+                (f, gradient) = network.outputsAndWeightedGradient(sliceX, count: sliceCount, extra: extra) { f in
                     (0..<(sliceCount * k)).map { (f[$0] - sliceY[$0]) / c }
                 }
             } else {
                 f = sliceCount > 0 ? network.outputs(sliceX, count: sliceCount) : []
-                gradient = step < last ? [Double](repeating: 0, count: network.parameterCount + 3) : []
+                gradient = step < last ? [Double](repeating: 0, count: network.parameterCount + extra) : []
             }
             if recordAt.contains(step) {
                 // Recorded by the same forward pass as f₀ and the test outputs (the tile
@@ -212,18 +214,17 @@ public enum TrainJob {
             // collective of their own).
             var squares = 0.0
             for i in 0..<(sliceCount * k) { squares += (f[i] - sliceY[i]) * (f[i] - sliceY[i]) }
-            let signal = Interruption.requested
+            // After the P gradient entries: the squared error, the ranks whose save failed,
+            // and the ranks that received each stop signal.
             let p = network.parameterCount
             gradient[p] = squares
-            gradient[p + 1] = (saveFailure != nil ? 1000 : 0) + (signal != nil ? 1 : 0)
-            gradient[p + 2] = Double(signal ?? 0)
+            gradient[p + 1] = saveFailure != nil ? 1 : 0
+            for (i, code) in stopCodes.enumerated() { gradient[p + 2 + i] = Interruption.requested == code ? 1 : 0 }
             try world.allreduce(&gradient, .sum)
-            let signals = gradient[p + 2], flags = gradient[p + 1]
             steps.update(step: step, loss: gradient[p] / (2 * c))
-            if flags >= 1000 { break }
-            gradient.withUnsafeBufferPointer { network.descend($0, rate: options.learningRate) }
-            if !network.parametersAreFinite { diverged = step + 1; break }
-            if flags >= 1 { stopSignal = Int32(signals / flags) }
+            if gradient[p + 1] > 0 { break }
+            if !gradient.withUnsafeBufferPointer({ network.descend($0, rate: options.learningRate) }) { diverged = step + 1; break }
+            if let i = stopCodes.indices.first(where: { gradient[p + 2 + $0] > 0 }) { stopSignal = stopCodes[i] }
             if world.isRoot, let checkpoint, stopSignal != nil || Clock.seconds(since: lastSave) >= checkpoint.interval {
                 do { try checkpoint.save(state(at: step + 1)) } catch { saveFailure = error }
                 lastSave = Clock.now

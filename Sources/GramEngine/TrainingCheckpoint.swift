@@ -133,9 +133,13 @@ struct TrainingCheckpoint {
         FileSystem.syncDirectory(directory)
     }
 
+    /// Removes the state, the manifest and temporaries a killed save left.
     func removeFiles() {
         unlink(statePath)
         unlink(manifestPath)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where name.hasPrefix(".state.npz.partial-") {
+            unlink(directory + "/" + name)
+        }
     }
 
     /// Removes the checkpoint's files, then the directory when nothing else is in it (and,

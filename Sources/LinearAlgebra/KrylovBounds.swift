@@ -1,6 +1,6 @@
 import Foundation
 
-/// Proven a posteriori error bounds for the Lanczos approximations of gradient-descent
+/// A posteriori error bounds for the Lanczos approximations of gradient-descent
 /// dynamics that `KrylovFunction.apply` computes (docs/maths.md §10, "Error bounds").
 ///
 /// A = Θ + δI is symmetric positive semidefinite. W = [V, Q] joins the K deflated vectors
@@ -16,20 +16,23 @@ import Foundation
 ///     f(A)b − W f(Ĥ)β = Σⱼ (ŝⱼᵀβ) f[A, ĥⱼ] E ŝⱼ,      Ĥ = Σⱼ ĥⱼ ŝⱼŝⱼᵀ,
 ///
 /// f[λ, μ] the divided difference. Its Lanczos part is h ψ(A) q with ψ(λ) = Σⱼ (ŝⱼᵀβ)(ŝⱼ)_last
-/// f[λ, ĥⱼ], whose norm is at most h max |ψ| over the spectrum ⊂ [0, λ̄]: the damping of the
+/// f[λ, ĥⱼ], whose norm is at most h max |ψ| over the spectrum ⊂ [δ, λ̄]: the damping of the
 /// slow and fast modes is kept, unlike a bound through ‖e^{−tA}‖ ≤ 1. (Below the smallest
 /// Ritz value ψ can be large: with δ = 0 nothing excludes an eigenvalue of A there, and the
 /// bound says so.) The rest is bounded by
-/// Σⱼ |ŝⱼᵀβ| max|f[·, ĥⱼ]| (‖R ŝⱼ^V‖ + ‖F ŝⱼ^Q‖). What was computed is W f(T̃⁺)β, T̃⁺ =
+/// Σⱼ |ŝⱼᵀβ| max|f[·, ĥⱼ]| (‖R ŝⱼ^V‖ + ‖F ŝⱼ^Q‖), the F part taken as ‖F‖_F times the
+/// smaller of Σⱼ |ŝⱼᵀβ| max|f[·, ĥⱼ]| ‖ŝⱼ^Q‖ and (Σⱼ (ŝⱼᵀβ max|f[·, ĥⱼ]|)²)^{1/2}. What was computed is W f(T̃⁺)β, T̃⁺ =
 /// diag(Λ + δ, T + δ) with eigenvalues clamped at 0, so ‖(f(T̃⁺) − f(Ĥ))β‖ (small matrices,
 /// exact) completes the bound. At t = ∞ only the residual ‖b − AĈ‖ is bounded (as for CG):
 /// ‖β − Ĥx‖ + ‖R x^V‖ + h |x_last| + ‖F‖ ‖x^Q‖ with x = (T̃⁺)⁺β.
 ///
-/// The maxima over [δ, λ̄] ⊇ the spectrum of A are taken on a grid (the ends, 600 log-spaced
-/// points from max(δ, 1e-14 λ̄), and the eigenvalues of Ĥ); λ̄ is tr A for gradient flow (A ⪰ 0) and, for steps, the largest
-/// eigenvalue of Ĥ plus ‖E‖ (the steps' functions grow past 2/r, where no bound is given).
-/// Not covered: rounding in the products with Θ and in VᵀQ (the machine's precision times ‖Θ‖),
-/// and an A that rounding made slightly indefinite.
+/// The maxima over [δ, λ̄] ⊇ the spectrum of A, with the certified λ̄ = min(tr A, ‖Θ‖_F + δ)
+/// (A ⪰ 0), are taken on a grid: its ends, 600 log-spaced points from max(δ, 1e-14 λ̄), and
+/// the eigenvalues of Ĥ. The functions are smooth between grid points, but a maximum on a
+/// grid is not a proof: the bound is exact up to that sampling. Steps get no bound when
+/// r λ̄ > 2 (past 2/r their functions grow). Not covered either: rounding in the products
+/// with Θ and in VᵀQ (the machine's precision times ‖Θ‖), and an A that rounding made
+/// slightly indefinite.
 extension KrylovFunction {
     /// One time of the dynamics: gradient flow to a = rate · t (a = +∞: kernel regression),
     /// or `count` steps x ← (I − rA) x.
@@ -78,10 +81,10 @@ extension KrylovFunction {
         }
     }
 
-    /// The bounds of every time for one right-hand side. `shift` is δ, `trace` tr A (an upper
-    /// bound on λ_max(A), for gradient flow), `lower` a lower bound on λ_min(A) (δ for Θ ⪰ 0;
-    /// the maxima are taken over [lower, λ̄]).
-    public static func bounds(_ projection: Projection, deflated: Deflated?, shift: Double, trace: Double, lower: Double,
+    /// The bounds of every time for one right-hand side. `shift` is δ, `upper` an upper bound
+    /// on λ_max(A) (tr A, or ‖Θ‖_F + δ), `lower` a lower bound on λ_min(A) (δ for Θ ⪰ 0): the
+    /// maxima are taken over [lower, upper].
+    public static func bounds(_ projection: Projection, deflated: Deflated?, shift: Double, upper: Double, lower: Double,
                               dynamics: [Dynamics]) throws -> [Bound] {
         let space = try Space(projection, deflated: deflated, shift: shift)
         return dynamics.map { time in
@@ -90,11 +93,12 @@ extension KrylovFunction {
                 return space.regression()
             case .flow(let a):
                 if a == 0 { return Bound(train: 0, coefficients: 0, isResidual: false) }
-                return space.bound(train: Entire.decay(a), coefficients: Entire.decayIntegral(a), lower: lower, upper: Swift.max(trace, space.upper))
+                return space.bound(train: Entire.decay(a), coefficients: Entire.decayIntegral(a), lower: lower, upper: upper)
             case .steps(let count, let rate):
                 if count == 0 { return Bound(train: 0, coefficients: 0, isResidual: false) }
-                guard rate * space.upper <= 2 else { return Bound(train: nil, coefficients: nil, isResidual: false) }
-                return space.bound(train: Entire.power(rate, count), coefficients: Entire.powerSum(rate, count), lower: lower, upper: space.upper)
+                // Past 2/r the steps' functions grow: no bound unless the whole spectrum is below.
+                guard rate * upper <= 2 else { return Bound(train: nil, coefficients: nil, isResidual: false) }
+                return space.bound(train: Entire.power(rate, count), coefficients: Entire.powerSum(rate, count), lower: lower, upper: upper)
             }
         }
     }
@@ -110,8 +114,6 @@ extension KrylovFunction {
         let lambda: [Double], theta: [Double], s: [Double]
         let gram: [Double]
         let h: Double, defect: Double
-        /// An estimate of λ_max(A): Ĥ's largest eigenvalue plus ‖E‖.
-        let upper: Double
 
         init(_ p: Projection, deflated: Deflated?, shift: Double) throws {
             let k = p.coefficients.count, m = p.alpha.count
@@ -155,8 +157,6 @@ extension KrylovFunction {
             self.gram = gram
             h = p.h
             defect = p.defect
-            let residual = (0..<k).reduce(0.0) { $0 + gram[$1 * k + $1] }.squareRoot()
-            upper = (values.last ?? 0) + p.h + p.defect + residual
         }
 
         /// f(T̃⁺)β: what `KrylovFunction.apply` computed, in W's coordinates.
@@ -230,13 +230,17 @@ extension KrylovFunction {
                     }
                     psi = Swift.max(psi, abs(sum))
                 }
-                var residualTerm = 0.0, defectSquares = 0.0
+                // Σⱼ |αⱼ| Lⱼ ‖F ŝⱼ^Q‖ ≤ ‖F‖_F · min(Σⱼ |αⱼ| Lⱼ ‖ŝⱼ^Q‖, (Σⱼ (αⱼ Lⱼ)²)^{1/2}) (the
+                // second by Cauchy–Schwarz, Σⱼ ‖F ŝⱼ^Q‖² ≤ ‖F‖_F²).
+                var residualTerm = 0.0, defectLinear = 0.0, defectSquares = 0.0
                 for j in 0..<size {
                     residualTerm += abs(alpha[j]) * largest[j] * rPart[j]
-                    defectSquares += (alpha[j] * largest[j] * qPart[j]) * (alpha[j] * largest[j] * qPart[j])
+                    defectLinear += abs(alpha[j]) * largest[j] * qPart[j]
+                    defectSquares += (alpha[j] * largest[j]) * (alpha[j] * largest[j])
                 }
+                let defectTerm = defect * Swift.min(defectLinear, defectSquares.squareRoot())
                 let lanczos = m > 0 ? h * psi : 0
-                return difference + lanczos + residualTerm + defect * defectSquares.squareRoot()
+                return difference + lanczos + residualTerm + defectTerm
             }
             return Bound(train: one(train), coefficients: one(coefficients), isResidual: false)
         }

@@ -570,7 +570,15 @@ extension Network {
             offsets.append(total)
             total += g.fanIn * g.fanOut + (g.hasBias ? g.fanOut : 0)
         }
-        var gradient = [Double](repeating: 0, count: total + extra)
+        // Uninitialized: every weight entry is written by its GEMM (β = 0); the biases and
+        // the extra entries are zeroed.
+        var gradient = [Double](unsafeUninitializedCapacity: total + extra) { buffer, initialized in
+            for (l, g) in geometry.enumerated() where g.hasBias {
+                (buffer.baseAddress! + offsets[l] + g.fanIn * g.fanOut).initialize(repeating: 0, count: g.fanOut)
+            }
+            (buffer.baseAddress! + total).initialize(repeating: 0, count: extra)
+            initialized = total + extra
+        }
         gradient.withUnsafeMutableBufferPointer { out in
             walk.backward(w, rowsPerSample: 1) { l, delta in
                 let g = geometry[l]

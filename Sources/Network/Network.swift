@@ -217,29 +217,27 @@ public struct Network: Sendable {
     }
 
     /// θ ← θ − rate · step in place, `step` in `flatParameters` order (a gradient-descent
-    /// update without copying the parameters out and back).
-    public mutating func descend(_ step: UnsafeBufferPointer<Double>, rate: Double) {
+    /// update without copying the parameters out and back). Returns whether every updated
+    /// parameter is finite.
+    @discardableResult
+    public mutating func descend(_ step: UnsafeBufferPointer<Double>, rate: Double) -> Bool {
         precondition(step.count >= parameterCount)
         var offset = 0
-        for l in 0..<geometry.count {
-            let g = geometry[l]
-            let weights = g.fanIn * g.fanOut
-            parameters[l].weights.withUnsafeMutableBufferPointer { w in
-                for i in 0..<weights { w[i] -= rate * step[offset + i] }
+        // 0 · x is 0 for finite x and NaN otherwise: one multiply-add per entry checks them.
+        var check = 0.0
+        func update(_ values: UnsafeMutableBufferPointer<Double>) {
+            for i in 0..<values.count {
+                let v = values[i] - rate * step[offset + i]
+                values[i] = v
+                check += 0 * v
             }
-            offset += weights
-            if g.hasBias {
-                parameters[l].bias!.withUnsafeMutableBufferPointer { b in
-                    for i in 0..<g.fanOut { b[i] -= rate * step[offset + i] }
-                }
-                offset += g.fanOut
-            }
+            offset += values.count
         }
-    }
-
-    /// Whether every parameter is finite.
-    public var parametersAreFinite: Bool {
-        parameters.allSatisfy { $0.weights.allSatisfy(\.isFinite) && ($0.bias?.allSatisfy(\.isFinite) ?? true) }
+        for l in 0..<geometry.count {
+            parameters[l].weights.withUnsafeMutableBufferPointer { update($0) }
+            if parameters[l].bias != nil { parameters[l].bias!.withUnsafeMutableBufferPointer { update($0) } }
+        }
+        return check == 0
     }
 
     static func format(_ shape: [Int]) -> String {

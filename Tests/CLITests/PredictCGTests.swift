@@ -116,11 +116,11 @@ import NumPyIO
     /// Tolerance 1e-8 relative to the largest prediction, as above: the Krylov approximations
     /// stop when their last relative change is below 1e-10; the functions are smooth on the
     /// deflated spectrum, so the change bounds the error to within a small factor.
-    /// The proven bounds in metrics.json (train, and test through ‖Θ(X*, X)‖_F) must hold
+    /// The a posteriori bounds in metrics.json (train, and test through ‖Θ(X*, X)‖_F) must hold
     /// against the eigen path per time and output, up to 1e-10 ‖Y − f₀‖ for the eigen path's
     /// own rounding (LAPACK's eigenvectors of a 300 × 300 kernel); and they must say something
     /// (below 1e-6 of ‖Y − f₀‖).
-    @Test("--solver cg at finite times and steps (Lanczos approximations of the dynamics, top eigenpairs exact) equals the eigen path to 1e-8 at 1 and 3 ranks, within its proven error bounds")
+    @Test("--solver cg at finite times and steps (Lanczos approximations of the dynamics, top eigenpairs exact) equals the eigen path to 1e-8 at 1 and 3 ranks, within its a posteriori error bounds")
     func finiteTimes() throws {
         let dir = Launcher.temporaryDirectory("predict-krylov")
         try Self.data(dir, n: 300, m: 45)
@@ -163,7 +163,7 @@ import NumPyIO
                     #expect((entry["kind"] as! String).hasPrefix("relative residual") && relative.allSatisfy { $0 <= 1e-10 })
                     continue
                 }
-                #expect((entry["kind"] as! String).hasPrefix("proven"), "\(time)")
+                #expect((entry["kind"] as! String).hasPrefix("bound"), "\(time)")
                 let testRelative = try #require(entry["test_relative"] as? [Double], "\(time)")
                 for c in 0..<2 {
                     var norm = 0.0, train = 0.0, test = 0.0

@@ -136,7 +136,7 @@ def test_predict_nngp_is_the_neural_tangents_ensemble(case):
 def test_predict_by_conjugate_gradients_and_the_spectral_density(digits):
     """solver='cg' gives the eigen path's t = inf to 1e-8 (CG stops at a relative residual
     of 1e-10; the test kernel amplifies it by at most the preconditioned conditioning), and
-    at t = 50 the eigen path's predictions within the proven bounds of ``solver_errors``
+    at t = 50 the eigen path's predictions within the a posteriori bounds of ``solver_errors``
     (plus 1e-10 of ||Y - f0|| for the eigen path's rounding); eigen='density' (out of core)
     estimates the trace within 4 of its standard errors of the exact one."""
     labels = np.load(LABELS)

@@ -178,8 +178,8 @@ class PredictResult(Result):
     @property
     def solver_errors(self) -> List[Dict[str, Any]]:
         """With ``solver='cg'``: per time, the solve's errors per output relative to
-        ||Y - f0||: ``relative`` (the train predictions' proven bound; at t = inf the relative
-        residual), ``test_relative`` (the test predictions' bound, finite times) and
+        ||Y - f0||: ``relative`` (the train predictions' a posteriori bound; at t = inf the
+        coefficients' relative residual), ``test_relative`` (the test predictions' bound, finite times) and
         ``estimated`` (the stopping rule's estimate). Empty for the eigen solver."""
         return self.metrics.get("solver_errors", [])
 
