@@ -8,6 +8,7 @@
 int sync_file_range(int fd, __off64_t offset, __off64_t nbytes, unsigned int flags);
 #endif
 
+#include <errno.h>
 #include <fcntl.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -35,6 +36,19 @@ static inline int ntk_open_read_direct(const char *path) {
     return open(path, O_RDONLY | O_CLOEXEC | __O_DIRECT);
 #else
     (void)path;
+    return -1;
+#endif
+}
+
+/// Creates `path` exclusively (O_EXCL, never through a symbolic link, mode 0644) for
+/// writing with O_DIRECT. Returns -1 with errno set: EEXIST when the name is taken, EINVAL
+/// where the file system refuses direct I/O (nothing is then left behind).
+static inline int ntk_open_write_direct_exclusive(const char *path) {
+#if defined(__linux__) && defined(__O_DIRECT)
+    return open(path, O_WRONLY | O_CLOEXEC | O_CREAT | O_EXCL | O_NOFOLLOW | __O_DIRECT, 0644);
+#else
+    (void)path;
+    errno = EINVAL;
     return -1;
 #endif
 }

@@ -134,3 +134,41 @@ extension Launcher {
         return process.terminationStatus
     }
 }
+
+/// The tile records in a checkpoint directory's logs (`tiles-*.log`: records of a 64-byte
+/// header — magic "NTKTILE3", tile index, row and column block, value count, checksums —
+/// then the values and zeros up to a multiple of 4 KiB), read as the tests see them.
+enum CheckpointLogs {
+    struct Record {
+        let path: String
+        let offset: Int
+        let index: Int
+        let count: Int
+    }
+
+    static let magic: UInt64 = 0x3345_4C49_544B_544E  // "NTKTILE3"
+
+    /// Every whole record, log by log (sorted by name), in file order.
+    static func records(_ directory: String) -> [Record] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+            .filter { $0.hasPrefix("tiles-") && $0.hasSuffix(".log") }.sorted()
+        var found: [Record] = []
+        for name in names {
+            let path = directory + "/" + name
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            var offset = 0
+            while offset + 64 <= data.count {
+                let words = (0..<8).map { i in data[(offset + 8 * i)..<(offset + 8 * i + 8)].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) } }
+                guard words[0] == magic else { break }
+                let count = Int(words[4])
+                guard offset + 64 + 8 * count <= data.count else { break }
+                found.append(Record(path: path, offset: offset, index: Int(words[1]), count: count))
+                offset += (64 + 8 * count + 4095) / 4096 * 4096
+            }
+        }
+        return found
+    }
+
+    /// How many tiles are saved in `directory`.
+    static func count(_ directory: String) -> Int { records(directory).count }
+}

@@ -292,8 +292,7 @@ struct MultiHostTests {
                             timeout: 90, keepalive: keepalive, environment: ["NTK_TILE_DELAY_MS": "200"])
         let start = Date()
         while Date().timeIntervalSince(start) < 40 && job.process.isRunning {
-            let tiles = ((try? FileManager.default.contentsOfDirectory(atPath: out + "/checkpoint")) ?? []).filter { $0.hasPrefix("tile-") }
-            if tiles.count >= 8 && rankPids(out).count == 4 { break }
+            if CheckpointLogs.count(out + "/checkpoint") >= 8 && rankPids(out).count == 4 { break }
             usleep(50_000)
         }
         return job

@@ -71,8 +71,7 @@ import NumPyIO
     static func waitForTiles(_ out: String, atLeast count: Int) {
         let start = Date()
         while Date().timeIntervalSince(start) < 30 {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: out + "/checkpoint")) ?? []
-            if names.filter({ $0.hasPrefix("tile-") }).count >= count { return }
+            if CheckpointLogs.count(out + "/checkpoint") >= count { return }
             usleep(50_000)
         }
     }
@@ -150,15 +149,19 @@ import NumPyIO
         Self.waitForTiles(out, atLeast: 6)
         kill(job.processIdentifier, SIGUSR1)
         #expect(Self.wait(job, seconds: 20) == 75)
-        let tiles = try FileManager.default.contentsOfDirectory(atPath: out + "/checkpoint").filter { $0.hasPrefix("tile-") }.sorted()
-        try #require(tiles.count >= 2)
-        // Flip one value bit in one tile; cut another short.
-        let first = URL(fileURLWithPath: out + "/checkpoint/" + tiles[0])
-        var bytes = try Data(contentsOf: first)
-        bytes[bytes.count - 3] ^= 0x10
-        try bytes.write(to: first)
-        let second = URL(fileURLWithPath: out + "/checkpoint/" + tiles[1])
-        try Data(try Data(contentsOf: second).prefix(40)).write(to: second)
+        let records = CheckpointLogs.records(out + "/checkpoint")
+        try #require(records.count >= 3)
+        // Flip one value bit in the first record; cut the last record of a log short (a torn tail).
+        let first = records[0]
+        let last = records.last(where: { $0.path != first.path }) ?? records.last!
+        try #require(last.offset != first.offset || last.path != first.path)
+        let firstURL = URL(fileURLWithPath: first.path)
+        var bytes = try Data(contentsOf: firstURL)
+        bytes[first.offset + 64 + 8 * first.count - 3] ^= 0x10
+        try bytes.write(to: firstURL)
+        let lastURL = URL(fileURLWithPath: last.path)
+        try Data(try Data(contentsOf: lastURL).prefix(last.offset + 40)).write(to: lastURL)
+        let tiles = records
 
         let other = try Launcher.run(["gram", "--data", dir + "/x.npy", "--out", out, "--resume"] + Self.network.map { $0 == "1" ? "2" : $0 },
                                      ranks: 2, timeout: 60)

@@ -103,8 +103,7 @@ import NumPyIO
         let job = try ReliabilityTests.startSlow(common + ["--out", out], ranks: 2)
         let start = Date()
         while Date().timeIntervalSince(start) < 30 {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: out + "/checkpoint/train")) ?? []
-            if names.filter({ $0.hasPrefix("tile-") }).count >= 6 { break }
+            if CheckpointLogs.count(out + "/checkpoint/train") >= 6 { break }
             usleep(50_000)
         }
         kill(job.processIdentifier, SIGUSR1)
