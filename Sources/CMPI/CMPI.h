@@ -38,4 +38,13 @@ static inline int ntk_mpi_undefined(void) { return MPI_UNDEFINED; }
 static inline int ntk_mpi_any_source(void) { return MPI_ANY_SOURCE; }
 static inline MPI_Status *ntk_mpi_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
 
+static inline int ntk_mpi_any_tag(void) { return MPI_ANY_TAG; }
+// The largest tag the communicator's MPI library accepts (MPI_TAG_UB, at least 32767).
+static inline int ntk_mpi_tag_ub(MPI_Comm comm) {
+    int *value = NULL;
+    int flag = 0;
+    if (MPI_Comm_get_attr(comm, MPI_TAG_UB, &value, &flag) != MPI_SUCCESS || !flag || value == NULL) return 32767;
+    return *value;
+}
+
 #endif

@@ -40,6 +40,18 @@ static inline int ntk_open_read_direct(const char *path) {
 #endif
 }
 
+/// Opens the existing file `path` for writing with O_DIRECT. Returns -1 with errno set
+/// where the file system refuses direct I/O (EINVAL on tmpfs).
+static inline int ntk_open_write_direct(const char *path) {
+#if defined(__linux__) && defined(__O_DIRECT)
+    return open(path, O_WRONLY | O_CLOEXEC | __O_DIRECT);
+#else
+    (void)path;
+    errno = EINVAL;
+    return -1;
+#endif
+}
+
 /// Creates `path` exclusively (O_EXCL, never through a symbolic link, mode 0644) for
 /// writing with O_DIRECT. Returns -1 with errno set: EEXIST when the name is taken, EINVAL
 /// where the file system refuses direct I/O (nothing is then left behind).

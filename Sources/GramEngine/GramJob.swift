@@ -1,3 +1,4 @@
+import CSystem
 import DistributedEigen
 import Foundation
 import LearningDynamics
@@ -347,7 +348,7 @@ public enum GramJob {
         let network = loaded.network
 
         // Output directory and checkpoint: rank 0 creates and checks them before any work.
-        let plan = TilePlan(rows: n, columns: m ?? n, tileSize: tileSize, symmetric: m == nil, ranks: world.size)
+        var plan = TilePlan(rows: n, columns: m ?? n, tileSize: tileSize, symmetric: m == nil, ranks: world.size)
         let manifest = Checkpoint.Manifest(
             n: n, m: m, inputWidth: loaded.data.width, tileSize: tileSize, tiles: plan.tiles.count,
             outputKernel: options.outputKernel.rawValue, kernel: options.kernel.rawValue,
@@ -369,17 +370,6 @@ public enum GramJob {
         let runToken = try world.allreduce(Int64(world.isRoot ? Int(getpid()) : 0), .sum)
         let checkpoint = options.engine.checkpointing ? Checkpoint(directory: options.effectiveCheckpointDirectory, manifest: manifest) : nil
 
-        // Tiles: each saved as soon as it is done; a stop request ends the loop at a tile
-        // boundary.
-        let computer: TileComputer
-        if let network {
-            computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.engine.method, forms: options.engine.layerForms,
-                                    rowData: loaded.data.values, columnData: loaded.data2?.values,
-                                    cacheBytes: cacheBytes)
-        } else {
-            computer = TileComputer(infinite: loaded.infinite!, kind: options.kernel, outputCount: k, plan: plan,
-                                    outputKernel: options.outputKernel, rowData: loaded.data.values, columnData: loaded.data2?.values)
-        }
         // Without an eigendecomposition rank 0 needs no kernel: every rank writes its own
         // tiles into kernel.npy as it finishes them, and no rank ever holds N x N.
         let stream = m != nil || options.eigen == .none || solver.isBlockCyclic || solver == .krylov
@@ -405,6 +395,10 @@ public enum GramJob {
         let kernelPath = options.output + "/" + ParallelKernelFile.temporaryName("kernel.npy", token: runToken)
         let kernelDataOffset = NPYFormat.header(shape: kernelShape, dtype: .float64).count
         var writer: ParallelKernelFile.Writer? = nil
+        var stripeFile: StripeKernelFile? = nil
+        // Whether the ranks keep their tiles (the distributed eigensolvers and the density).
+        let keepTiles = !stream || (!outOfCore && ((m == nil && options.eigen != .none && (solver.isBlockCyclic || solver == .krylov))
+                                                   || (m == nil && options.density != nil)))
         var created: (path: String, dataOffset: Int, size: Int)? = nil
         if stream {
             created = try agreement.stage { () throws(NTKError) -> (path: String, dataOffset: Int, size: Int)? in
@@ -414,14 +408,57 @@ public enum GramJob {
                 output.adopt(temporary: created.path, as: "kernel.npy")
                 return created
             }
-            writer = try agreement.stage { () throws(NTKError) -> ParallelKernelFile.Writer in
-                try ParallelKernelFile.Writer(path: kernelPath, dataOffset: kernelDataOffset, plan: plan, entry: entry,
-                                              fullLayout: options.outputKernel == .full, mirror: !fillLower)
+            // Whole row blocks by direct I/O where they can be (`StripeKernelFile`): the file
+            // complete in memory-sized pieces, one node, a file system with O_DIRECT.
+            let choice = ProcessInfo.processInfo.environment["NTK_KERNEL_WRITER"]
+            var stripes = !fillLower && !keepTiles && choice != "mapped"
+                && StripeKernelFile.bufferBytes(plan: plan, entry: entry, dataOffset: kernelDataOffset) <= StripeKernelFile.bufferLimit
+                && plan.tiles.count <= world.tagLimit
+            if stripes {
+                let nodeRanks = try world.nodeLocal().size
+                let probe = ntk_open_write_direct(kernelPath)
+                if probe >= 0 { close(probe) }
+                stripes = try world.allreduce(Int32(nodeRanks == world.size && probe >= 0 ? 1 : 0), .min) == 1
+            }
+            if choice == "stripes" && !stripes {
+                Report.warning("NTK_KERNEL_WRITER=stripes: this run cannot use the stripe writer; kernel.npy is written through a shared mapping")
+            }
+            if stripes {
+                plan = TilePlan(rows: n, columns: m ?? n, tileSize: tileSize, symmetric: m == nil, ranks: world.size, dealing: .rows)
+                let rowPlan = plan
+                stripeFile = try agreement.stage { () throws(NTKError) -> StripeKernelFile in
+                    do {
+                        return try StripeKernelFile(path: kernelPath, dataOffset: kernelDataOffset, plan: rowPlan, entry: entry,
+                                                    fullLayout: options.outputKernel == .full, world: world)
+                    } catch let error as NTKError {
+                        throw error
+                    } catch {
+                        throw NTKError(.software, "MPI: \(error)")
+                    }
+                }
+            } else {
+                let mappedPlan = plan
+                writer = try agreement.stage { () throws(NTKError) -> ParallelKernelFile.Writer in
+                    try ParallelKernelFile.Writer(path: kernelPath, dataOffset: kernelDataOffset, plan: mappedPlan, entry: entry,
+                                                  fullLayout: options.outputKernel == .full, mirror: !fillLower)
+                }
             }
         }
         var sink: TileSink? = nil
         if let writer {
             sink = { (index: Int, values: [Double]) throws(NTKError) in try writer.accept(index: index, values: values) }
+        }
+
+        // Tiles: each saved as soon as it is done; a stop request ends the loop at a tile
+        // boundary.
+        let computer: TileComputer
+        if let network {
+            computer = TileComputer(network: network, plan: plan, outputKernel: options.outputKernel, method: options.engine.method, forms: options.engine.layerForms,
+                                    rowData: loaded.data.values, columnData: loaded.data2?.values,
+                                    cacheBytes: cacheBytes)
+        } else {
+            computer = TileComputer(infinite: loaded.infinite!, kind: options.kernel, outputCount: k, plan: plan,
+                                    outputKernel: options.outputKernel, rowData: loaded.data.values, columnData: loaded.data2?.values)
         }
 
         // Per-sample quantities once across the ranks, in memory each node shares, when
@@ -440,9 +477,7 @@ public enum GramJob {
         do {
             result = try computeKernel(computer: computer, plan: plan, entry: entry, rows: n * entry, columns: (m ?? n) * entry,
                                        checkpoint: checkpoint, reuse: reuse, progress: options.engine.progress, world: world,
-                                       assemble: !stream, sink: sink,
-                                       keepTiles: !stream || (!outOfCore && ((m == nil && options.eigen != .none && (solver.isBlockCyclic || solver == .krylov))
-                                                                  || (m == nil && options.density != nil))))
+                                       assemble: !stream, sink: sink, stream: stripeFile, keepTiles: keepTiles)
         } catch let failure as AgreedFailure {
             // Every rank stops here together: release the shared memory collectively.
             try? computer.release()
@@ -451,11 +486,13 @@ public enum GramJob {
         try computer.release()
         var streamed: (path: String, size: Int)? = nil
         var lowerTriangleSeconds: Double? = nil
+        var stripeThreadSeconds: Double? = nil
         if stream {
             // Every rank has written its tiles; rank 0 syncs the file and checks its size.
             let syncStart = Clock.now
-            let writeSeconds = writer?.seconds ?? 0
+            let writeSeconds = writer?.seconds ?? stripeFile?.seconds ?? 0
             writer?.finish()
+            if let stripeFile { stripeThreadSeconds = try world.allreduce(stripeFile.threadSeconds, .max) }
             try agreement.stage { () throws(NTKError) in
                 guard let created else { return }
                 try ParallelKernelFile.finish(path: created.path, size: created.size)
@@ -612,7 +649,8 @@ public enum GramJob {
                                  "tiles": result.tileSeconds, "gather": result.gatherSeconds,
                                  "per_sample_shared": preloadSeconds]
                                  .merging(stream ? ["write_tiles": result.writeDuringTilesSeconds] : [:]) { a, _ in a }
-                                 .merging(lowerTriangleSeconds.map { ["lower_triangle": $0] } ?? [:]) { a, _ in a },
+                                 .merging(lowerTriangleSeconds.map { ["lower_triangle": $0] } ?? [:]) { a, _ in a }
+                                 .merging(stripeThreadSeconds.map { ["write_thread": $0] } ?? [:]) { a, _ in a },
                        totalStart: totalStart)
         }
     }
@@ -642,7 +680,7 @@ public enum GramJob {
     static func computeKernel(computer: TileComputer, plan: TilePlan, entry: Int, rows: Int, columns: Int,
                               checkpoint: Checkpoint?, reuse: Bool, progress progressOption: Bool?,
                               world: Communicator, assemble: Bool = true, sink: TileSink? = nil,
-                              keepTiles: Bool = true) throws -> DistributedKernel {
+                              stream: TileStream? = nil, keepTiles: Bool = true) throws -> DistributedKernel {
         let agreement = Agreement(world: world)
         let mine = plan.tileIndices(ofRank: world.rank)
         let progress = Progress(enabled: world.isRoot && (progressOption ?? true), explicit: progressOption == true,
@@ -675,6 +713,9 @@ public enum GramJob {
             if let sink {
                 do { try sink(index, tileValues) } catch { saveError = error; break }
             }
+            if let stream {
+                do { try stream.accept(index: index, values: tileValues) } catch { saveError = error; break }
+            }
             if keepTiles { values[index] = tileValues }
             doneCount += 1
             progress.update(done: done + 1)
@@ -686,10 +727,22 @@ public enum GramJob {
         // request that arrives meanwhile; then every rank knows whether any rank stopped.
         try notice.waitForAll { () throws(MPIError) in
             if let signal = Interruption.requested { try notice.raise(code: signal) }
+            try stream?.poll()
         }
         if let code = try notice.close(), stopSignal == nil { stopSignal = code }
+        // The stream's messages in flight, and its writes: collective, whatever happened.
+        var streamFailure: NTKError? = nil
+        if let stream {
+            let (failure, incomplete) = try stream.finish()
+            streamFailure = failure
+            let anyFailure = try world.allreduce(Int32(saveError != nil || stopSignal != nil || failure != nil ? 1 : 0), .max) == 1
+            if incomplete > 0 && !anyFailure {
+                streamFailure = NTKError(.software, "\(incomplete) row blocks of the kernel file were not complete after every tile was computed")
+            }
+        }
         try agreement.stage(quietly: true) { () throws(NTKError) in
             if let saveError { throw saveError }
+            if let streamFailure, stopSignal == nil { throw streamFailure }
             if let stopSignal {
                 let saved = checkpoint == nil
                     ? "nothing was saved (checkpointing is off)"

@@ -155,20 +155,23 @@ enum ParallelKernelFile {
     }
 
     /// One tile (and its mirror image) into the mapped data of the file (C order: (N, M) or
-    /// (N, M, k, k)).
+    /// (N, M, k, k)). Without `upper`, only the mirror image of an off-diagonal tile of a
+    /// symmetric kernel (the stripe writer places the two parts in different row blocks).
     static func copy(tile: UnsafePointer<Double>, index: Int, plan: TilePlan, entry k: Int, fullLayout: Bool, mirror: Bool = true,
-                     into data: UnsafeMutablePointer<Double>) {
+                     upper: Bool = true, into data: UnsafeMutablePointer<Double>) {
         let t = plan.tiles[index]
         let rows = plan.rowRange(t.row), columns = plan.columnRange(t.column)
         let width = columns.count * k
         let columnsTotal = plan.columns
         let diagonal = plan.symmetric && t.row == t.column
+        if diagonal && !upper { return }
         // Offset of (sample i, sample j, a, b).
         @inline(__always) func offset(_ i: Int, _ j: Int, _ a: Int, _ b: Int) -> Int {
             fullLayout ? ((i * columnsTotal + j) * k + a) * k + b : i * columnsTotal + j
         }
         if k == 1 {
             if diagonal {
+                guard upper else { return }
                 // The upper half, mirrored within the tile so the file is exactly symmetric.
                 for (r, i) in rows.enumerated() {
                     let row = data + offset(i, columns.lowerBound, 0, 0)
@@ -177,8 +180,10 @@ enum ParallelKernelFile {
                 }
                 return
             }
-            for (r, i) in rows.enumerated() {
-                (data + offset(i, columns.lowerBound, 0, 0)).update(from: tile + r * width, count: width)
+            if upper {
+                for (r, i) in rows.enumerated() {
+                    (data + offset(i, columns.lowerBound, 0, 0)).update(from: tile + r * width, count: width)
+                }
             }
             guard plan.symmetric && mirror else { return }
             // The mirror image: Θ[j, i] = Θ[i, j], in 16 x 16 blocks for the caches.
@@ -200,7 +205,7 @@ enum ParallelKernelFile {
                     // file is exactly symmetric: Θ[i, j, a, b] = Θ[j, i, b, a].
                     let value = diagonal && (j < i || (j == i && b < a))
                         ? tile[(s * k + b) * width + r * k + a] : tile[(r * k + a) * width + s * k + b]
-                    data[offset(i, j, a, b)] = value
+                    if upper { data[offset(i, j, a, b)] = value }
                     if plan.symmetric && mirror && !diagonal { data[offset(j, i, b, a)] = value }
                 } }
             }

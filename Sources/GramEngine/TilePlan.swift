@@ -3,8 +3,8 @@
 /// Rows (samples of the first data set) and columns (samples of the second, or the
 /// first again) are cut into blocks of `tileSize`; the last block may be shorter. A
 /// symmetric kernel keeps only the tiles with row block ≤ column block. Tiles are listed
-/// row-major and dealt to ranks in contiguous runs of about equal work, so a rank
-/// reuses the per-sample quantities of a row block across consecutive tiles.
+/// row-major and dealt to ranks (`Dealing`) so that a rank reuses the per-sample
+/// quantities of a row block across consecutive tiles.
 public struct TilePlan: Sendable, Equatable {
     /// One tile, by its row block and column block.
     public struct Tile: Hashable, Sendable {
@@ -19,10 +19,26 @@ public struct TilePlan: Sendable, Equatable {
     public let ranks: Int
     /// All tiles, row-major.
     public let tiles: [Tile]
-    /// Rank r owns tiles[boundaries[r] ..< boundaries[r + 1]].
+    /// How the tiles are dealt.
+    public let dealing: Dealing
+    /// The rank that computes each tile.
+    public let owners: [Int]
+    /// With `.contiguous`: rank r owns tiles[boundaries[r] ..< boundaries[r + 1]].
     public let boundaries: [Int]
 
-    public init(rows: Int, columns: Int, tileSize: Int, symmetric: Bool, ranks: Int) {
+    /// How tiles are dealt to ranks.
+    public enum Dealing: Sendable, Equatable {
+        /// Contiguous runs of the row-major list, of about equal work: what the gather to
+        /// rank 0 expects (a chunk of tiles arrives in rank order).
+        case contiguous
+        /// Whole tile rows, each to the rank with the least work so far: every rank moves
+        /// through the rows in step with the others, so the row blocks of the kernel are
+        /// complete one after the other while the tiles are computed (what the stripe
+        /// writer of kernel.npy needs). The work differs by at most one row's.
+        case rows
+    }
+
+    public init(rows: Int, columns: Int, tileSize: Int, symmetric: Bool, ranks: Int, dealing: Dealing = .contiguous) {
         precondition(rows > 0 && columns > 0 && tileSize > 0 && ranks > 0)
         precondition(!symmetric || rows == columns)
         self.rows = rows
@@ -56,7 +72,28 @@ public struct TilePlan: Sendable, Equatable {
             boundaries.append(index)
         }
         boundaries.append(tiles.count)
-        self.boundaries = boundaries
+        self.dealing = dealing
+        switch dealing {
+        case .contiguous:
+            self.boundaries = boundaries
+            var owners = [Int](repeating: 0, count: tiles.count)
+            for r in 0..<ranks { for index in boundaries[r]..<boundaries[r + 1] { owners[index] = r } }
+            self.owners = owners
+        case .rows:
+            self.boundaries = []
+            var owners = [Int](repeating: 0, count: tiles.count)
+            var load = [Int](repeating: 0, count: ranks)
+            var start = 0
+            while start < tiles.count {
+                var end = start
+                while end < tiles.count && tiles[end].row == tiles[start].row { end += 1 }
+                let rank = load.indices.min { load[$0] < load[$1] || (load[$0] == load[$1] && $0 < $1) }!
+                load[rank] += prefix[end] - prefix[start]
+                for index in start..<end { owners[index] = rank }
+                start = end
+            }
+            self.owners = owners
+        }
     }
 
     public var rowBlocks: Int { (rows + tileSize - 1) / tileSize }
@@ -72,17 +109,18 @@ public struct TilePlan: Sendable, Equatable {
         (block * tileSize)..<min(columns, (block + 1) * tileSize)
     }
 
-    /// Indices into `tiles` owned by `rank` (possibly empty when there are more ranks
-    /// than tiles).
-    public func tileIndices(ofRank rank: Int) -> Range<Int> {
-        boundaries[rank]..<boundaries[rank + 1]
+    /// Indices into `tiles` owned by `rank`, increasing (possibly none when there are more
+    /// ranks than tiles).
+    public func tileIndices(ofRank rank: Int) -> [Int] {
+        dealing == .contiguous ? Array(boundaries[rank]..<boundaries[rank + 1]) : owners.indices.filter { owners[$0] == rank }
     }
 
     /// The rank that owns tile `index`.
-    public func owner(ofTile index: Int) -> Int {
-        var r = 0
-        while boundaries[r + 1] <= index { r += 1 }
-        return r
+    public func owner(ofTile index: Int) -> Int { owners[index] }
+
+    /// The rank that computes tile row `block` with `.rows` dealing.
+    public func owner(ofRowBlock block: Int) -> Int {
+        owners[tiles.firstIndex { $0.row == block }!]
     }
 
     /// Runs of consecutive tiles within one row block whose values together stay under

@@ -19,6 +19,9 @@ public struct Communicator: @unchecked Sendable {
         self.size = Int(size)
     }
 
+    /// The largest message tag the MPI library accepts on this communicator (≥ 32767).
+    public var tagLimit: Int { Int(ntk_mpi_tag_ub(handle)) }
+
     /// True on rank 0, the rank that assembles and writes results.
     public var isRoot: Bool { rank == 0 }
 

@@ -187,8 +187,9 @@ extension ParallelWriteTests {
         let dir = try DistributedTests.inputs()
         for mode in ["mean", "full"] {
             var files: [Data] = []
-            for (name, environment) in [("mapped", [String: String]()), ("positional", ["NTK_TEST_POSITIONAL_WRITES": "1"]),
-                                        ("window", ["NTK_TEST_WINDOW_BYTES": "1024"])] {
+            for (name, environment) in [("mapped", ["NTK_KERNEL_WRITER": "mapped"]),
+                                        ("positional", ["NTK_KERNEL_WRITER": "mapped", "NTK_TEST_POSITIONAL_WRITES": "1"]),
+                                        ("window", ["NTK_KERNEL_WRITER": "mapped", "NTK_TEST_WINDOW_BYTES": "1024"])] {
                 for ranks in [1, 3] {
                     let out = dir + "/write-\(mode)-\(name)-\(ranks)"
                     let result = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "5",
@@ -200,6 +201,69 @@ extension ParallelWriteTests {
             }
             #expect(files.allSatisfy { $0 == files[0] }, "\(mode)")
         }
+    }
+}
+
+extension ParallelWriteTests {
+    /// Whether `directory`'s file system takes O_DIRECT (Linux's flag, 0o40000 on x86-64 and
+    /// arm64's 0o200000 aside: Glibc does not export it to Swift).
+    static func takesDirectIO(_ directory: String) -> Bool {
+        #if arch(x86_64)
+        let flag: Int32 = 0o40000
+        #else
+        let flag: Int32 = 0o200000
+        #endif
+        let path = directory + "/.direct-probe"
+        let fd = open(path, O_WRONLY | O_CREAT | flag, 0o644)
+        if fd >= 0 { close(fd) }
+        unlink(path)
+        return fd >= 0
+    }
+
+    @Test("kernel.npy by whole row blocks with direct I/O (the default where it applies) is bitwise the shared mapping's: 1-4 ranks, tiles 3 and 4, mean and full, cross kernels; a stopped run resumes to the same file")
+    func rowBlockWriter() throws {
+        let dir = try DistributedTests.inputs()
+        guard Self.takesDirectIO(dir) else {
+            print("rowBlockWriter: skipped, the file system of \(dir) refuses O_DIRECT (the mapped writer serves it, tested above)")
+            return
+        }
+        for (mode, tile, cross) in [("mean", "4", false), ("full", "3", false), ("mean", "3", true), ("full", "4", true)] {
+            let extra = ["--output-kernel", mode, "--tile", tile] + (cross ? ["--data2", dir + "/x2.npy"] : [])
+            func run(_ name: String, ranks: Int, writer: String) throws -> (Data, [String: Any]) {
+                let out = dir + "/rows-\(mode)-\(tile)-\(cross)-\(name)-\(ranks)"
+                let result = try Launcher.run(["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "5",
+                                               "--eigen", "none", "--out", out] + extra,
+                                              ranks: ranks, timeout: 60, environment: ["NTK_KERNEL_WRITER": writer])
+                try #require(result.status == 0, "\(name) \(ranks): \(result.stderr)")
+                #expect(!result.stderr.contains("cannot use the stripe writer"), "\(result.stderr)")
+                let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as! [String: Any]
+                return (try Data(contentsOf: URL(fileURLWithPath: out + "/kernel.npy")), summary)
+            }
+            let (reference, _) = try run("mapped", ranks: 1, writer: "mapped")
+            for ranks in 1...4 {
+                let (file, summary) = try run("stripes", ranks: ranks, writer: "stripes")
+                // The row-block writer ran (its thread's seconds are reported), and wrote the same bytes.
+                #expect((summary["seconds"] as? [String: Any])?["write_thread"] != nil, "\(mode) \(tile) \(cross) \(ranks)")
+                #expect(file == reference, "\(mode) tile \(tile) cross \(cross) ranks \(ranks)")
+            }
+        }
+        // Stopped mid-run and resumed on another rank count: the same file.
+        let arguments = ["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "5", "--eigen", "none",
+                         "--tile", "3", "--output-kernel", "full"]
+        let reference = dir + "/rows-reference"
+        let whole = try Launcher.run(arguments + ["--out", reference], ranks: 2, timeout: 60, environment: ["NTK_KERNEL_WRITER": "mapped"])
+        try #require(whole.status == 0, "\(whole.stderr)")
+        let out = dir + "/rows-stopped"
+        let job = try ReliabilityTests.startSlow(arguments + ["--out", out], ranks: 2, delayMs: 300, environment: ["NTK_KERNEL_WRITER": "stripes"])
+        ReliabilityTests.waitForTiles(out, atLeast: 6)
+        kill(job.processIdentifier, SIGUSR1)
+        #expect(ReliabilityTests.wait(job, seconds: 20) == 75)
+        #expect(!FileManager.default.fileExists(atPath: out + "/kernel.npy"))
+        let resumed = try Launcher.run(arguments + ["--out", out, "--resume"], ranks: 3, timeout: 60, environment: ["NTK_KERNEL_WRITER": "stripes"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/kernel.npy")) == Data(contentsOf: URL(fileURLWithPath: reference + "/kernel.npy")))
+        let names = try FileManager.default.contentsOfDirectory(atPath: out)
+        #expect(!names.contains { $0.hasPrefix(".") }, "\(names)")
     }
 }
 

@@ -88,13 +88,44 @@ func sampleData(_ n: Int, _ d: Int, seed: UInt64) -> DataSet {
             var areas: [Int] = []
             for r in 0..<ranks {
                 let owned = plan.tileIndices(ofRank: r)
-                #expect(owned.lowerBound == covered)
-                covered = owned.upperBound
+                #expect(owned.first ?? covered == covered)
+                covered = (owned.last ?? covered - 1) + 1
                 areas.append(owned.reduce(0) { $0 + plan.rowRange(plan.tiles[$1].row).count * plan.columnRange(plan.tiles[$1].column).count })
                 for index in owned { #expect(plan.owner(ofTile: index) == r) }
             }
             #expect(covered == plan.tiles.count)
             if ranks <= plan.tiles.count { #expect(areas.max()! - areas.min()! <= 2 * 25 + 1, "ranks \(ranks): \(areas)") }
+        }
+    }
+
+    @Test("dealt by rows: every tile once, whole tile rows per rank, the work within one row's of equal, and every rank through the rows in step")
+    func rowDealing() {
+        for (n, m, tile, symmetric) in [(23, 23, 5, true), (64, 64, 4, true), (23, 17, 5, false), (7, 7, 9, true)] {
+            for ranks in 1...5 {
+                let plan = TilePlan(rows: n, columns: m, tileSize: tile, symmetric: symmetric, ranks: ranks, dealing: .rows)
+                let owned = (0..<ranks).map { plan.tileIndices(ofRank: $0) }
+                #expect(owned.flatMap { $0 }.sorted() == Array(plan.tiles.indices))
+                func area(_ index: Int) -> Int {
+                    let t = plan.tiles[index]
+                    let h = plan.rowRange(t.row).count, w = plan.columnRange(t.column).count
+                    return symmetric && t.row == t.column ? h * (h + 1) / 2 : h * w
+                }
+                var rowArea: [Int: Int] = [:]
+                for (index, t) in plan.tiles.enumerated() {
+                    #expect(plan.owner(ofTile: index) == plan.owner(ofRowBlock: t.row))
+                    rowArea[t.row, default: 0] += area(index)
+                }
+                let work = owned.map { $0.reduce(0) { $0 + area($1) } }
+                if ranks <= plan.rowBlocks { #expect(work.max()! - work.min()! <= rowArea.values.max()!, "\(n) \(ranks): \(work)") }
+                // In step: when a rank starts row block i, every other rank has started its
+                // rows before i, or has no work left before i (the greedy least-loaded rule).
+                var load = [Int](repeating: 0, count: ranks)
+                for block in 0..<plan.rowBlocks {
+                    let r = plan.owner(ofRowBlock: block)
+                    #expect(load[r] == load.min()!, "block \(block): rank \(r) at \(load[r]) of \(load)")
+                    load[r] += rowArea[block]!
+                }
+            }
         }
     }
 
