@@ -14,7 +14,11 @@ import Foundation
 ///     eigendecomposition, a cross kernel, or ScaLAPACK), the tile in flight and its two
 ///     products, 3·8(Bk')², and the pages of kernel.npy it has mapped,
 ///     min(8RC, 256 MiB + 4·8(Bk')²) (page cache: counted in the resident set, written back and
-///     reclaimable); ScaLAPACK keeps the share of the tiles as well;
+///     reclaimable); ScaLAPACK keeps the share of the tiles as well. The row-block writer
+///     (`StripeKernelFile`, one node) holds instead the tiles that wait for their row block,
+///     at most about 8RC/4 per node, and one row block 8·B·k'·C per rank; it is chosen only
+///     when the kernel file takes at most half of the memory (`GramJob`), so that this fits
+///     in the other half without being planned here;
 /// - rank 0, only when it eigendecomposes (otherwise the ranks write their tiles into
 ///   kernel.npy themselves), instead of its tile share and per-sample quantities once the
 ///   tile loop and the gather have released them:

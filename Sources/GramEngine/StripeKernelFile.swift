@@ -173,7 +173,7 @@ final class StripeKernelFile: TileStream {
         struct Job {
             let block: Int
             let contributions: [Contribution]
-            unowned let owner: StripeKernelFile
+            let owner: StripeKernelFile
         }
 
         private let condition = NSCondition()
