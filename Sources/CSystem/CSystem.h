@@ -52,14 +52,17 @@ static inline int ntk_open_write_direct(const char *path) {
 #endif
 }
 
-/// Creates `path` exclusively (O_EXCL, never through a symbolic link, mode 0644) for
-/// writing with O_DIRECT. Returns -1 with errno set: EEXIST when the name is taken, EINVAL
-/// where the file system refuses direct I/O (nothing is then left behind).
-static inline int ntk_open_write_direct_exclusive(const char *path) {
+/// Turns on O_DIRECT for an open file descriptor (fcntl F_SETFL). Returns -1 with errno
+/// set (EINVAL) where the file system refuses direct I/O; the descriptor is then unchanged.
+/// (Opening a new file with O_CREAT | O_DIRECT on such a file system creates the file and
+/// then fails, leaving it behind: create first, then ask for direct I/O.)
+static inline int ntk_set_direct(int fd) {
 #if defined(__linux__) && defined(__O_DIRECT)
-    return open(path, O_WRONLY | O_CLOEXEC | O_CREAT | O_EXCL | O_NOFOLLOW | __O_DIRECT, 0644);
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -1;
+    return fcntl(fd, F_SETFL, flags | __O_DIRECT);
 #else
-    (void)path;
+    (void)fd;
     errno = EINVAL;
     return -1;
 #endif

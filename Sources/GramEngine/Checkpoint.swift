@@ -204,17 +204,18 @@ public struct Checkpoint: Sendable {
     static func isTileName(_ name: String) -> Bool {
         if name.hasPrefix("tiles-") && name.hasSuffix(".log") {
             let middle = name.dropFirst(6).dropLast(4).split(separator: "-", omittingEmptySubsequences: false)
-            return (1...2).contains(middle.count) && middle.allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) }
+            return (1...2).contains(middle.count) && middle.allSatisfy { !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }
         }
         if name.hasPrefix("tile-") && name.hasSuffix(".bin") {
             let digits = name.dropFirst(5).dropLast(4)
-            return !digits.isEmpty && digits.allSatisfy(\.isNumber)
+            return !digits.isEmpty && digits.allSatisfy { $0.isASCII && $0.isNumber }
         }
         return name.hasPrefix(".tile-") && OutputDirectory.isTemporary(name)
     }
 
     /// Whether the file starts with a tile magic of the tool (any format); an empty log
-    /// (its process died before its first record) counts as the tool's.
+    /// (its process died before its first record) counts as the tool's, and so does a log
+    /// whose first record was zeroed by a crash (its first word is 0).
     static func isToolTile(_ path: String) -> Bool {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return false }
@@ -222,7 +223,7 @@ public struct Checkpoint: Sendable {
         var word: UInt64 = 0
         let name = (path as NSString).lastPathComponent
         guard pread(fd, &word, 8, 0) == 8 else { return OutputDirectory.isTemporary(name) || name.hasPrefix("tiles-") }
-        return word == magic || word == formerMagic || word == formatTwoMagic
+        return word == magic || word == formerMagic || word == formatTwoMagic || (word == 0 && name.hasPrefix("tiles-"))
     }
 
     /// Removes the tool's tile files (recognized by name and magic), nothing else.
@@ -277,16 +278,11 @@ public struct Checkpoint: Sendable {
             for attempt in 0..<1000 {
                 let name = attempt == 0 ? "tiles-\(pid).log" : "tiles-\(pid)-\(attempt).log"
                 let candidate = directory + "/" + name
-                var descriptor: Int32 = -1
-                if !buffered {
-                    descriptor = ntk_open_write_direct_exclusive(candidate)
-                    if descriptor >= 0 { direct = true }
-                }
-                if descriptor < 0 && (buffered || errno == EINVAL) {
-                    descriptor = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
-                    direct = false
-                }
+                // Created first, then switched to direct I/O where the file system takes it
+                // (an O_CREAT | O_DIRECT open that fails leaves the new file behind).
+                let descriptor = open(candidate, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
                 if descriptor >= 0 {
+                    direct = !buffered && ntk_set_direct(descriptor) == 0
                     fd = descriptor
                     path = candidate
                     return

@@ -414,6 +414,8 @@ public enum GramJob {
             var stripes = !fillLower && !keepTiles && choice != "mapped"
                 && StripeKernelFile.bufferBytes(plan: plan, entry: entry, dataOffset: kernelDataOffset) <= StripeKernelFile.bufferLimit
                 && plan.tiles.count <= world.tagLimit
+            // Every rank takes the same branch (the environment may differ between ranks).
+            stripes = try world.allreduce(Int32(stripes ? 1 : 0), .min) == 1
             if stripes {
                 let nodeRanks = try world.nodeLocal().size
                 let probe = ntk_open_write_direct(kernelPath)

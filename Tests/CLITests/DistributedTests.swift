@@ -247,20 +247,26 @@ extension ParallelWriteTests {
                 #expect(file == reference, "\(mode) tile \(tile) cross \(cross) ranks \(ranks)")
             }
         }
-        // Stopped mid-run and resumed on another rank count: the same file.
+        // Stopped mid-run (its checkpoint log written through the page cache, as on a file
+        // system without O_DIRECT) and resumed on another rank count (direct): the same file.
         let arguments = ["gram", "--data", dir + "/x.npy", "--model", dir + "/model.json", "--seed", "5", "--eigen", "none",
                          "--tile", "3", "--output-kernel", "full"]
         let reference = dir + "/rows-reference"
         let whole = try Launcher.run(arguments + ["--out", reference], ranks: 2, timeout: 60, environment: ["NTK_KERNEL_WRITER": "mapped"])
         try #require(whole.status == 0, "\(whole.stderr)")
         let out = dir + "/rows-stopped"
-        let job = try ReliabilityTests.startSlow(arguments + ["--out", out], ranks: 2, delayMs: 300, environment: ["NTK_KERNEL_WRITER": "stripes"])
+        let job = try ReliabilityTests.startSlow(arguments + ["--out", out], ranks: 2, delayMs: 300,
+                                                 environment: ["NTK_KERNEL_WRITER": "stripes", "NTK_TEST_BUFFERED_CHECKPOINT": "1"])
         ReliabilityTests.waitForTiles(out, atLeast: 6)
         kill(job.processIdentifier, SIGUSR1)
         #expect(ReliabilityTests.wait(job, seconds: 20) == 75)
         #expect(!FileManager.default.fileExists(atPath: out + "/kernel.npy"))
+        let saved = CheckpointLogs.count(out + "/checkpoint")
+        #expect(saved >= 6)
         let resumed = try Launcher.run(arguments + ["--out", out, "--resume"], ranks: 3, timeout: 60, environment: ["NTK_KERNEL_WRITER": "stripes"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
+        let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/summary.json"))) as? [String: Any]
+        #expect(summary?["tiles_reused"] as? Int == saved)
         #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/kernel.npy")) == Data(contentsOf: URL(fileURLWithPath: reference + "/kernel.npy")))
         let names = try FileManager.default.contentsOfDirectory(atPath: out)
         #expect(!names.contains { $0.hasPrefix(".") }, "\(names)")
