@@ -57,27 +57,8 @@ fail() {
     exit 1
 }
 count_lines() { if [[ -f $1 ]]; then wc -l < "$1"; else echo 0; fi; }
-# Whole tile records in a checkpoint's logs (tiles-*.log: a 64-byte header, magic NTKTILE3,
-# the value count at word 4; the values; zeros to a multiple of 4 KiB).
-tiles_in() {
-    python3 - "$1" <<'PY'
-import os, sys
-count = 0
-directory = sys.argv[1]
-for name in (os.listdir(directory) if os.path.isdir(directory) else []):
-    if not (name.startswith("tiles-") and name.endswith(".log")):
-        continue
-    data = open(os.path.join(directory, name), "rb").read()
-    offset = 0
-    while offset + 64 <= len(data) and data[offset:offset + 8] == b"NTKTILE3":
-        values = int.from_bytes(data[offset + 32:offset + 40], "little")
-        if offset + 64 + 8 * values > len(data):
-            break
-        count += 1
-        offset += (64 + 8 * values + 4095) // 4096 * 4096
-print(count)
-PY
-}
+# Whole tile records in a checkpoint's logs.
+tiles_in() { python3 "$here/checkpoint-tiles.py" "$1"; }
 reused() { sed -n 's/.*"tiles_reused" *: *\([0-9]*\).*/\1/p' "$1/summary.json"; }
 same_files() {  # bitwise comparison of the result files with the reference
     local f

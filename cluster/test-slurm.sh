@@ -159,27 +159,8 @@ wait_state() {  # wait_state JOB RESTARTS: until the job has ended after RESTART
     done
     fail "job $1 did not end within 60 s (state $state, restarts $(field "$1" Restarts))"
 }
-# Whole tile records in a checkpoint's logs (tiles-*.log: a 64-byte header, magic NTKTILE3,
-# the value count at word 4; the values; zeros to a multiple of 4 KiB).
-tiles_in() {
-    python3 - "$1" <<'PY'
-import os, sys
-count = 0
-directory = sys.argv[1]
-for name in (os.listdir(directory) if os.path.isdir(directory) else []):
-    if not (name.startswith("tiles-") and name.endswith(".log")):
-        continue
-    data = open(os.path.join(directory, name), "rb").read()
-    offset = 0
-    while offset + 64 <= len(data) and data[offset:offset + 8] == b"NTKTILE3":
-        values = int.from_bytes(data[offset + 32:offset + 40], "little")
-        if offset + 64 + 8 * values > len(data):
-            break
-        count += 1
-        offset += (64 + 8 * values + 4095) // 4096 * 4096
-print(count)
-PY
-}
+# Whole tile records in a checkpoint's logs.
+tiles_in() { python3 "$here/checkpoint-tiles.py" "$1"; }
 wait_for_tiles() {  # until DIR holds at least N tiles, at most 60 s
     for ((i = 0; i < 600; i++)); do
         (($(tiles_in "$1") >= $2)) && return 0

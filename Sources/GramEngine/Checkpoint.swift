@@ -425,67 +425,14 @@ public struct Checkpoint: Sendable {
 }
 
 extension Checkpoint {
-    /// Saves tiles on a thread of its own, so that the tile loop does not wait for the disk
-    /// (a direct-I/O write returns only when the device has the data). At most `depth`
-    /// tiles wait; `submit` blocks beyond that. The first failure is reported by the next
-    /// `submit` or by `finish`, and no later tile is written.
-    final class BackgroundSaver: @unchecked Sendable {
-        private let checkpoint: Checkpoint
-        private let condition = NSCondition()
-        private var queue: [(index: Int, tile: TilePlan.Tile, values: [Double])] = []
-        private var failure: NTKError? = nil
-        private var closing = false
-        private var stopped = false
-        private let depth: Int
-
-        init(checkpoint: Checkpoint, depth: Int = 4) {
-            self.checkpoint = checkpoint
-            self.depth = depth
-            let thread = Thread { [self] in run() }
-            thread.stackSize = 1 << 20
-            thread.start()
-        }
-
-        /// Queues one finished tile.
-        func submit(index: Int, tile: TilePlan.Tile, values: [Double]) throws(NTKError) {
-            condition.lock()
-            defer { condition.unlock() }
-            while queue.count >= depth && failure == nil { condition.wait() }
-            if let failure { throw failure }
-            queue.append((index, tile, values))
-            condition.broadcast()
-        }
-
-        /// Waits until every queued tile is on disk and ends the thread; throws the first
-        /// failure. Call once, on every path out of the tile loop.
-        func finish() throws(NTKError) {
-            condition.lock()
-            defer { condition.unlock() }
-            closing = true
-            condition.broadcast()
-            while !stopped { condition.wait() }
-            if let failure { throw failure }
-        }
-
-        private func run() {
-            condition.lock()
-            while true {
-                while queue.isEmpty && !closing { condition.wait() }
-                if queue.isEmpty { break }
-                let item = queue.removeFirst()
-                condition.unlock()
-                var error: NTKError? = nil
-                do { try checkpoint.save(index: item.index, tile: item.tile, values: item.values) } catch let e { error = e }
-                condition.lock()
-                if let error, failure == nil {
-                    failure = error
-                    queue.removeAll()
-                }
-                condition.broadcast()
-            }
-            stopped = true
-            condition.broadcast()
-            condition.unlock()
+    /// Saves tiles on a thread of its own (`BackgroundQueue`), so that the tile loop does
+    /// not wait for the disk (a direct-I/O write returns only when the device has the data).
+    /// At most 4 tiles wait; `submit` blocks beyond that. The first failure is reported by
+    /// the next `submit` or by `finish`, and no later tile is written.
+    func backgroundSaver() -> BackgroundQueue<(index: Int, tile: TilePlan.Tile, values: [Double])> {
+        BackgroundQueue(depth: 4) { item in
+            do throws(NTKError) { try save(index: item.index, tile: item.tile, values: item.values) } catch { return error }
+            return nil
         }
     }
 }

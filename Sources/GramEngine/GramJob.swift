@@ -702,7 +702,7 @@ public enum GramJob {
         // A stop request on any rank reaches every rank at its next tile boundary.
         let notice = try StopNotice(world: world)
         // Tiles reach the checkpoint from a thread of its own, while the next ones are computed.
-        let saver = checkpoint.map { Checkpoint.BackgroundSaver(checkpoint: $0) }
+        let saver = checkpoint?.backgroundSaver()
         for (done, index) in mine.enumerated() {
             if let signal = Interruption.requested { try notice.raise(code: signal); stopSignal = signal; break }
             if let code = try notice.poll() { stopSignal = code; break }
@@ -715,7 +715,7 @@ public enum GramJob {
             } else {
                 tileValues = computer.compute(tile)
                 if delay > 0 { usleep(delay * 1000) }
-                do { try saver?.submit(index: index, tile: tile, values: tileValues) } catch { saveError = error; break }
+                do { try saver?.submit((index, tile, tileValues)) } catch { saveError = error; break }
             }
             if let sink {
                 do { try sink(index, tileValues) } catch { saveError = error; break }
@@ -729,7 +729,7 @@ public enum GramJob {
         }
         if mine.isEmpty { progress.update(done: 0) }
         // Every queued tile on disk before any rank reports a stop or moves on.
-        do { try saver?.finish() } catch { if saveError == nil { saveError = error } }
+        if let failure = saver?.finish(), saveError == nil { saveError = failure }
         // Ranks that are done wait for the others without a core, passing on a stop
         // request that arrives meanwhile; then every rank knows whether any rank stopped.
         try notice.waitForAll { () throws(MPIError) in

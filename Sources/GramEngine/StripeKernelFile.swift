@@ -168,7 +168,7 @@ final class StripeKernelFile: TileStream {
         }
     }
 
-    /// The thread that assembles complete row blocks and writes them.
+    /// Assembles complete row blocks and writes them, on a thread of its own.
     final class Writer: @unchecked Sendable {
         struct Job {
             let block: Int
@@ -176,17 +176,13 @@ final class StripeKernelFile: TileStream {
             let owner: StripeKernelFile
         }
 
-        private let condition = NSCondition()
-        private var queue: [Job] = []
-        private var closing = false
-        private var stopped = false
-        private var failure: NTKError? = nil
         private let direct: Int32
         private let buffered: Int32
         private let path: String
         private let buffer: UnsafeMutableRawPointer
+        private var queue: BackgroundQueue<Job>!
+        /// The row blocks written (read after `finish`).
         private(set) var written: Set<Int> = []
-        private(set) var seconds = 0.0
         static let alignment = 4096
 
         init(path: String, capacity: Int) throws {
@@ -205,9 +201,11 @@ final class StripeKernelFile: TileStream {
                 throw NTKError(.software, "cannot allocate a row-block buffer of \(capacity) bytes")
             }
             buffer = pointer
-            let thread = Thread { [self] in run() }
-            thread.stackSize = 1 << 20
-            thread.start()
+            queue = BackgroundQueue { [unowned self] job in
+                if let error = write(job) { return error }
+                written.insert(job.block)
+                return nil
+            }
         }
 
         deinit {
@@ -217,42 +215,15 @@ final class StripeKernelFile: TileStream {
         }
 
         func enqueue(_ job: Job) {
-            condition.lock()
-            queue.append(job)
-            condition.broadcast()
-            condition.unlock()
+            // Unbounded: a failure is reported by `finish`.
+            try? queue.submit(job)
         }
 
         /// Waits for every queued row block and ends the thread; the first failure, if any.
-        func finish() -> NTKError? {
-            condition.lock()
-            defer { condition.unlock() }
-            closing = true
-            condition.broadcast()
-            while !stopped { condition.wait() }
-            return failure
-        }
+        func finish() -> NTKError? { queue.finish() }
 
-        private func run() {
-            condition.lock()
-            while true {
-                while queue.isEmpty && !closing { condition.wait() }
-                if queue.isEmpty { break }
-                let job = queue.removeFirst()
-                let skip = failure != nil
-                condition.unlock()
-                let start = Clock.now
-                let error = skip ? nil : write(job)
-                let elapsed = Clock.seconds(since: start)
-                condition.lock()
-                seconds += elapsed
-                if let error, failure == nil { failure = error }
-                if error == nil && !skip { written.insert(job.block) }
-            }
-            stopped = true
-            condition.broadcast()
-            condition.unlock()
-        }
+        /// Seconds the thread spent assembling and writing row blocks.
+        var seconds: Double { queue.seconds }
 
         private func write(_ job: Job) -> NTKError? {
             let (start, end) = job.owner.range(of: job.block)

@@ -6,6 +6,7 @@ samples in tiles of 4 (21 tiles) take about 4 s and a stop lands in the middle."
 from __future__ import annotations
 
 import _thread
+import importlib.util
 import os
 import shutil
 import threading
@@ -22,22 +23,14 @@ TILES = 21
 
 
 
+
 def _saved_tiles(checkpoint):
-    """The whole tile records in a checkpoint's logs (tiles-*.log: a 64-byte header with the
-    magic NTKTILE3 and the value count at word 4, the values, zeros to a multiple of 4 KiB)."""
-    count = 0
-    for name in os.listdir(checkpoint):
-        if not (name.startswith("tiles-") and name.endswith(".log")):
-            continue
-        data = open(os.path.join(checkpoint, name), "rb").read()
-        offset = 0
-        while offset + 64 <= len(data) and data[offset:offset + 8] == b"NTKTILE3":
-            values = int.from_bytes(data[offset + 32:offset + 40], "little")
-            if offset + 64 + 8 * values > len(data):
-                break
-            count += 1
-            offset += (64 + 8 * values + 4095) // 4096 * 4096
-    return count
+    """The whole tile records in a checkpoint's logs (cluster/checkpoint-tiles.py)."""
+    spec = importlib.util.spec_from_file_location(
+        "checkpoint_tiles", os.path.join(os.path.dirname(__file__), "..", "..", "cluster", "checkpoint-tiles.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.count(checkpoint)
 
 def _after_first_progress_line(action, lines):
     """A progress callback that records lines and runs ``action`` 0.5 s after the first
