@@ -22,7 +22,7 @@ mkdir -p "$work"
 # shellcheck disable=SC2046
 cc -O2 -o "$work/dgemm_peak" scripts/bench/dgemm_peak.c $(pkg-config --cflags --libs lapacke openblas)
 python3 -c "import numpy as np; np.save('$work/x.npy', np.random.default_rng(0).standard_normal(($n, 64)))"
-"$scratch/release/ntk" init --depth 3 --width 512 --input-width 64 --seed 0 --out "$work/p.npz" > /dev/null
+"$scratch/release/ntk" init --depth 3 --width 512 --input-width 64 --seed 0 --out "$work/p.npz" --force > /dev/null
 echo "kernel_phase: machine $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; N = $n, d = 64, 3 x 512 relu, k = 1, --eigen none, $runs runs"
 peak=$(for core in SkylakeX Haswell ""; do
     env ${core:+OPENBLAS_CORETYPE=$core} OPENBLAS_NUM_THREADS=1 "$work/dgemm_peak" 2>/dev/null | sed -n 's/^shape=square2000 .*median_gflops=\([0-9.]*\).*/\1/p'
