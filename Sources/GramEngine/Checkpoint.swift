@@ -143,7 +143,7 @@ public struct Checkpoint: Sendable {
     /// The records of every log in the directory (read at the first load).
     let saved: SavedTiles
 
-    static let alignment = 4096
+    static let alignment = KernelFileOperator.alignment
     static let headerBytes = 8 * headerWords
 
     /// The bytes of a record of `count` values: header, values, zeros to the alignment.

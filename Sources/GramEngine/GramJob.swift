@@ -412,7 +412,7 @@ public enum GramJob {
             // complete in memory-sized pieces, one node, a file system with O_DIRECT.
             let choice = ProcessInfo.processInfo.environment["NTK_KERNEL_WRITER"]
             var stripes = !fillLower && !keepTiles && choice != "mapped"
-                && StripeKernelFile.bufferBytes(plan: plan, entry: entry, dataOffset: kernelDataOffset) <= StripeKernelFile.bufferLimit
+                && StripeKernelFile.bufferBytes(plan: plan, entry: entry) <= StripeKernelFile.bufferLimit
                 && plan.tiles.count <= world.tagLimit
             // Every rank takes the same branch (the environment may differ between ranks).
             stripes = try world.allreduce(Int32(stripes ? 1 : 0), .min) == 1

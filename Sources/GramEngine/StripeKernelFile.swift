@@ -65,10 +65,10 @@ final class StripeKernelFile: TileStream {
         let upper: Bool
     }
 
-    /// Whether the stripe writer can serve this run: the bytes of one row block's buffer.
-    static func bufferBytes(plan: TilePlan, entry: Int, dataOffset: Int) -> Int {
+    /// The bytes of one row block's buffer (with a page of margin at each end).
+    static func bufferBytes(plan: TilePlan, entry: Int) -> Int {
         let rowBytes = 8 * plan.columns * entry * entry
-        return plan.tileSize * rowBytes + 2 * Checkpoint.alignment
+        return plan.tileSize * rowBytes + 2 * Writer.alignment
     }
 
     /// The largest row-block buffer the writer takes (a wider kernel uses the shared mapping).
@@ -94,7 +94,7 @@ final class StripeKernelFile: TileStream {
             expected[block] = plan.columnBlocks
         }
         channel = try TileChannel(world: world)
-        writer = try Writer(path: path, capacity: Self.bufferBytes(plan: plan, entry: entry, dataOffset: dataOffset))
+        writer = try Writer(path: path, capacity: Self.bufferBytes(plan: plan, entry: entry))
     }
 
     func accept(index: Int, values: [Double]) throws(NTKError) {
@@ -183,7 +183,7 @@ final class StripeKernelFile: TileStream {
         private var queue: BackgroundQueue<Job>!
         /// The row blocks written (read after `finish`).
         private(set) var written: Set<Int> = []
-        static let alignment = 4096
+        static let alignment = KernelFileOperator.alignment
 
         init(path: String, capacity: Int) throws {
             self.path = path
