@@ -185,7 +185,6 @@ final class TileComputer {
         guard let network, method == .structured else { return }
         var blocks: [Key] = (0..<plan.rowBlocks).map { Key(columnSet: false, block: $0) }
         if !plan.symmetric { blocks += (0..<plan.columnBlocks).map { Key(columnSet: true, block: $0) } }
-        let k = network.outputCount
         func samples(_ key: Key) -> Range<Int> { key.columnSet ? plan.columnRange(key.block) : plan.rowRange(key.block) }
         var offsets = [0]
         for key in blocks {

@@ -36,7 +36,9 @@ public final class FactorStorage: @unchecked Sendable {
 /// row-major (B, P_l, k, C_out) (for a dense layer (B·k, n_out): row b·k + c belongs to
 /// output c of sample b, and the same rows read as (B, k·n_out) concatenate the k signals
 /// of a sample); then per explicit layer its gradients (B·k, K_l C_out + C_out), W's part
-/// in the file's order then b's; then f(X), row-major (B, k).
+/// in the file's order then b's (for the mean and sum kernels, `NetworkPlan.outputsSummed`,
+/// sample-major instead: per sample (K_l, k C_out) then the bias row, see `gradientRows`);
+/// then f(X), row-major (B, k).
 public struct BatchFactors: Sendable {
     /// B, the number of samples.
     public let count: Int
@@ -247,48 +249,81 @@ extension Network {
             case .explicit:
                 patches[l].withUnsafeBufferPointer { z in
                     gradientRows(l, patches: z.baseAddress!, signals: delta.baseAddress!, sampleStride: k * g.positions * g.fanOut,
-                                 outputStride: g.positions * g.fanOut, signalStride: g.fanOut, count: b, outputs: k, into: gradients(l))
+                                 outputStride: g.positions * g.fanOut, signalStride: g.fanOut, count: b, outputs: k,
+                                 sampleMajor: plan.outputsSummed, into: gradients(l))
                 }
                 patches[l] = []
             }
         }
     }
 
-    /// The gradients of layer l for B samples and k outputs, rows (B·k, K C_out + C_out) at
-    /// `target`: G = (s Zᵀ Δ, t Σ_p δ_p) with Z a sample's patches (P, K) and Δ its signals
-    /// (P, C_out) for one output. The signal of (sample, output c, position p) starts at
-    /// `signals + sample·sampleStride + c·outputStride + p·signalStride`: the walk's layout
-    /// (B·k, P·C_out) or the factor layout (B, P, k, C_out).
+    /// The gradients of layer l for B samples and k outputs at `target`, G = (s Zᵀ Δ, t Σ_p δ_p)
+    /// with Z a sample's patches (P, K) and Δ its signals (P, C_out) for one output. The signal
+    /// of (sample, output c, position p) starts at `signals + sample·sampleStride +
+    /// c·outputStride + p·signalStride`: the walk's layout (B·k, P·C_out) or the factor layout
+    /// (B, P, k, C_out).
+    ///
+    /// Row-wise (the default): rows (B·k, K C_out + C_out), row b·k + c being output c's
+    /// gradient, one product per row. Sample-major (`sampleMajor`, for the mean and sum
+    /// kernels, which only read a sample's k rows together): per sample (K, k C_out) then the
+    /// bias row (k C_out), the same k (K C_out + C_out) values in another order, from one
+    /// product per sample of k times the width, with the signals gathered as (P, k C_out).
+    /// Products through BLAS, s folded into them: every call has the same shape whatever the
+    /// chunk of samples, so a sample's gradient does not depend on how samples are grouped
+    /// (ranks, blocks).
     func gradientRows(_ l: Int, patches: UnsafePointer<Double>, signals: UnsafePointer<Double>, sampleStride: Int, outputStride: Int,
-                      signalStride: Int, count b: Int, outputs k: Int, into target: UnsafeMutablePointer<Double>) {
+                      signalStride: Int, count b: Int, outputs k: Int, sampleMajor: Bool = false,
+                      into target: UnsafeMutablePointer<Double>) {
         let g = geometry[l]
         let p = g.positions, kIn = g.fanIn, cOut = g.fanOut, length = g.parameterCount
+        let s = g.weightScale, t = g.biasScale
         let perSample = p * kIn
-        var transposed = [Double](repeating: 0, count: perSample)
-        transposed.withUnsafeMutableBufferPointer { zt in
+        if sampleMajor && k > 1 {
+            let width = k * cOut
+            // Δ as (P, k C_out): the factor layout already is; the walk's is gathered.
+            let gathered = signalStride == width && outputStride == cOut
+            let buffer = UnsafeMutablePointer<Double>.allocate(capacity: gathered ? 0 : p * width)
+            defer { buffer.deallocate() }
             for sample in 0..<b {
-                let z = patches + sample * perSample
-                if p == 1 {
-                    zt.baseAddress!.update(from: z, count: kIn)
-                } else {
-                    for i in 0..<p { for j in 0..<kIn { zt[j * p + i] = z[i * kIn + j] } }
-                }
-                for c in 0..<k {
-                    let delta = signals + sample * sampleStride + c * outputStride
-                    let row = target + (sample * k + c) * length
-                    InnerProducts.multiply(m: kIn, n: cOut, k: p, a: zt.baseAddress!, lda: p, b: delta, ldb: signalStride,
-                                           c: row, ldc: cOut)
-                    let s = g.weightScale
-                    for e in 0..<(kIn * cOut) { row[e] *= s }
-                    if g.hasBias {
-                        let bias = row + kIn * cOut
-                        for j in 0..<cOut { bias[j] = 0 }
+                var delta = signals + sample * sampleStride
+                if !gathered {
+                    for c in 0..<k {
                         for position in 0..<p {
-                            let d = delta + position * signalStride
-                            for j in 0..<cOut { bias[j] += d[j] }
+                            (buffer + position * width + c * cOut).update(from: delta + c * outputStride + position * signalStride, count: cOut)
                         }
-                        for j in 0..<cOut { bias[j] *= g.biasScale }
                     }
+                    delta = UnsafePointer(buffer)
+                }
+                let out = target + sample * k * length
+                GEMM.multiplyTransposedA(m: kIn, n: width, k: p, alpha: s, a: patches + sample * perSample, lda: kIn,
+                                         b: delta, ldb: width, c: out, ldc: width)
+                if g.hasBias {
+                    let bias = out + kIn * width
+                    bias.update(from: delta, count: width)
+                    for position in 1..<p {
+                        let d = delta + position * width
+                        for j in 0..<width { bias[j] += d[j] }
+                    }
+                    for j in 0..<width { bias[j] *= t }
+                }
+            }
+            return
+        }
+        for sample in 0..<b {
+            let z = patches + sample * perSample
+            for c in 0..<k {
+                let delta = signals + sample * sampleStride + c * outputStride
+                let row = target + (sample * k + c) * length
+                GEMM.multiplyTransposedA(m: kIn, n: cOut, k: p, alpha: s, a: z, lda: kIn, b: delta, ldb: signalStride,
+                                         c: row, ldc: cOut)
+                if g.hasBias {
+                    let bias = row + kIn * cOut
+                    for j in 0..<cOut { bias[j] = 0 }
+                    for position in 0..<p {
+                        let d = delta + position * signalStride
+                        for j in 0..<cOut { bias[j] += d[j] }
+                    }
+                    for j in 0..<cOut { bias[j] *= t }
                 }
             }
         }
@@ -414,6 +449,10 @@ extension Network {
 struct ParameterizedOperation: SampleOperation {
     let layer: Int
 
+    /// Doubles of patch gradients a convolution's backward pass holds at once (512 KiB:
+    /// within a core's L2 cache).
+    static let patchBlock = 1 << 16
+
     func forward(_ current: [Double], walk: inout Network.Walk, keep: Bool) -> [Double] {
         let g = walk.network.geometry[layer], count = walk.count
         let z: [Double]
@@ -449,28 +488,43 @@ struct ParameterizedOperation: SampleOperation {
         if l == 0 { delta.release(); return nil }
         // δ_z = s δ Wᵀ: (B·R·P, C_out) x (C_out, K); W is (K, C_out), so every entry is an
         // inner product of a row of δ with a row of W (the tile kernel). Then back through
-        // the windows (a scatter-add) for a convolution. Computed straight into the slot of
-        // the layer upstream when only in-place operations lie between (they scale it).
+        // the windows (a scatter-add) for a convolution, a few rows at a time so that the
+        // patch gradients stay in the cache. Computed straight into the slot of the layer
+        // upstream when only in-place operations lie between (they scale it).
         let g = walk.network.geometry[l]
         let rows = walk.count * pass.rowsPerSample
         let next = Network.Walk.Signal(count: rows * g.inputPositions * g.channelsIn, at: pass.upstream)
-        let patches = g.windows == nil ? next : Network.Walk.Signal(count: rows * g.positions * g.fanIn, at: nil)
-        walk.network.parameters[l].weights.withUnsafeBufferPointer { w in
-            if walk.blas {
-                GEMM.multiplyTransposed(m: rows * g.positions, n: g.fanIn, k: g.fanOut,
-                                        a: delta.buffer.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
-                                        c: patches.buffer.baseAddress!, ldc: g.fanIn)
-            } else {
-                InnerProducts.multiplyTransposed(m: rows * g.positions, n: g.fanIn, k: g.fanOut,
-                                                 a: delta.buffer.baseAddress!, lda: g.fanOut, b: w.baseAddress!, ldb: g.fanOut,
-                                                 c: patches.buffer.baseAddress!, ldc: g.fanIn)
-            }
-        }
         let s = g.weightScale
-        for e in patches.buffer.indices { patches.buffer[e] *= s }
-        if let windows = g.windows {
-            windows.scatter(patches.buffer.baseAddress!, count: rows, channels: g.channelsIn, into: next.buffer.baseAddress!)
-            patches.release()
+        let blas = walk.blas
+        walk.network.parameters[l].weights.withUnsafeBufferPointer { w in
+            /// s δ Wᵀ for `count` rows (of P positions each) from row `first`, into `into`.
+            func product(first: Int, count: Int, into: UnsafeMutablePointer<Double>) {
+                let a = delta.buffer.baseAddress! + first * g.positions * g.fanOut
+                if blas {
+                    GEMM.multiplyTransposed(m: count * g.positions, n: g.fanIn, k: g.fanOut, alpha: s, a: a, lda: g.fanOut,
+                                            b: w.baseAddress!, ldb: g.fanOut, c: into, ldc: g.fanIn)
+                } else {
+                    InnerProducts.multiplyTransposed(m: count * g.positions, n: g.fanIn, k: g.fanOut, a: a, lda: g.fanOut,
+                                                     b: w.baseAddress!, ldb: g.fanOut, c: into, ldc: g.fanIn)
+                    for e in 0..<(count * g.positions * g.fanIn) { into[e] *= s }
+                }
+            }
+            guard let windows = g.windows else {
+                product(first: 0, count: rows, into: next.buffer.baseAddress!)
+                return
+            }
+            let perRow = g.positions * g.fanIn
+            let step = Swift.max(1, Swift.min(rows, Self.patchBlock / Swift.max(perRow, 1)))
+            let patches = UnsafeMutablePointer<Double>.allocate(capacity: step * perRow)
+            defer { patches.deallocate() }
+            let perInput = g.inputPositions * g.channelsIn
+            var first = 0
+            while first < rows {
+                let count = Swift.min(step, rows - first)
+                product(first: first, count: count, into: patches)
+                windows.scatter(patches, count: count, channels: g.channelsIn, into: next.buffer.baseAddress! + first * perInput)
+                first += count
+            }
         }
         delta.release()
         return next
@@ -506,7 +560,8 @@ extension Network {
     /// Explicit per-sample gradients, row-major (B·k, P): row b·k + c is ∇θ f_c(x_b) in
     /// `flatParameters` order (W0 row-major, b0, W1, …).
     public func gradients(from factors: BatchFactors) -> [Double] {
-        precondition(!geometry.contains(where: \.collapsed), "explicit gradient vectors need every output's signals")
+        precondition(!geometry.contains(where: \.collapsed) && (!plan.outputsSummed || factors.outputCount == 1),
+                     "explicit gradient vectors need every output's signals, row-wise")
         let p = parameterCount
         let k = factors.outputCount
         let b = factors.count

@@ -142,6 +142,10 @@ public struct NetworkPlan: Sendable {
     let operations: [any SampleOperation]
     /// How the layers' forms were chosen.
     public let formChoice: FactorForms
+    /// Whether the tiles sum the k outputs (the mean and sum kernels; `collapseOutputs`):
+    /// an explicit layer's gradients may then be stored sample-major, (K + 1, k C_out) per
+    /// sample, since only a sample's whole row enters the products (`BatchFactors`).
+    public let outputsSummed: Bool
     /// P and the structured factors per sample, as doubles.
     public let parameterCount: Double
     public let factorsPerSample: Double
@@ -178,6 +182,7 @@ public struct NetworkPlan: Sendable {
         self.geometry = geometry
         self.operations = operations
         self.formChoice = forms
+        self.outputsSummed = collapseOutputs
         self.parameterCount = builder.parameterCount
         var factors = Double(k)
         for (g, sizes) in zip(geometry, builder.sizes) {

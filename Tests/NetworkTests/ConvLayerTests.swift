@@ -106,6 +106,53 @@ import Testing
         #expect(try NetworkPlan(spec: flattened, dataShape: [8, 8, 1], collapseOutputs: true).geometry.allSatisfy { !$0.collapsed })
     }
 
+    /// The mean and sum kernels store an explicit layer's gradients sample-major, (K + 1,
+    /// k C_out) per sample from one product; the same values, exactly, as the rows of the
+    /// other kernels (to rounding), and bitwise the same whatever the grouping of the samples
+    /// (ranks, blocks).
+    @Test("sample-major explicit gradients are the row-wise ones reordered, and bitwise the same whatever the grouping of samples")
+    func sampleMajorGradients() throws {
+        let json = #"{"input_shape": [5, 4, 2], "layers": [{"type": "conv", "channels": 6, "kernel": [3, 2], "padding": "SAME", "b_std": 0.3}, {"type": "erf"}, {"type": "conv", "channels": 5, "kernel": [2, 2], "strides": [2, 1], "b_std": 0.2}, {"type": "relu"}, {"type": "flatten"}, {"type": "dense", "width": 3, "b_std": 0.1}]}"#
+        let spec = try ModelSpec.decode(json: Data(json.utf8))
+        let base = Network.initialized(spec: spec, inputShape: [5, 4, 2], seed: 21)
+        let rowWise = base.with(forms: .explicit)
+        let sampleMajor = base.with(forms: .explicit, collapseOutputs: true)
+        #expect(!rowWise.plan.outputsSummed && sampleMajor.plan.outputsSummed)
+        let collapsed = sampleMajor.geometry.contains { $0.collapsed }
+        #expect(!collapsed)
+        let b = 7, k = 3
+        var generator = SystemRandomNumberGenerator()
+        let x = (0..<(b * 40)).map { _ in Double.random(in: -1...1, using: &generator) }
+        let rows = rowWise.factors(x, count: b)
+        let whole = sampleMajor.factors(x, count: b)
+        // The same buffer filled in two groups of samples, as two ranks sharing it would.
+        let count = BatchFactors.storageCount(count: b, outputCount: k, geometry: sampleMajor.geometry)
+        let split = UnsafeMutableBufferPointer<Double>.allocate(capacity: count)
+        defer { split.deallocate() }
+        sampleMajor.factors(x, count: b, into: split, samples: 0..<3)
+        sampleMajor.factors(x, count: b, into: split, samples: 3..<b)
+        for (l, g) in sampleMajor.geometry.enumerated() {
+            let kIn = g.fanIn, c = g.fanOut, length = g.parameterCount
+            let r = rows.withGradients(l) { Array($0) }, s = whole.withGradients(l) { Array($0) }
+            #expect(s == Array(split[whole.gradientRanges[l]]), "layer \(l): grouping")
+            var reordered = [Double](repeating: .nan, count: s.count)
+            for sample in 0..<b {
+                for output in 0..<k {
+                    let row = (sample * k + output) * length
+                    for i in 0...kIn where i < kIn || g.hasBias {
+                        for j in 0..<c {
+                            reordered[sample * k * length + (i * k + output) * c + j] = r[row + i * c + j]
+                        }
+                    }
+                }
+            }
+            // The same dot products over the positions, through products of other widths:
+            // equal up to the order of a few additions (1e-13 of the largest entry).
+            let scale = s.map(abs).max() ?? 0
+            #expect(!reordered.contains { $0.isNaN } && zip(reordered, s).allSatisfy { abs($0 - $1) <= 1e-13 * scale }, "layer \(l)")
+        }
+    }
+
     @Test("converge widens the channels of every hidden conv layer and keeps the readout")
     func widened() throws {
         let spec = try ModelSpec.decode(json: Data(Self.cnn.utf8)).widened(to: 256)
