@@ -143,8 +143,8 @@ public struct NetworkPlan: Sendable {
     /// How the layers' forms were chosen.
     public let formChoice: FactorForms
     /// Whether the tiles sum the k outputs (the mean and sum kernels; `collapseOutputs`):
-    /// an explicit layer's gradients may then be stored sample-major, (K + 1, k C_out) per
-    /// sample, since only a sample's whole row enters the products (`BatchFactors`).
+    /// an explicit layer's gradients may then be stored sample-major, (K, k C_out) and a bias
+    /// row per sample, since only a sample's whole row enters the products (`BatchFactors`).
     public let outputsSummed: Bool
     /// P and the structured factors per sample, as doubles.
     public let parameterCount: Double
