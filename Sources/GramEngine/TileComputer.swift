@@ -31,10 +31,11 @@ final class TileComputer {
         let single: SingleFactors?
         var lastUse: Int
         let bytes: Int
-        init(factors: BatchFactors, gradients: [Double]?, lastUse: Int, single: Bool = false) {
+        /// `single` rounds a private float32 copy; `rounded` is one made elsewhere (shared memory).
+        init(factors: BatchFactors, gradients: [Double]?, lastUse: Int, single: Bool = false, rounded: SingleFactors? = nil) {
             self.factors = factors
             self.gradients = gradients
-            self.single = single ? SingleFactors(factors) : nil
+            self.single = rounded ?? (single ? SingleFactors(factors) : nil)
             self.lastUse = lastUse
             self.bytes = factors.byteCount + 8 * (gradients?.count ?? 0) + (self.single?.byteCount ?? 0)
         }
@@ -198,7 +199,9 @@ final class TileComputer {
         // Shared memory when a node runs several ranks and its /dev/shm (where Open MPI
         // keeps shared windows; a container's may be small) has room, on every node;
         // otherwise every rank keeps a private copy.
-        let room = node.size == 1 || (Self.sharedMemoryRoom() ?? 0) >= bytes + bytes / 8
+        // With float32 products the rounded copy is shared too (half the bytes again).
+        let single = precision == .f32
+        let room = node.size == 1 || (Self.sharedMemoryRoom() ?? 0) >= bytes + (single ? bytes / 2 : 0) + bytes / 8
         let shareable = room && ProcessInfo.processInfo.environment["NTK_TEST_PRIVATE_FACTORS"] == nil
         let sharedEverywhere = try world.allreduce(Int32(shareable ? 0 : 1), .max) == 0
         let base: UnsafeMutableRawPointer?
@@ -281,9 +284,24 @@ final class TileComputer {
             }
         }
         try shared?.memory?.synchronize()
+        // The float32 copy, when the factors are shared: one copy per node too, each rank of
+        // the node rounding an equal share of it (instead of every rank rounding all of it
+        // into memory of its own).
+        var rounded: UnsafeMutableBufferPointer<Float>? = nil
+        if single, shared?.memory != nil, let node = shared?.node {
+            let floats = try SharedMemory(node: node, byteCount: 4 * all.count)
+            roundedMemory = floats
+            let buffer = UnsafeMutableBufferPointer(start: floats.base?.assumingMemoryBound(to: Float.self), count: all.count)
+            let share = (all.count + node.size - 1) / node.size
+            let lower = Swift.min(node.rank * share, all.count), upper = Swift.min(lower + share, all.count)
+            SingleFactors.round(UnsafeBufferPointer(rebasing: all[lower..<upper]), into: UnsafeMutableBufferPointer(rebasing: buffer[lower..<upper]))
+            try floats.synchronize()
+            rounded = buffer
+        }
         for (b, key) in blocks.enumerated() {
             let factors = network.factors(count: samples(key).count, storage: FactorStorage(borrowing: UnsafeBufferPointer(slot(b))))
-            let made = Entry(factors: factors, gradients: nil, lastUse: 0, single: precision == .f32)
+            let copy = rounded.map { SingleFactors(factors, borrowing: UnsafeBufferPointer(rebasing: $0[offsets[b]..<offsets[b + 1]])) }
+            let made = Entry(factors: factors, gradients: nil, lastUse: 0, single: single, rounded: copy)
             cache[key] = made
             cachedBytes += made.bytes
         }
@@ -299,6 +317,8 @@ final class TileComputer {
     /// The memory of `preload` (shared by the node's ranks, or private to this rank), and
     /// the communicators it was made with.
     private var shared: (memory: SharedMemory?, region: LargeRegion?, node: Communicator, across: Communicator)? = nil
+    /// The node's shared float32 copy of that memory (`Precision.f32`).
+    private var roundedMemory: SharedMemory? = nil
 
     /// Drops the cached per-sample quantities and frees the memory `preload` shares.
     /// Collective when `preload` ran (every rank calls it, after its last tile).
@@ -307,6 +327,10 @@ final class TileComputer {
         cachedBytes = 0
         guard let shared else { return }
         self.shared = nil
+        if let roundedMemory {
+            self.roundedMemory = nil
+            try roundedMemory.free()
+        }
         try shared.memory?.free()
         shared.region?.free()
         shared.across.free()

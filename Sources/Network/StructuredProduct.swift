@@ -1,23 +1,44 @@
 import TileKernels
 
-/// Per-sample factors rounded to float32, for tile products in float32 (`--precision f32`).
-public struct SingleFactors: Sendable {
-    /// Z_l, δ_l and the explicit gradients of each layer, in the layout of `BatchFactors`
-    /// (empty where the layer's form keeps no such part).
-    let inputs: [[Float]]
-    let signals: [[Float]]
-    let gradients: [[Float]]
+/// Per-sample factors rounded to float32, for tile products in float32 (`--precision f32`):
+/// the whole `BatchFactors` buffer rounded entry by entry, in one buffer of its own or in
+/// memory that outlives it (shared by the ranks of a node).
+public final class SingleFactors: @unchecked Sendable {
+    /// The rounded buffer, in the layout of `BatchFactors` (`factors`' ranges apply).
+    let buffer: UnsafeBufferPointer<Float>
+    private let owned: UnsafeMutableBufferPointer<Float>?
+    let factors: BatchFactors
 
+    /// A copy of `factors` rounded to float32, owned.
     public init(_ factors: BatchFactors) {
-        inputs = factors.inputRanges.indices.map { l in factors.withInputs(l) { $0.map(Float.init) } }
-        signals = factors.signalRanges.indices.map { l in factors.withSignals(l) { $0.map(Float.init) } }
-        gradients = factors.gradientRanges.indices.map { l in factors.withGradients(l) { $0.map(Float.init) } }
+        let copy = UnsafeMutableBufferPointer<Float>.allocate(capacity: factors.storage.buffer.count)
+        Self.round(factors.storage.buffer, into: copy)
+        self.owned = copy
+        self.buffer = UnsafeBufferPointer(copy)
+        self.factors = factors
     }
 
-    /// Bytes held.
-    public var byteCount: Int {
-        4 * ([inputs, signals, gradients].joined().reduce(0) { $0 + $1.count })
+    /// `factors` rounded to float32 in `borrowing` (filled by `round`; it must outlive this value).
+    public init(_ factors: BatchFactors, borrowing: UnsafeBufferPointer<Float>) {
+        precondition(borrowing.count == factors.storage.buffer.count)
+        self.owned = nil
+        self.buffer = borrowing
+        self.factors = factors
     }
+
+    deinit { owned?.deallocate() }
+
+    /// Rounds `source` to float32 into `target` (of the same length).
+    public static func round(_ source: UnsafeBufferPointer<Double>, into target: UnsafeMutableBufferPointer<Float>) {
+        precondition(source.count == target.count)
+        for e in source.indices { target[e] = Float(source[e]) }
+    }
+
+    /// Bytes held (0 when borrowed).
+    public var byteCount: Int { 4 * (owned?.count ?? 0) }
+
+    /// The rounded values from the start of `range` (a range of `factors`).
+    func part(_ range: Range<Int>) -> UnsafePointer<Float> { buffer.baseAddress! + range.lowerBound }
 }
 
 /// The operands of one layer's products for two blocks: float64 factors, or their float32
@@ -58,18 +79,14 @@ extension Network {
     private func withOperands<R>(_ part: Part, _ l: Int, _ a: BatchFactors, _ b: BatchFactors,
                                  single: (rows: SingleFactors, columns: SingleFactors)?, _ body: (Operands) -> R) -> R {
         if let single {
-            func array(_ s: SingleFactors) -> [Float] {
+            func pointer(_ s: SingleFactors) -> UnsafePointer<Float> {
                 switch part {
-                case .inputs: return s.inputs[l]
-                case .signals: return s.signals[l]
-                case .gradients: return s.gradients[l]
+                case .inputs: return s.part(s.factors.inputRanges[l])
+                case .signals: return s.part(s.factors.signalRanges[l])
+                case .gradients: return s.part(s.factors.gradientRanges[l])
                 }
             }
-            return array(single.rows).withUnsafeBufferPointer { x in
-                array(single.columns).withUnsafeBufferPointer { y in
-                    body(Operands(a32: x.baseAddress!, b32: y.baseAddress!))
-                }
-            }
+            return withExtendedLifetime(single) { body(Operands(a32: pointer(single.rows), b32: pointer(single.columns))) }
         }
         func with(_ f: BatchFactors, _ inner: (UnsafeBufferPointer<Double>) -> R) -> R {
             switch part {
